@@ -1,0 +1,7 @@
+export type LockResult = { readonly acquired: true } | { readonly acquired: false; readonly heldBy: string; readonly since: string };
+
+/** Only one failover at a time per cluster. Re-acquiring with the same owner succeeds (resume after a crash). */
+export interface FailoverLock {
+  acquire(clusterId: string, owner: string, ttlSeconds: number): Promise<LockResult>;
+  release(clusterId: string, owner: string): Promise<void>;
+}

@@ -1,0 +1,6 @@
+export * from './database-probe.js';
+export * from './cluster-control.js';
+export * from './worker-control.js';
+export * from './notifier.js';
+export * from './clock.js';
+export * from './failover-lock.js';

@@ -1,0 +1,33 @@
+import type { ForkPoint } from './cluster-control.js';
+
+export interface WorkerRef {
+  /** EC2 instance id, or the local worker's name. */
+  readonly id: string;
+}
+
+/** What a drain re-sends: rows synced on the fork point's timeline above its LSN (plus every pending row), or, with no fork point, everything synced within the window. */
+export type DrainRequest =
+  | { readonly forkPoint: ForkPoint; readonly windowSeconds?: undefined }
+  | { readonly forkPoint?: undefined; readonly windowSeconds: number };
+
+/** The JSON summary `rds-failover-agent drain --json` prints. */
+export interface DrainSummary {
+  readonly examined: number;
+  readonly resent: number;
+  readonly inserted: number;
+  readonly alreadyPresent: number;
+  readonly remainingPending: number;
+}
+
+export type DrainStatus =
+  | { readonly state: 'pending' }
+  | { readonly state: 'done'; readonly summary: DrainSummary }
+  | { readonly state: 'failed'; readonly error: string };
+
+/** Runs the agent's drain on every worker (SSM SendCommand in AWS, the agent CLI locally). */
+export interface WorkerControl {
+  listWorkers(): Promise<readonly WorkerRef[]>;
+  /** Start a drain on one worker; returns a handle to poll (SSM command id, local job id). */
+  startDrain(workerId: string, request: DrainRequest): Promise<string>;
+  drainStatus(workerId: string, handle: string): Promise<DrainStatus>;
+}
