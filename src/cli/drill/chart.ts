@@ -58,7 +58,7 @@ export function renderDrillChart(result: DrillResult): string {
 
   // Series.
   parts.push(`<path d="${path(series.acknowledged)}" fill="none" stroke="#111" stroke-width="2"/>`);
-  Object.entries(series.committed).forEach(([node, values], i) => {
+  Object.values(series.committed).forEach((values, i) => {
     parts.push(`<path d="${path(values)}" fill="none" stroke="${NODE_COLOURS[i % NODE_COLOURS.length]}" stroke-width="1.5"/>`);
   });
 
