@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { chown, rm, writeFile } from 'node:fs/promises';
@@ -666,6 +667,10 @@ export class LocalCluster {
   }
 }
 
+function canEnter(dir: string, user: PgOsUser): boolean {
+  return spawnSync('test', ['-x', dir], { uid: user.uid, gid: user.gid }).status === 0;
+}
+
 async function retry<T>(fn: () => Promise<T>, attempts: number): Promise<T> {
   for (let i = 1; ; i++) {
     try {
@@ -689,7 +694,15 @@ function prepareBaseDir(baseDir: string | undefined, osUser: PgOsUser | null): s
     }
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
-  // root-owned 0700 would keep the PostgreSQL OS user out; it only needs to pass through.
-  if (osUser) chmodSync(dir, 0o711);
+  if (osUser) {
+    // root-owned 0700 would keep the PostgreSQL OS user out; it only needs to pass through.
+    chmodSync(dir, 0o711);
+    if (!canEnter(dir, osUser)) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(
+        `the PostgreSQL OS user ${osUser.name} cannot enter ${dir}: make every parent directory traversable (chmod o+x) or choose a baseDir elsewhere`,
+      );
+    }
+  }
   return dir;
 }
