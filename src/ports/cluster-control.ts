@@ -35,6 +35,18 @@ export interface FenceResult {
   /** The node answered and was set read-only; 'unreachable' when it did not answer. */
   readonly readOnly: boolean | 'unreachable';
   readonly sessionsTerminated: number;
+  /** The node's WAL position read right after writes were fenced (pg_current_wal_lsn()); absent when it did not answer. */
+  readonly lsn?: Lsn;
+  /** Why isolation or read-only could not be achieved, for the operator. */
+  readonly detail?: string;
+}
+
+export interface FenceOptions {
+  /**
+   * Only stop writes (read-only + terminate client sessions) and keep the node reachable, so replicas can
+   * still stream from it: a switchover fences writes first and isolates after the candidate caught up.
+   */
+  readonly writesOnly?: boolean;
 }
 
 export type OperationStatus =
@@ -49,7 +61,12 @@ export type OperationStatus =
 export interface ClusterControl {
   topology(): Promise<Topology>;
   /** Cut the node off from clients so it can never accept another write (no split brain). */
-  fence(nodeId: string): Promise<FenceResult>;
+  fence(nodeId: string, options?: FenceOptions): Promise<FenceResult>;
+  /**
+   * Undo a writes-only fence (a switchover that failed before promotion gives the primary back its writes).
+   * Optional: without it the failure notification tells the operator to do it by hand.
+   */
+  unfence?(nodeId: string): Promise<void>;
   /** Start promoting a replica; a no-op when it is already promoted or promoting. */
   promote(nodeId: string): Promise<void>;
   /** 'done' once the node is available and accepts writes. */

@@ -4,3 +4,4 @@ export * from './worker-control.js';
 export * from './notifier.js';
 export * from './clock.js';
 export * from './failover-lock.js';
+export * from './runbook-journal.js';
