@@ -1,0 +1,308 @@
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
+import type { StreamConfig } from './config.js';
+import type { HistoryRange, RecordedFork } from './lineage.js';
+import { SCHEMA_SQL, SCHEMA_VERSION } from './outbox-schema.js';
+import { RowRejectedError, validateRow } from './row-validation.js';
+
+/** Where a batch was committed: the writer's timeline and an upper bound of the commit's LSN. */
+export interface SyncMarker {
+  readonly timelineId: number;
+  readonly lsn: Lsn;
+}
+
+export interface OutboxRow {
+  readonly seq: number;
+  readonly stream: string;
+  readonly id: string;
+  readonly payload: string;
+}
+
+export interface AppendResult {
+  readonly ids: string[];
+  /** The first rejected row (index into the input) and why; rows before it are committed. */
+  readonly rejected?: { readonly index: number; readonly error: RowRejectedError };
+}
+
+/** Which synced rows a drain re-sends (pending rows are always re-sent). */
+export type ResendSelection =
+  | { readonly kind: 'outside-history'; readonly ranges: readonly HistoryRange[] }
+  | { readonly kind: 'synced-since'; readonly sinceMs: number };
+
+export interface OutboxCounts {
+  readonly pendingRows: number;
+  readonly oldestPendingCreatedAtMs: number | null;
+  readonly pendingByStream: Record<string, number>;
+  readonly syncedRows: number;
+  readonly syncedBeforeMs: number;
+  readonly rejectedRows: number;
+}
+
+/**
+ * The SQLite outbox. Every method is synchronous (better-sqlite3): an append returns after its commit
+ * is on disk (WAL, synchronous=FULL). Several processes may open the same file.
+ */
+export class Outbox {
+  private readonly db: Database.Database;
+  private readonly insertRow: Database.Statement<[string, string, string, number]>;
+  private readonly existingRow: Database.Statement<[string, string], { payload: string }>;
+  private readonly markRow: Database.Statement<[number, number, number, number]>;
+
+  static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean } = {}): Outbox {
+    if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    const db = new Database(file, { timeout: options.busyTimeoutMs ?? 5000 });
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      ensureSchema(db);
+      return new Outbox(db, file);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  private constructor(
+    db: Database.Database,
+    readonly file: string,
+  ) {
+    this.db = db;
+    this.insertRow = db.prepare('INSERT INTO outbox (stream, id, payload, created_at_ms) VALUES (?, ?, ?, ?) ON CONFLICT (stream, id) DO NOTHING');
+    this.existingRow = db.prepare('SELECT payload FROM outbox WHERE stream = ? AND id = ?');
+    this.markRow = db.prepare(
+      "UPDATE outbox SET state = 'synced', synced_at_ms = ?, marker_timeline = ?, marker_lsn = ?, error = NULL WHERE seq = ? AND state <> 'rejected'",
+    );
+  }
+
+  /**
+   * Validates and commits rows in one durable transaction, stopping at the first rejected row (the rows
+   * before it stay committed). Re-appending an id with the same payload acknowledges it again; with a
+   * different payload it is rejected, since the sink would keep only the first.
+   */
+  appendMany(streamName: string, stream: StreamConfig | undefined, rows: readonly unknown[], nowMs = Date.now()): AppendResult {
+    const ids: string[] = [];
+    let rejected: AppendResult['rejected'];
+    this.db
+      .transaction(() => {
+        for (let index = 0; index < rows.length; index++) {
+          try {
+            const row = validateRow(streamName, stream, rows[index]);
+            if (this.insertRow.run(streamName, row.id, row.payload, nowMs).changes === 0) {
+              const existing = this.existingRow.get(streamName, row.id);
+              if (existing && existing.payload !== row.payload) {
+                throw new RowRejectedError(`id '${row.id}' is already in the buffer for stream '${streamName}' with a different payload`);
+              }
+            }
+            ids.push(row.id);
+          } catch (error) {
+            if (!(error instanceof RowRejectedError)) throw error;
+            rejected = { index, error };
+            return;
+          }
+        }
+      })
+      .immediate();
+    return { ids, rejected };
+  }
+
+  append(streamName: string, stream: StreamConfig | undefined, row: unknown, nowMs = Date.now()): string {
+    const result = this.appendMany(streamName, stream, [row], nowMs);
+    if (result.rejected) throw result.rejected.error;
+    return result.ids[0]!;
+  }
+
+  /** The oldest pending rows of the given streams (rows of streams not configured here stay pending). */
+  pendingBatch(streams: readonly string[], limit: number, afterSeq = 0): OutboxRow[] {
+    return this.db
+      .prepare<[number, string, number], OutboxRow>(
+        `SELECT seq, stream, id, payload FROM outbox
+         WHERE state = 'pending' AND seq > ? AND stream IN (SELECT value FROM json_each(?))
+         ORDER BY seq LIMIT ?`,
+      )
+      .all(afterSeq, JSON.stringify(streams), limit);
+  }
+
+  /** Records that these rows are committed on the writer at `marker` (and, in the same transaction, agent state). */
+  markSynced(seqs: readonly number[], marker: SyncMarker, syncedAtMs = Date.now(), state?: Record<string, unknown>): void {
+    const lsn = lsnToInteger(marker.lsn);
+    this.db.transaction(() => {
+      for (const seq of seqs) this.markRow.run(syncedAtMs, marker.timelineId, lsn, seq);
+      if (state) this.setState(state);
+    })();
+  }
+
+  /** A row PostgreSQL (or validation) refuses for its content: kept, never sent again until re-queued. */
+  markRejected(seq: number, error: string): void {
+    this.db.prepare("UPDATE outbox SET state = 'rejected', error = ? WHERE seq = ? AND state = 'pending'").run(error, seq);
+  }
+
+  maxSeq(): number {
+    return this.db.prepare<[], { m: number | null }>('SELECT max(seq) AS m FROM outbox').get()!.m ?? 0;
+  }
+
+  /** Rows a drain examines: every pending or synced row up to `maxSeq`. */
+  countExamined(maxSeq: number): number {
+    return this.db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM outbox WHERE seq <= ? AND state IN ('pending', 'synced')").get(maxSeq)!.n;
+  }
+
+  /** The next rows a drain re-sends: pending rows of the given streams, plus synced rows the selection picks. */
+  resendBatch(streams: readonly string[], selection: ResendSelection, afterSeq: number, maxSeq: number, limit: number): (OutboxRow & { state: 'pending' | 'synced' })[] {
+    const { sql, params } = resendPredicate(selection);
+    return this.db
+      .prepare(
+        `SELECT seq, stream, id, payload, state FROM outbox
+         WHERE seq > ? AND seq <= ? AND stream IN (SELECT value FROM json_each(?))
+           AND (state = 'pending' OR (state = 'synced' AND ${sql}))
+         ORDER BY seq LIMIT ?`,
+      )
+      .all(afterSeq, maxSeq, JSON.stringify(streams), ...params, limit) as (OutboxRow & { state: 'pending' | 'synced' })[];
+  }
+
+  pendingCount(): number {
+    return this.db.prepare<[], { n: number }>("SELECT count(*) AS n FROM outbox WHERE state = 'pending'").get()!.n;
+  }
+
+  /** Deletes up to `limit` synced rows synced before `beforeMs` whose marker lies in `ranges`; returns how many. */
+  pruneChunk(ranges: readonly HistoryRange[], beforeMs: number, limit: number): number {
+    if (ranges.length === 0) return 0;
+    const { sql, params } = rangesPredicate(ranges);
+    return this.db
+      .prepare(
+        `DELETE FROM outbox WHERE seq IN (
+           SELECT seq FROM outbox WHERE state = 'synced' AND synced_at_ms < ? AND (${sql}) LIMIT ?)`,
+      )
+      .run(beforeMs, ...params, limit).changes;
+  }
+
+  counts(syncedBeforeMs: number): OutboxCounts {
+    const pending = this.db
+      .prepare<[], { stream: string; n: number; oldest: number }>(
+        "SELECT stream, count(*) AS n, min(created_at_ms) AS oldest FROM outbox WHERE state = 'pending' GROUP BY stream",
+      )
+      .all();
+    const pendingByStream: Record<string, number> = {};
+    for (const p of pending) pendingByStream[p.stream] = p.n;
+    const oldest = pending.length === 0 ? null : Math.min(...pending.map((p) => p.oldest));
+    const count = (sql: string, ...params: number[]) => this.db.prepare<number[], { n: number }>(sql).get(...params)!.n;
+    return {
+      pendingRows: pending.reduce((sum, p) => sum + p.n, 0),
+      oldestPendingCreatedAtMs: oldest,
+      pendingByStream,
+      syncedRows: count("SELECT count(*) AS n FROM outbox WHERE state = 'synced'"),
+      syncedBeforeMs: count("SELECT count(*) AS n FROM outbox WHERE state = 'synced' AND synced_at_ms < ?", syncedBeforeMs),
+      rejectedRows: count("SELECT count(*) AS n FROM outbox WHERE state = 'rejected'"),
+    };
+  }
+
+  /** Every row with its state and marker, for tests and tooling that audit the buffer. */
+  rows(): { seq: number; stream: string; id: string; state: string; markerTimeline: number | null; markerLsn: Lsn | null; error: string | null }[] {
+    return this.db
+      .prepare<[], { seq: number; stream: string; id: string; state: string; marker_timeline: number | null; marker_lsn: number | null; error: string | null }>(
+        'SELECT seq, stream, id, state, marker_timeline, marker_lsn, error FROM outbox ORDER BY seq',
+      )
+      .all()
+      .map((r) => ({
+        seq: r.seq,
+        stream: r.stream,
+        id: r.id,
+        state: r.state,
+        markerTimeline: r.marker_timeline,
+        markerLsn: r.marker_lsn === null ? null : formatLsn(BigInt(r.marker_lsn)),
+        error: r.error,
+      }));
+  }
+
+  getState<T>(key: string): T | undefined {
+    const row = this.db.prepare<[string], { value: string }>('SELECT value FROM agent_state WHERE key = ?').get(key);
+    return row === undefined ? undefined : (JSON.parse(row.value) as T);
+  }
+
+  setState(values: Record<string, unknown>): void {
+    const upsert = this.db.prepare('INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.db.transaction(() => {
+      for (const [key, value] of Object.entries(values)) upsert.run(key, JSON.stringify(value ?? null));
+    })();
+  }
+
+  recordedForks(): RecordedFork[] {
+    return this.db
+      .prepare<[], { timeline: number; fork_lsn: number; next_timeline: number }>('SELECT timeline, fork_lsn, next_timeline FROM timeline_forks')
+      .all()
+      .map((f) => ({ timelineId: f.timeline, forkLsn: BigInt(f.fork_lsn), nextTimelineId: f.next_timeline }));
+  }
+
+  /** Remembers a drained fork; a second record for the same timeline keeps the lower (safer) LSN. */
+  recordFork(fork: RecordedFork, nowMs = Date.now()): void {
+    this.db
+      .prepare(
+        `INSERT INTO timeline_forks (timeline, fork_lsn, next_timeline, recorded_at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (timeline) DO UPDATE SET fork_lsn = min(fork_lsn, excluded.fork_lsn), next_timeline = excluded.next_timeline,
+           recorded_at_ms = excluded.recorded_at_ms`,
+      )
+      .run(fork.timelineId, Number(fork.forkLsn), fork.nextTimelineId, nowMs);
+  }
+
+  /** TRUNCATE checkpoint; `busy` when a reader or writer kept it from completing. */
+  checkpoint(): { busy: boolean; walFrames: number; checkpointedFrames: number } {
+    const [row] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+    return { busy: row!.busy !== 0, walFrames: row!.log, checkpointedFrames: row!.checkpointed };
+  }
+
+  /** Problems `PRAGMA integrity_check` reports (empty when healthy). */
+  integrityProblems(): string[] {
+    const rows = this.db.pragma('integrity_check') as { integrity_check: string }[];
+    return rows.map((r) => r.integrity_check).filter((r) => r !== 'ok');
+  }
+
+  journalMode(): string {
+    return String(this.db.pragma('journal_mode', { simple: true }));
+  }
+
+  /** Bytes of the database file plus its -wal and -shm files. */
+  fileBytes(): number {
+    return ['', '-wal', '-shm'].reduce((sum, suffix) => {
+      try {
+        return sum + statSync(this.file + suffix).size;
+      } catch {
+        return sum;
+      }
+    }, 0);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export function lsnToInteger(lsn: Lsn): number {
+  return Number(parseLsn(lsn));
+}
+
+function ensureSchema(db: Database.Database): void {
+  const version = Number(db.pragma('user_version', { simple: true }));
+  if (version === SCHEMA_VERSION) return;
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`buffer schema version ${version} is newer than this agent understands (${SCHEMA_VERSION}): upgrade the agent`);
+  }
+  db.transaction(() => {
+    db.exec(SCHEMA_SQL);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
+
+function rangesPredicate(ranges: readonly HistoryRange[]): { sql: string; params: number[] } {
+  return {
+    sql: ranges.map(() => '(marker_timeline = ? AND marker_lsn <= ?)').join(' OR '),
+    params: ranges.flatMap((r) => [r.timelineId, Number(r.maxLsn)]),
+  };
+}
+
+function resendPredicate(selection: ResendSelection): { sql: string; params: number[] } {
+  if (selection.kind === 'synced-since') return { sql: 'synced_at_ms >= ?', params: [selection.sinceMs] };
+  if (selection.ranges.length === 0) return { sql: '1', params: [] };
+  const inHistory = rangesPredicate(selection.ranges);
+  return { sql: `NOT (${inHistory.sql})`, params: inHistory.params };
+}

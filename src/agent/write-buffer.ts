@@ -1,0 +1,201 @@
+import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { DrainRequest, DrainSummary } from '../ports/worker-control.js';
+import { checkpoint, type CheckpointResult } from './checkpoint.js';
+import { parseWriterUrl, type AgentConfig, type WriterSourceConfig } from './config.js';
+import { drain } from './drain.js';
+import { errorMessage, silentLog, type AgentLog } from './log.js';
+import { MetricsPublisher } from './metrics-publisher.js';
+import { Outbox, type AppendResult } from './outbox.js';
+import { prune, type PruneResult } from './retention.js';
+import type { InsertMethod } from './sink.js';
+import { bufferStatus, type BufferStatus } from './status.js';
+import { SyncEngine, type SyncPassResult } from './sync-engine.js';
+import { SyncLoop } from './sync-loop.js';
+import { createWriterSource, type WriterSource, type WriterTarget } from './writer-source.js';
+
+export interface WriteBufferOptions {
+  readonly bufferPath: string;
+  readonly config: AgentConfig;
+  /** Overrides the config's writer source (the CLI's --writer). */
+  readonly writerUrl?: string;
+  readonly log?: AgentLog;
+  /** Only for commands that must not create a missing buffer (status, checkpoint, drain, prune). */
+  readonly mustExist?: boolean;
+  readonly insertMethod?: InsertMethod;
+  readonly secretsManager?: SecretsManagerClient;
+  readonly cloudWatch?: CloudWatchClient;
+}
+
+export interface Daemon {
+  /** Finishes the in-flight batch and stops syncing (SIGTERM). */
+  stop(): Promise<void>;
+  /** Re-reads the writer now, even during a backoff wait (SIGHUP). */
+  retryNow(): void;
+}
+
+/**
+ * The worker write buffer for Node callers: `append` returns the row's id once it is durable in the local
+ * SQLite file; the daemon (or `syncOnce`) moves rows to PostgreSQL; `drain` re-sends after a failover.
+ * Other processes may append to the same file at the same time (CLI, Python, another WriteBuffer).
+ */
+export class WriteBuffer {
+  readonly outbox: Outbox;
+  private config: AgentConfig;
+  private writerImpl: WriterSource | undefined;
+  private writerGeneration = 0;
+  private loop: SyncLoop | null = null;
+  private readonly log: AgentLog;
+
+  static open(options: WriteBufferOptions): WriteBuffer {
+    return new WriteBuffer(options);
+  }
+
+  private constructor(private readonly options: WriteBufferOptions) {
+    this.config = options.config;
+    this.log = options.log ?? silentLog;
+    if (options.writerUrl !== undefined) parseWriterUrl(options.writerUrl, '--writer');
+    this.outbox = Outbox.open(options.bufferPath, { busyTimeoutMs: options.config.busyTimeoutMs, mustExist: options.mustExist });
+  }
+
+  /** Validates and durably stores one row; returns its id. Throws RowRejectedError (nothing written) on bad input. */
+  append(stream: string, row: unknown): string {
+    const id = this.outbox.append(stream, this.config.streams[stream], row);
+    this.loop?.wake();
+    return id;
+  }
+
+  /** Stores rows in one durable transaction up to the first rejected row (see AppendResult). */
+  appendMany(stream: string, rows: readonly unknown[]): AppendResult {
+    const result = this.outbox.appendMany(stream, this.config.streams[stream], rows);
+    if (result.ids.length > 0) this.loop?.wake();
+    return result;
+  }
+
+  /** Sends every pending row once; a failure is recorded in the buffer (status) and thrown. */
+  async syncOnce(): Promise<SyncPassResult> {
+    const engine = this.engine();
+    try {
+      return await engine.syncPending();
+    } catch (error) {
+      await engine.recordFailure(error);
+      throw error;
+    } finally {
+      await engine.close();
+    }
+  }
+
+  async drain(request: DrainRequest): Promise<DrainSummary> {
+    const engine = this.engine();
+    try {
+      return await drain(request, { outbox: this.outbox, engine, config: this.config, log: this.log });
+    } finally {
+      await engine.close();
+    }
+  }
+
+  async prune(): Promise<PruneResult> {
+    const engine = this.engine();
+    try {
+      return await prune(this.outbox, engine, this.config);
+    } finally {
+      await engine.close();
+    }
+  }
+
+  checkpoint(): Promise<CheckpointResult> {
+    return checkpoint(this.outbox);
+  }
+
+  status(): BufferStatus {
+    return bufferStatus(this.outbox, this.config);
+  }
+
+  /** Replaces the configuration (SIGHUP); a changed writer source takes effect before the next batch. */
+  reloadConfig(config: AgentConfig): void {
+    const writerChanged = JSON.stringify(config.writer) !== JSON.stringify(this.config.writer);
+    this.config = config;
+    if (writerChanged) {
+      this.writerImpl = undefined;
+      this.writerGeneration += 1;
+    }
+    this.writerImpl?.invalidate();
+    this.loop?.retryNow();
+  }
+
+  /** Runs the sync loop in this process (plus periodic prune and, when enabled, CloudWatch metrics). */
+  startDaemon(options: { random?: () => number } = {}): Daemon {
+    if (this.loop !== null) throw new Error('the daemon is already running for this buffer');
+    const engine = this.engine();
+    let nextPruneAt = Date.now() + this.config.retention.pruneIntervalSeconds * 1000;
+    const loop = new SyncLoop({
+      engine,
+      config: () => this.config,
+      log: this.log,
+      random: options.random,
+      betweenPasses: async () => {
+        if (Date.now() < nextPruneAt) return;
+        nextPruneAt = Date.now() + this.config.retention.pruneIntervalSeconds * 1000;
+        const result = await prune(this.outbox, engine, this.config);
+        if (result.pruned > 0 || result.skippedBecause !== null) this.log('info', 'prune', { ...result });
+      },
+    });
+    this.loop = loop;
+    const stopMetrics = this.startMetrics(engine);
+    const running = loop.start();
+    running.catch((error) => this.log('error', 'sync loop crashed', { error: errorMessage(error) }));
+    return {
+      stop: async () => {
+        stopMetrics();
+        await loop.stop();
+        this.loop = null;
+      },
+      retryNow: () => {
+        this.writerImpl?.invalidate();
+        loop.retryNow();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.loop?.stop();
+    this.loop = null;
+    this.outbox.close();
+  }
+
+  private startMetrics(engine: SyncEngine): () => void {
+    if (!this.config.metrics.enabled) return () => undefined;
+    const publisher = new MetricsPublisher(this.config.metrics, this.options.cloudWatch);
+    const timer = setInterval(() => {
+      publisher.publish(this.status(), engine.syncErrors).catch((error) => this.log('warn', 'metrics not published', { error: errorMessage(error) }));
+    }, this.config.metrics.intervalSeconds * 1000);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  private engine(): SyncEngine {
+    return new SyncEngine(this.outbox, () => this.config, this.writerView(), this.log, { insertMethod: this.options.insertMethod });
+  }
+
+  private writerSourceConfig(): WriterSourceConfig | undefined {
+    return this.options.writerUrl !== undefined ? { kind: 'url', url: this.options.writerUrl } : this.config.writer;
+  }
+
+  private currentWriter(): WriterSource {
+    this.writerImpl ??= createWriterSource(this.writerSourceConfig(), this.config, this.options.secretsManager);
+    return this.writerImpl;
+  }
+
+  /** A per-engine view of the writer source that also reports a config reload as a change. */
+  private writerView(): WriterSource {
+    let seenGeneration = this.writerGeneration;
+    return {
+      current: async (): Promise<WriterTarget> => {
+        seenGeneration = this.writerGeneration;
+        return this.currentWriter().current();
+      },
+      hasChanged: () => seenGeneration !== this.writerGeneration || (this.writerImpl?.hasChanged() ?? false),
+      invalidate: () => this.writerImpl?.invalidate(),
+    };
+  }
+}
