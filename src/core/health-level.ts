@@ -11,8 +11,9 @@ export function levelRank(level: HealthLevel): 0 | 1 | 2 {
   return level === 'OK' ? 0 : level === 'WARN' ? 1 : 2;
 }
 
+/** The more serious of two states; on a tie `b` (pass the newer one second). */
 export function worstLevel(a: HealthLevel, b: HealthLevel): HealthLevel {
-  return levelRank(b) > levelRank(a) ? b : a;
+  return levelRank(b) >= levelRank(a) ? b : a;
 }
 
 export interface LevelTracker {

@@ -273,7 +273,8 @@ function evaluate(
     replicaSamples.push({ nodeId: replica.nodeId, lagSeconds: replica.lagSeconds, lagBytes: replica.lagBytes, observed, level });
     observations.push({
       subject,
-      label: `replica ${replica.nodeId}`,
+      // An unreachable node's role is unknown (it may be the old primary).
+      label: `${replica.reachable ? 'replica' : 'node'} ${replica.nodeId}`,
       level,
       summary: replicaSummary(replica, view.primaryId),
       figures: replicaFigures(replica, view.primaryId, config),
