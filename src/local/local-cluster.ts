@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { compareLsn, isLsn, type Lsn } from '../core/lsn.js';
+import { PRIMARY_TIMELINE_SQL, STANDBY_TIMELINE_SQL } from '../pg/replication-queries.js';
 import { registerForCleanup, unregisterForCleanup } from './cleanup-registry.js';
 import { resolvePgOsUser, type PgOsUser } from './os-user.js';
 import { clusterConf, hbaConf, nodeConf, replicationConf, slotNameFor, validateSettings } from './pg-conf.js';
@@ -278,7 +279,7 @@ export class LocalCluster {
       for (;;) {
         const { rows } = await c.query<{ position: Lsn | null; paused: boolean }>(
           `SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS position,
-                  pg_is_in_recovery() AND pg_is_wal_replay_paused() AS paused`,
+                  CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END AS paused`,
         );
         const position = rows[0]!.position;
         if (position !== null && compareLsn(position, lsn) >= 0) return;
@@ -566,8 +567,7 @@ export class LocalCluster {
     return this.query(nodeId, async (c) => {
       const { rows } = await c.query<{ recovery: boolean; tli: number | null }>(
         `SELECT pg_is_in_recovery() AS recovery,
-                CASE WHEN pg_is_in_recovery() THEN NULL
-                     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli`,
+                CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${PRIMARY_TIMELINE_SQL} END AS tli`,
       );
       if (rows[0]!.recovery) throw new Error(`${nodeId} is a standby, not a primary: promote it first`);
       return rows[0]!.tli!;
@@ -589,7 +589,7 @@ export class LocalCluster {
     const position = await this.query(replica.id, async (c) => {
       const { rows } = await c.query<{ replay: Lsn | null; tli: number | null }>(
         `SELECT pg_last_wal_replay_lsn()::text AS replay,
-                COALESCE((SELECT NULLIF(received_tli, 0) FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint())) AS tli`,
+                ${STANDBY_TIMELINE_SQL} AS tli`,
       );
       return rows[0]!;
     }).catch(() => undefined);
