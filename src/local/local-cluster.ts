@@ -148,13 +148,15 @@ export class LocalCluster {
       },
       options.log ?? (() => undefined),
     );
-    if (!options.keepRunning) registerForCleanup(cluster);
+    // Even a cluster meant to outlive us is cleaned up if start-up is interrupted half-way.
+    registerForCleanup(cluster);
     try {
       await cluster.bootstrap(options.settings ?? {}, options.ports !== undefined);
     } catch (error) {
       await cluster.stop().catch(() => undefined);
       throw error;
     }
+    if (options.keepRunning) unregisterForCleanup(cluster);
     cluster.log(`cluster ${cluster.clusterId} up in ${Date.now() - began} ms: ${cluster.nodes().map((n) => `${n.id}=${n.role}:${n.port}`).join(' ')}`);
     return cluster;
   }

@@ -322,6 +322,60 @@ describe('LocalCluster: clear errors, nothing left behind', () => {
   }
 });
 
+describe('npm run cluster -- up|status|down', () => {
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/local/cluster-cli.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('leaves a cluster running after `up` exits, shows it with `status`, removes it with `down`', async () => {
+    const parent = traversableTempDir();
+    const dir = path.join(parent, 'lc');
+    try {
+      const up = await run(['up', '--dir', dir, '--replicas', '1', '--json']);
+      expect(up.stderr).toBe('');
+      expect(up.code).toBe(0);
+      const started = JSON.parse(up.stdout) as { writerId: string; nodes: { node: string; role: string; pid: number; connectionString: string }[] };
+      expect(started.writerId).toBe('pg-0');
+      expect(started.nodes.map((n) => [n.node, n.role])).toEqual([
+        ['pg-0', 'primary'],
+        ['pg-1', 'replica'],
+      ]);
+      const pids = started.nodes.map((n) => n.pid);
+      expect(pids.every(isAlive)).toBe(true); // the command exited, the cluster did not
+
+      const again = await run(['up', '--dir', dir]);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toMatch(/a cluster is already running in .*lc \(pg-0 pid \d+, pg-1 pid \d+\)/);
+
+      const table = await run(['status', '--dir', dir]);
+      expect(table.code).toBe(0);
+      const lines = table.stdout.split('\n');
+      expect(lines.find((l) => l.startsWith('node'))).toMatch(/^node\s+role\s+port\s+pid\s+timeline\s+current LSN\s+receive LSN\s+replay LSN\s+lag bytes\s+paused$/);
+      expect(lines.find((l) => l.startsWith('pg-0 *'))).toMatch(/^pg-0 \*\s+primary\s+\d+\s+\d+\s+1\s+[0-9A-F]+\/[0-9A-F]+\s+-\s+-\s+-\s+-$/);
+      expect(lines.find((l) => l.startsWith('pg-1'))).toMatch(/^pg-1\s+replica\s+\d+\s+\d+\s+1\s+-\s+[0-9A-F]+\/[0-9A-F]+\s+[0-9A-F]+\/[0-9A-F]+\s+\d+\s+no$/);
+
+      const down = await run(['down', '--dir', dir]);
+      expect(down.code).toBe(0);
+      expect(down.stdout).toMatch(/stopped; .*lc removed/);
+      expect(pids.filter(isAlive)).toEqual([]);
+      expect(existsSync(dir)).toBe(false);
+
+      const status = await run(['status', '--dir', dir]);
+      expect(status.code).toBe(1);
+      expect(status.stderr).toMatch(/no local cluster in .*lc: start one with `npm run cluster -- up`/);
+    } finally {
+      await run(['down', '--dir', dir]);
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
+
 /** A temp dir the PostgreSQL OS user may pass through (mkdtemp makes it 0700). */
 function traversableTempDir(): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'lc-test-'));
