@@ -40,6 +40,9 @@ export const RUNBOOK_ACTIONS = {
 
 export type RunbookAction = keyof typeof RUNBOOK_ACTIONS;
 
+/** The only actions a dry run may run: they change nothing. */
+const READ_ONLY: ReadonlySet<RunbookAction> = new Set(['confirm', 'preflight', 'plan']);
+
 /** Actions that start a multi-action step without finishing it (the following poll action finishes it). */
 const OPENS_STEP: ReadonlySet<RunbookAction> = new Set(['startDrains', 'startRebuilds']);
 
@@ -64,6 +67,7 @@ export async function runAction(action: RunbookAction, rawState: unknown, env: R
     }
 
     const dryRun = state.input?.dryRun === true;
+    if (dryRun && !READ_ONLY.has(action)) throw new RunbookInputError(`dry run: refusing to run '${action}', a dry run only runs preflight and plan`);
     let current = state;
     if (spec.renewsLock && state.lockHeld && !dryRun && lockDue(state, spec, env)) current = await renewLock(current, env);
 

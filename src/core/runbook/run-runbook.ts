@@ -71,7 +71,7 @@ export async function runRunbook(input: unknown, ports: RunbookPorts, options: R
     }
     state = await step('preflight');
     state = await step('plan');
-    if (state.outcome === 'dry-run') return { outcome: 'dry-run', state };
+    if (state.outcome === 'dry-run' || state.input.dryRun) return { outcome: 'dry-run', state };
     for (const { action, poll } of SEQUENCE) {
       if (poll) await loop(action);
       else state = await step(action);

@@ -54,31 +54,37 @@ export const preflight: ActionFn = async (state, env): Promise<ActionResult> => 
     next = { ...next, lockHeld: true, lockRenewedAt: nowIso(env) };
   }
 
-  const entry = await ports.journal.load(clusterId);
-  if (resumable(entry)) {
-    next = resume(next, entry, env);
-    warnings.push(`resuming execution ${entry.executionId} (last saved ${entry.updatedAt}, status ${entry.status}) with its plan: ${next.plan!.oldPrimaryId} -> ${next.plan!.candidateId}`);
+  try {
+    const entry = await ports.journal.load(clusterId);
+    if (resumable(entry)) {
+      next = resume(next, entry, env);
+      warnings.push(`resuming execution ${entry.executionId} (last saved ${entry.updatedAt}, status ${entry.status}) with its plan: ${next.plan!.oldPrimaryId} -> ${next.plan!.candidateId}`);
+    }
+    const topology = await ports.cluster.topology();
+    const probes: NodeProbe[] = await Promise.all(topology.nodes.map((n) => ports.probe.probe(n.id)));
+    next = { ...next, topology, probes };
+    return {
+      state: next,
+      done: true,
+      warnings,
+      figures: {
+        writer: topology.writerId,
+        nodes: topology.nodes.length,
+        reachable: probes.filter((p) => p.reachable).length,
+        resumed: next.resumedFrom !== undefined,
+      },
+    };
+  } catch (error) {
+    // The failure path only sees the state from before this step: give the lock back here.
+    if (next.lockHeld) await ports.lock.release(clusterId, state.executionId).catch(() => undefined);
+    throw error;
   }
-
-  const topology = await ports.cluster.topology();
-  const probes: NodeProbe[] = await Promise.all(topology.nodes.map((n) => ports.probe.probe(n.id)));
-  next = { ...next, topology, probes };
-  return {
-    state: next,
-    done: true,
-    warnings,
-    figures: {
-      writer: topology.writerId,
-      nodes: topology.nodes.length,
-      reachable: probes.filter((p) => p.reachable).length,
-      resumed: next.resumedFrom !== undefined,
-    },
-  };
 };
 
 export const plan: ActionFn = async (state, env): Promise<ActionResult> => {
   if (state.plan) {
-    return { state, done: true, figures: planFigures(state), message: state.resumedFrom ? 'plan taken from the journal (resumed run)' : undefined };
+    const resumed: RunbookState = state.input.dryRun ? { ...state, outcome: 'dry-run' } : state;
+    return { state: resumed, done: true, figures: planFigures(state), message: state.resumedFrom ? 'plan taken from the journal (resumed run)' : undefined };
   }
   if (!state.topology || !state.probes) throw new RunbookStepError('plan: no preflight data in the state: preflight must run first');
   const input = parseRunbookInput(state.input);

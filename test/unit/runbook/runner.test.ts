@@ -1,0 +1,392 @@
+import { describe, expect, it } from 'vitest';
+import { runAction, type RunbookAction } from '../../../src/core/runbook/actions.js';
+import type { RunbookEnv } from '../../../src/core/runbook/env.js';
+import type { RunbookEvent } from '../../../src/core/runbook/events.js';
+import { runRunbook } from '../../../src/core/runbook/run-runbook.js';
+import { initialState, LOCAL_RUNBOOK_CONFIG, type RunbookConfig, type RunbookState } from '../../../src/core/runbook/state.js';
+import { fakes, FakeWorkers, SimCluster, threeNodeCluster, type Fakes } from './fakes.js';
+
+const config: RunbookConfig = { ...LOCAL_RUNBOOK_CONFIG, notifyTimeoutMs: 50 };
+
+function run(f: Fakes, input: unknown, extra: { executionId?: string; events?: RunbookEvent[]; config?: RunbookConfig } = {}) {
+  return runRunbook(input, f.ports, {
+    clusterId: 'c1',
+    config: extra.config ?? config,
+    executionId: extra.executionId ?? 'exec-1',
+    onEvent: (e) => extra.events?.push(e),
+    onNotifyError: () => undefined,
+  });
+}
+
+function env(f: Fakes): RunbookEnv {
+  return { ports: f.ports, config, clusterId: 'c1' };
+}
+
+/** Runs actions by hand (a runner that dies after the last one), polling loops until done. */
+async function runUntil(f: Fakes, executionId: string, input: unknown, actions: RunbookAction[]): Promise<RunbookState> {
+  let state = initialState(input, executionId, new Date(f.clock.now()).toISOString());
+  for (const action of actions) {
+    do state = await runAction(action, state, env(f));
+    while (state.poll && !state.poll.done);
+  }
+  return state;
+}
+
+describe('runRunbook: failover with fake ports', () => {
+  it('fences, records the fork point before promoting, promotes, repoints, drains, verifies, rebuilds, notifies', async () => {
+    const f = fakes();
+    const events: RunbookEvent[] = [];
+    let journaledAtPromote: RunbookState | undefined;
+    f.cluster.onPromote = async () => {
+      journaledAtPromote = (await f.journal.load())?.state as RunbookState;
+    };
+    const result = await run(f, { mode: 'failover' }, { events });
+
+    expect(result.outcome).toBe('succeeded');
+    expect(f.cluster.calls).toEqual(['fence:pg-0', 'promote:pg-1', 'repoint:pg-1', 'rebuild:pg-2<-pg-1']);
+    // The fork point was durable before promote was called.
+    expect(journaledAtPromote?.forkPoint).toEqual({ timelineId: 1, lsn: '0/3000300' });
+    expect(journaledAtPromote?.plan?.candidateId).toBe('pg-1');
+    expect(f.cluster.promotions).toBe(1);
+    expect(f.cluster.get('pg-1').timelineId).toBe(2);
+    expect(f.cluster.writerId).toBe('pg-1');
+    expect(f.workers.requests).toEqual([
+      { workerId: 'w-1', request: { forkPoint: { timelineId: 1, lsn: '0/3000300' } } },
+      { workerId: 'w-2', request: { forkPoint: { timelineId: 1, lsn: '0/3000300' } } },
+    ]);
+    expect(result.state.verification).toMatchObject({ writerAcceptsWrites: true, writerTimelineId: 2, workers: 2, resent: 8, inserted: 4 });
+    expect(f.lock.held.size).toBe(0);
+    expect(f.journal.entry?.status).toBe('succeeded');
+
+    const sequence = events.filter((e) => e.phase !== 'warning').map((e) => `${e.step}:${e.phase}`);
+    expect(sequence).toEqual(
+      ['preflight', 'plan', 'fence', 'forkPoint', 'promote', 'waitWritable', 'isolate', 'repoint', 'drain', 'verify', 'rebuild', 'notify'].flatMap((s) => [
+        `${s}:start`,
+        `${s}:done`,
+      ]),
+    );
+    const final = f.notifier.sent.at(-1)!;
+    expect(final.severity).toBe('resolved');
+    expect(final.title).toBe('Failover of c1 completed');
+    expect(final.fields).toMatchObject({ oldPrimary: 'pg-0', newPrimary: 'pg-1', forkPoint: 'timeline 1 at 0/3000300', workersDrained: 2, rowsResent: 8 });
+    expect(f.notifier.sent.length).toBe(events.length);
+  });
+
+  it('a notifier that always fails never fails a step', async () => {
+    const f = fakes();
+    f.notifier.failing = true;
+    const errors: unknown[] = [];
+    const result = await runRunbook({ mode: 'failover' }, f.ports, { clusterId: 'c1', config, executionId: 'e', onNotifyError: (e) => errors.push(e) });
+    expect(result.outcome).toBe('succeeded');
+    expect(errors.length).toBeGreaterThan(20);
+    expect(String(errors[0])).toMatch(/slack is down/);
+  });
+
+  it('a slow notifier delays a step by at most notifyTimeoutMs', async () => {
+    const f = fakes();
+    f.ports = { ...f.ports, notifier: { notify: () => new Promise(() => undefined) } };
+    const started = Date.now();
+    const result = await run(f, { mode: 'failover' }, { config: { ...config, notifyTimeoutMs: 5 } });
+    expect(result.outcome).toBe('succeeded');
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('dryRun runs preflight and plan only: no lock, no journal, no change, no notification', async () => {
+    const f = fakes();
+    const result = await run(f, { mode: 'failover', dryRun: true });
+    expect(result.outcome).toBe('dry-run');
+    expect(result.state.plan?.candidateId).toBe('pg-1');
+    expect(f.cluster.calls).toEqual([]);
+    expect(f.lock.held.size).toBe(0);
+    expect(f.journal.saves).toBe(0);
+    expect(f.notifier.sent).toEqual([]);
+  });
+
+  it('an action that changes something refuses to run on a dry-run state', async () => {
+    const f = fakes();
+    const state = await runUntil(f, 'exec-1', { mode: 'failover', dryRun: true }, ['preflight', 'plan']);
+    await expect(runAction('fence', state, env(f))).rejects.toThrow("dry run: refusing to run 'fence', a dry run only runs preflight and plan");
+    expect(f.cluster.calls).toEqual([]);
+  });
+
+  it('dryRun reports a refusal as its result instead of failing', async () => {
+    const f = fakes();
+    f.cluster.get('pg-0').up = true;
+    const result = await run(f, { mode: 'failover', dryRun: true });
+    expect(result.outcome).toBe('dry-run');
+    expect(result.state.refusal?.code).toBe('primary-healthy');
+    expect(f.cluster.calls).toEqual([]);
+  });
+
+  it('refuses a failover while the primary is healthy, changes nothing, releases the lock', async () => {
+    const f = fakes();
+    f.cluster.get('pg-0').up = true;
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'failover' }, { events });
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.name).toBe('RunbookRefused');
+    expect(result.error?.message).toMatch(/pg-0 answers and accepts writes/);
+    expect(f.cluster.calls).toEqual([]);
+    expect(f.lock.held.size).toBe(0);
+    const failedEvent = events.find((e) => e.phase === 'failed')!;
+    expect(failedEvent.step).toBe('plan');
+    expect(failedEvent.message).toMatch(/Nothing was changed/);
+    expect(f.notifier.sent.at(-1)!.severity).toBe('critical');
+  });
+
+  it('refuses a second concurrent execution with a clear message and leaves the first one alone', async () => {
+    const f = fakes();
+    await runUntil(f, 'exec-A', { mode: 'failover' }, ['preflight', 'plan', 'fence']);
+    const journalBefore = structuredClone(f.journal.entry);
+    const result = await run(f, { mode: 'failover' }, { executionId: 'exec-B' });
+    expect(result.outcome).toBe('failed');
+    expect(result.error).toEqual({
+      name: 'RunbookRefused',
+      message: `another failover is running: execution exec-A holds the lock of c1 since 2024-01-01T00:00:00.000Z; wait for it to end (a runner that died frees the lock after ${config.lockTtlSeconds} s)`,
+    });
+    expect(f.lock.held.get('c1')?.owner).toBe('exec-A');
+    expect(f.journal.entry).toEqual(journalBefore);
+    expect(f.cluster.calls).toEqual(['fence:pg-0']);
+  });
+
+  it('a runner that dies after promote: the next run waits for the lock, resumes the journaled plan, never promotes twice', async () => {
+    const f = fakes();
+    await runUntil(f, 'exec-A', { mode: 'failover' }, ['preflight', 'plan', 'fence', 'forkPoint', 'promote']);
+    expect(f.cluster.promotions).toBe(1);
+    // Re-planning now would see pg-1 out of recovery and refuse: only the journal makes the re-run possible.
+    const callsBefore = [...f.cluster.calls];
+    const replan = await run(f, { mode: 'failover', dryRun: true }, { executionId: 'probe' });
+    expect(replan.outcome).toBe('dry-run');
+    expect(replan.state.plan?.candidateId).toBe('pg-1');
+    expect(replan.state.resumedFrom).toEqual(['exec-A']);
+    expect(f.cluster.calls).toEqual(callsBefore);
+
+    const tooEarly = await run(f, { mode: 'failover' }, { executionId: 'exec-B' });
+    expect(tooEarly.error?.message).toMatch(/^another failover is running: execution exec-A holds the lock/);
+
+    await f.clock.sleep(config.lockTtlSeconds * 1000 + 1);
+    const result = await run(f, { mode: 'failover' }, { executionId: 'exec-C' });
+    expect(result.outcome).toBe('succeeded');
+    expect(result.state.resumedFrom).toEqual(['exec-A']);
+    expect(f.cluster.promotions).toBe(1);
+    expect(f.cluster.calls.filter((c) => c.startsWith('promote:'))).toEqual(['promote:pg-1', 'promote:pg-1']);
+    expect(f.cluster.get('pg-1').timelineId).toBe(2);
+    expect(f.cluster.get('pg-2').inRecovery).toBe(true);
+    expect(result.state.forkPoint).toEqual({ timelineId: 1, lsn: '0/3000300' });
+    expect(f.workers.requests.every((r) => r.request.forkPoint?.lsn === '0/3000300')).toBe(true);
+  });
+
+  it('a resumed run refuses a different candidate or mode', async () => {
+    const f = fakes();
+    await runUntil(f, 'exec-A', { mode: 'failover' }, ['preflight', 'plan', 'fence']);
+    await f.clock.sleep(config.lockTtlSeconds * 1000 + 1);
+    const other = await run(f, { mode: 'failover', candidate: 'pg-2' }, { executionId: 'exec-B' });
+    expect(other.error?.message).toMatch(/already chose pg-1 \(execution exec-A\)/);
+    const switchover = await run(f, { mode: 'switchover' }, { executionId: 'exec-C' });
+    expect(switchover.error?.message).toMatch(/a failover of c1 \(pg-0 -> pg-1\) is unfinished/);
+    // Refused after taking the lock: the lock was given back, the journal still holds exec-A's plan.
+    expect(f.lock.held.size).toBe(0);
+    expect(f.journal.entry?.executionId).toBe('exec-A');
+  });
+
+  it('every action is idempotent: running each twice gives one fence effect, one promotion, the same state', async () => {
+    const f = fakes();
+    const actions: RunbookAction[] = ['preflight', 'plan', 'fence', 'forkPoint', 'promote', 'promotionStatus', 'isolate', 'repoint', 'startDrains', 'drainStatus', 'verify', 'startRebuilds', 'rebuildStatus', 'finish'];
+    let state = initialState({ mode: 'failover' }, 'exec-1', new Date(f.clock.now()).toISOString());
+    for (const action of actions) {
+      do state = await runAction(action, state, env(f));
+      while (state.poll && !state.poll.done);
+      if (action === 'finish') break;
+      const again = await runAction(action, state, env(f));
+      expect(again.plan).toEqual(state.plan);
+      expect(again.forkPoint).toEqual(state.forkPoint);
+    }
+    expect(f.cluster.promotions).toBe(1);
+    expect(f.cluster.writerId).toBe('pg-1');
+    expect(state.outcome).toBe('succeeded');
+    // Re-running startDrains kept the pending drains of this execution instead of starting new ones.
+    expect(f.workers.requests.length).toBe(2);
+  });
+
+  it('a failing promote goes to the failure path: critical notification with recovery advice, journal kept, lock released; a re-run completes', async () => {
+    const f = fakes();
+    f.cluster.failPromote = 'InvalidDBInstanceState: instance is not a read replica';
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'failover' }, { events });
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.message).toBe('InvalidDBInstanceState: instance is not a read replica');
+    const failure = events.find((e) => e.phase === 'failed')!;
+    expect(failure.step).toBe('promote');
+    expect(failure.message).toMatch(/pg-0 is fenced and nothing was promoted \(fork point timeline 1 at 0\/3000300\)\. Re-run the failover to resume with pg-1/);
+    expect(f.notifier.sent.at(-1)).toMatchObject({ severity: 'critical', title: 'Failover of c1: promote FAILED' });
+    expect(f.journal.entry?.status).toBe('failed');
+    expect(f.lock.held.size).toBe(0);
+
+    f.cluster.failPromote = undefined;
+    const again = await run(f, { mode: 'failover' }, { executionId: 'exec-2' });
+    expect(again.outcome).toBe('succeeded');
+    expect(again.state.resumedFrom).toEqual(['exec-1']);
+    expect(f.cluster.promotions).toBe(1);
+  });
+
+  it('retries transient errors (throttling) like the state machine Retry', async () => {
+    const f = fakes();
+    f.cluster.throwOnce.set('repointWriter', Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+    const result = await run(f, { mode: 'failover' });
+    expect(result.outcome).toBe('succeeded');
+    expect(f.cluster.calls.filter((c) => c.startsWith('repoint'))).toEqual(['repoint:pg-1', 'repoint:pg-1']);
+  });
+
+  it('refuses to promote when the old primary answers, stays writable and cannot be isolated', async () => {
+    const f = fakes();
+    f.cluster.get('pg-0').up = true;
+    f.cluster.get('pg-0').readOnly = true; // looks fenced to the planner...
+    f.cluster.canIsolate = false;
+    // ...but the fence cannot set it read-only: simulate by making fence report read-only false.
+    const original = f.cluster.fence.bind(f.cluster);
+    f.cluster.fence = async (id, o) => ({ ...(await original(id, o)), readOnly: false });
+    const result = await run(f, { mode: 'failover' });
+    expect(result.error?.name).toBe('RunbookStepFailed');
+    expect(result.error?.message).toMatch(/could not fence pg-0: it answers and still accepts writes, and isolating it failed: cannot modify a failed instance; nothing was promoted/);
+    expect(f.cluster.promotions).toBe(0);
+  });
+
+  it('warns when the dead old primary could not be isolated, and retries isolation after promotion', async () => {
+    const f = fakes();
+    f.cluster.canIsolate = false;
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'failover' }, { events });
+    expect(result.outcome).toBe('succeeded');
+    expect(f.cluster.calls.filter((c) => c.startsWith('fence'))).toEqual(['fence:pg-0', 'fence:pg-0']);
+    const warnings = events.filter((e) => e.phase === 'warning').map((e) => `${e.step}: ${e.message}`);
+    expect(warnings).toContain('fence: pg-0 is not isolated yet (cannot modify a failed instance); it does not answer; isolation is retried after promotion');
+    expect(warnings.some((w) => w.startsWith('isolate: pg-0 could not be isolated'))).toBe(true);
+  });
+
+  it('restarts a failed drain up to drainAttempts, then fails the step naming the worker', async () => {
+    const f = fakes();
+    f.workers.script.set('w-2', [{ state: 'failed', error: 'writer unreachable' }]);
+    const result = await run(f, { mode: 'failover' });
+    expect(result.error?.name).toBe('RunbookStepFailed');
+    expect(result.error?.message).toMatch(/^drain failed on w-2 after 3 attempts \(writer unreachable\)/);
+    expect(f.workers.requests.filter((r) => r.workerId === 'w-2').length).toBe(3);
+    expect(result.state.steps?.drain?.finishedAt).toBeUndefined();
+  });
+
+  it('a drain that fails once is restarted and the run succeeds', async () => {
+    const f = fakes();
+    f.workers.script.set('w-1', [
+      { state: 'failed', error: 'connection reset' },
+      { state: 'done', summary: { examined: 1, resent: 1, inserted: 1, alreadyPresent: 0, remainingPending: 0 } },
+    ]);
+    const result = await run(f, { mode: 'failover' });
+    expect(result.outcome).toBe('succeeded');
+    expect(f.workers.requests.filter((r) => r.workerId === 'w-1').length).toBe(2);
+  });
+
+  it('times out a wait loop with RunbookTimeout', async () => {
+    const f = fakes();
+    f.cluster.get('pg-1').promotionPolls = 1_000_000;
+    const result = await run(f, { mode: 'failover' }, { config: { ...config, timeoutMs: { ...config.timeoutMs, promotion: 200 } } });
+    expect(result.error?.name).toBe('RunbookTimeout');
+    expect(result.error?.message).toMatch(/^waitWritable: still waiting for pg-1 to accept writes \(rebooting\)/);
+  });
+
+  it('with no workers the run warns loudly', async () => {
+    const f = fakes(threeNodeCluster(), new FakeWorkers([]));
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'failover' }, { events });
+    expect(result.outcome).toBe('succeeded');
+    expect(events.some((e) => e.phase === 'warning' && /no workers found to drain/.test(e.message ?? ''))).toBe(true);
+  });
+
+  it('falls back to a drain window when the candidate is already promoted and no fork point was journaled', async () => {
+    const f = fakes();
+    let state = await runUntil(f, 'exec-1', { mode: 'failover' }, ['preflight', 'plan', 'fence']);
+    f.cluster.get('pg-1').inRecovery = false; // promoted behind the runbook's back
+    state = await runAction('forkPoint', state, env(f));
+    expect(state.forkPoint).toBeNull();
+    for (const a of ['promote', 'promotionStatus', 'isolate', 'repoint', 'startDrains'] as const) state = await runAction(a, state, env(f));
+    expect(f.workers.requests[0]!.request).toEqual({ windowSeconds: config.drainWindowSeconds });
+  });
+});
+
+describe('runRunbook: switchover', () => {
+  function healthy(): SimCluster {
+    const c = threeNodeCluster();
+    c.get('pg-0').up = true;
+    c.get('pg-0').lsn = '0/3000400';
+    c.get('pg-1').catchUpPerProbe = 0x40;
+    return c;
+  }
+
+  it('fences writes only, waits for lag 0, promotes, then isolates the old primary', async () => {
+    const f = fakes(healthy());
+    const result = await run(f, { mode: 'switchover' });
+    expect(result.outcome).toBe('succeeded');
+    expect(f.cluster.calls).toEqual(['fence-writes:pg-0', 'promote:pg-1', 'fence:pg-0', 'repoint:pg-1', 'rebuild:pg-2<-pg-1']);
+    // Caught up to the fenced primary's position before promoting: zero lag by construction.
+    expect(result.state.forkPoint).toEqual({ timelineId: 1, lsn: '0/3000400' });
+    expect(result.state.steps?.forkPoint?.polls).toBeGreaterThan(1);
+    expect(f.cluster.get('pg-0').isolated).toBe(true);
+  });
+
+  it('a switchover that times out waiting for lag 0 gives the primary its writes back', async () => {
+    const c = healthy();
+    c.get('pg-1').catchUpPerProbe = 0;
+    const f = fakes(c);
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'switchover' }, { events, config: { ...config, timeoutMs: { ...config.timeoutMs, catchUp: 100 } } });
+    expect(result.error?.name).toBe('RunbookTimeout');
+    expect(f.cluster.calls).toEqual(['fence-writes:pg-0', 'unfence:pg-0']);
+    expect(f.cluster.get('pg-0').readOnly).toBe(false);
+    expect(f.cluster.promotions).toBe(0);
+    expect(events.find((e) => e.phase === 'failed')?.message).toMatch(/gave pg-0 its writes back/);
+  });
+});
+
+describe('runRunbook: auto-trigger confirmation', () => {
+  it('starts only after the primary stayed unreachable for confirmUnreachableMs', async () => {
+    const f = fakes();
+    const result = await run(f, { mode: 'failover', trigger: { source: 'rds-event', sourceId: 'pg-0', eventId: 'RDS-EVENT-0031' } });
+    expect(result.outcome).toBe('succeeded');
+    const polls = result.state.steps?.confirm?.polls ?? 0;
+    expect(polls).toBe(Math.ceil(config.confirmUnreachableMs / config.pollIntervalMs.confirm) + 1);
+  });
+
+  it('does nothing when the primary answers', async () => {
+    const f = fakes();
+    f.cluster.get('pg-0').up = true;
+    const result = await run(f, { mode: 'failover', trigger: { source: 'rds-event', sourceId: 'pg-0' } });
+    expect(result.outcome).toBe('not-confirmed');
+    expect(result.state.confirm?.status).toBe('reachable');
+    expect(f.cluster.calls).toEqual([]);
+    expect(f.lock.held.size).toBe(0);
+  });
+
+  it('ignores events about a node that is not the writer', async () => {
+    const f = fakes();
+    const result = await run(f, { mode: 'failover', trigger: { source: 'rds-event', sourceId: 'pg-2' } });
+    expect(result.outcome).toBe('not-confirmed');
+    expect(result.state.confirm).toEqual({ status: 'not-primary', detail: 'event about pg-2, but the writer is pg-0' });
+  });
+});
+
+describe('runRunbook: bad input', () => {
+  it.each([
+    [null, 'runbook input must be a JSON object like {"mode": "failover"}, got null'],
+    [{ mode: 'failback' }, `runbook input: mode must be 'failover' or 'switchover', got "failback"`],
+    [{ mode: 'failover', force: 'yes' }, 'runbook input: force must be true or false, got "yes"'],
+    [{ mode: 'failover', candidate: 'pg 1' }, `runbook input: candidate must be a DB instance identifier (a letter, then letters, digits or '-', at most 63), got "pg 1"`],
+    [{ mode: 'failover', canidate: 'pg-1' }, `runbook input: unknown field 'canidate'; expected only mode, candidate, force, dryRun, trigger`],
+    [{ mode: 'switchover', trigger: { source: 'rds-event', sourceId: 'pg-0' } }, `runbook input: a trigger only starts mode 'failover', got mode 'switchover'`],
+  ])('%j is refused with a clear error and nothing is touched', async (input, message) => {
+    const f = fakes();
+    const result = await run(f, input);
+    expect(result.outcome).toBe('failed');
+    expect(result.error).toEqual({ name: 'RunbookInvalidInput', message });
+    expect(f.cluster.calls).toEqual([]);
+    expect(f.lock.held.size).toBe(0);
+    expect(f.journal.saves).toBe(0);
+  });
+});
