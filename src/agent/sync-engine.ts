@@ -79,7 +79,8 @@ export class SyncEngine {
   async recordFailure(error: unknown): Promise<number> {
     await this.dropSession();
     this.writer.invalidate();
-    this.consecutiveFailures += 1;
+    // Counted across processes (sync-once runs, daemon restarts) through the buffer's state.
+    this.consecutiveFailures = (this.outbox.getState<number>(StateKey.ConsecutiveFailures) ?? 0) + 1;
     this.syncErrors += 1;
     const message = errorMessage(error);
     this.outbox.setState({

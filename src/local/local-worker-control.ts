@@ -1,0 +1,116 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { DrainRequest, DrainStatus, DrainSummary, WorkerControl, WorkerRef } from '../ports/worker-control.js';
+
+export interface LocalWorker {
+  readonly id: string;
+  readonly bufferPath: string;
+  readonly configPath: string;
+}
+
+export interface LocalWorkerControlOptions {
+  /** The command that runs the agent CLI. @default node --import tsx bin/rds-failover-agent.ts (from the repo root) */
+  readonly agentCommand?: readonly string[];
+  /** Working directory of the agent processes. @default the repository root */
+  readonly cwd?: string;
+  /** Kill a drain that runs longer than this and report it failed. @default 10 minutes */
+  readonly timeoutMs?: number;
+}
+
+interface DrainJob {
+  readonly workerId: string;
+  readonly child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  status: DrainStatus;
+}
+
+const REPO_ROOT = path.join(__dirname, '..', '..');
+const DEFAULT_AGENT = [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')];
+
+/**
+ * WorkerControl for workers on this machine: each drain runs the agent CLI (`drain --json`), the same
+ * command SSM runs on an EC2 worker, so the local path proves the CLI contract. The handle is a job id.
+ */
+export class LocalWorkerControl implements WorkerControl {
+  private readonly jobs = new Map<string, DrainJob>();
+  private nextJob = 1;
+
+  constructor(
+    private readonly workers: readonly LocalWorker[],
+    private readonly options: LocalWorkerControlOptions = {},
+  ) {
+    const ids = workers.map((w) => w.id);
+    const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (dup !== undefined) throw new Error(`workers: id '${dup}' is listed twice`);
+  }
+
+  async listWorkers(): Promise<readonly WorkerRef[]> {
+    return this.workers.map((w) => ({ id: w.id }));
+  }
+
+  async startDrain(workerId: string, request: DrainRequest): Promise<string> {
+    const worker = this.workers.find((w) => w.id === workerId);
+    if (worker === undefined) throw new Error(`unknown worker '${workerId}': known workers are ${this.workers.map((w) => w.id).join(', ')}`);
+    const [command, ...baseArgs] = this.options.agentCommand ?? DEFAULT_AGENT;
+    const args = [...baseArgs, 'drain', '--json', '--buffer', worker.bufferPath, '--config', worker.configPath, ...drainArgs(request)];
+    const child = spawn(command!, args, { cwd: this.options.cwd ?? REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const handle = `drain-${this.nextJob++}-${workerId}`;
+    const job: DrainJob = { workerId, child, stdout: '', stderr: '', status: { state: 'pending' } };
+    this.jobs.set(handle, job);
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => (job.stdout += s));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (job.stderr += s));
+    const timer = setTimeout(() => {
+      job.status = { state: 'failed', error: `drain on ${workerId} still running after ${this.options.timeoutMs ?? 600_000} ms: killed` };
+      child.kill('SIGKILL');
+    }, this.options.timeoutMs ?? 600_000);
+    timer.unref();
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      job.status = { state: 'failed', error: `could not run the agent: ${error.message}` };
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (job.status.state !== 'pending') return;
+      job.status = code === 0 ? parseSummary(job.stdout) : { state: 'failed', error: failureText(job.stderr, code, signal) };
+    });
+    return handle;
+  }
+
+  async drainStatus(workerId: string, handle: string): Promise<DrainStatus> {
+    const job = this.jobs.get(handle);
+    if (job === undefined || job.workerId !== workerId) throw new Error(`no drain '${handle}' was started on worker '${workerId}'`);
+    return job.status;
+  }
+
+  /** Kills drains still running (test and drill clean-up). */
+  stopAll(): void {
+    for (const job of this.jobs.values()) if (job.status.state === 'pending') job.child.kill('SIGKILL');
+  }
+}
+
+function drainArgs(request: DrainRequest): string[] {
+  if (request.forkPoint !== undefined) return ['--fork-timeline', String(request.forkPoint.timelineId), '--fork-lsn', request.forkPoint.lsn];
+  return ['--window', `${request.windowSeconds}s`];
+}
+
+function parseSummary(stdout: string): DrainStatus {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  try {
+    const value = JSON.parse(line) as Record<string, unknown>;
+    const fields: (keyof DrainSummary)[] = ['examined', 'resent', 'inserted', 'alreadyPresent', 'remainingPending'];
+    if (fields.every((f) => typeof value[f] === 'number')) {
+      const summary = Object.fromEntries(fields.map((f) => [f, value[f]])) as unknown as DrainSummary;
+      return { state: 'done', summary };
+    }
+  } catch {
+    // fall through
+  }
+  return { state: 'failed', error: `the agent exited 0 but printed no drain summary JSON: '${line.slice(0, 200)}'` };
+}
+
+function failureText(stderr: string, code: number | null, signal: NodeJS.Signals | null): string {
+  const errorLine = stderr.split('\n').reverse().find((l) => l.startsWith('error:'));
+  const how = signal !== null ? `killed by ${signal}` : `exit code ${code}`;
+  return errorLine !== undefined ? `${errorLine.slice('error: '.length)} (${how})` : `the agent failed (${how}): ${stderr.trim().slice(-500)}`;
+}

@@ -1,0 +1,255 @@
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../src/agent/config.js';
+import { Outbox } from '../../../src/agent/outbox.js';
+import { WriteBuffer } from '../../../src/agent/write-buffer.js';
+import { compareLsn } from '../../../src/core/lsn.js';
+import { LocalCluster } from '../../../src/local/local-cluster.js';
+import { collect, EVENTS_DDL, EVENTS_STREAM, idsIn, ndjson, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
+
+let cluster: LocalCluster;
+let dir: string;
+let agentUrl: (node: string, database: string) => string;
+
+beforeAll(async () => {
+  // Standbys report their replay position every second (default 10 s): prune reads it from pg_stat_replication.
+  cluster = await LocalCluster.start({ replicas: 1, settings: { wal_receiver_status_interval: '1s' } });
+  dir = mkdtempSync(path.join(os.tmpdir(), 'agent-sync-'));
+  for (const db of ['sync', 'sync_b', 'outage', 'prune']) {
+    await cluster.createDatabase(db);
+    await sql(cluster, 'pg-0', EVENTS_DDL, db);
+  }
+  // The agent runs as a plain role, as on RDS: INSERT/SELECT on its tables, pg_read_all_stats for prune.
+  await sql(cluster, 'pg-0', "CREATE ROLE agent LOGIN PASSWORD 'agent-pw'; GRANT pg_read_all_stats TO agent");
+  for (const db of ['sync', 'sync_b', 'outage', 'prune']) await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT ON events TO agent', db);
+  agentUrl = (node, database) => cluster.connectionString(node, database).replace(/\/\/[^@]*@/, '//agent:agent-pw@');
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Until pg-0's pg_stat_replication shows pg-1 replayed everything written so far (what prune reads). */
+async function waitForReportedReplay(): Promise<void> {
+  const [{ lsn }] = await sql<{ lsn: string }>(cluster, 'pg-0', 'SELECT pg_current_wal_lsn()::text AS lsn');
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const [peer] = await sql<{ replay: string | null }>(cluster, 'pg-0', 'SELECT replay_lsn::text AS replay FROM pg_stat_replication');
+    if (peer?.replay && compareLsn(peer.replay, lsn!) >= 0) return;
+    if (Date.now() > deadline) throw new Error(`pg-1 did not report replay up to ${lsn}`);
+    await sleep(50);
+  }
+}
+
+const rows = (prefix: string, count: number, extra: object = {}) => Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${i}`, body: `row ${i}`, n: i, ...extra }));
+
+describe('sync to the writer', () => {
+  it('sync-once sends pending rows in batches exactly once and records each batch marker', async () => {
+    const buffer = path.join(dir, 'once.db');
+    const config = writeConfig(path.join(dir, 'once.json'), { writerUrl: agentUrl('pg-0', 'sync'), batchSize: 100, streams: { events: EVENTS_STREAM } });
+    const append = await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('once', 250)));
+    expect(append.code).toBe(0);
+    expect(append.stdout.trim().split('\n')).toHaveLength(250);
+
+    const first = await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config]);
+    expect(first.stderr).not.toContain('"level":"warn"');
+    expect(first.code).toBe(0);
+    const result = JSON.parse(first.stdout);
+    expect(result).toMatchObject({ sent: 250, inserted: 250, rejected: 0, batches: 3, complete: true, pendingRows: 0 });
+    expect(result.marker.timelineId).toBe(1);
+
+    const again = JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout);
+    expect(again).toMatchObject({ sent: 0, inserted: 0, batches: 0, pendingRows: 0 });
+
+    const inPg = await idsIn(cluster, 'pg-0', 'sync');
+    expect(inPg.rows).toBe(250);
+    expect([...inPg.ids].sort()).toEqual(rows('once', 250).map((r) => r.id).sort());
+
+    const [{ lsn }] = await sql<{ lsn: string }>(cluster, 'pg-0', 'SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    const outbox = Outbox.open(buffer);
+    const stored = outbox.rows();
+    outbox.close();
+    expect(stored.every((r) => r.state === 'synced' && r.markerTimeline === 1)).toBe(true);
+    // three batches, three markers, in commit order, none beyond the writer's position now
+    const markers = [...new Set(stored.map((r) => r.markerLsn!))];
+    expect(markers).toHaveLength(3);
+    expect([...markers].sort(compareLsn)).toEqual(markers);
+    expect(compareLsn(markers[2]!, lsn!)).toBeLessThanOrEqual(0);
+    expect(stored.slice(0, 100).every((r) => r.markerLsn === markers[0])).toBe(true);
+
+    const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
+    expect(status).toMatchObject({ pendingRows: 0, syncedRows: 250, rejectedRows: 0, lastSyncError: null, consecutiveFailures: 0, currentWriter: agentUrl('pg-0', 'sync').replace(':agent-pw@', ':***@') });
+    expect(status.lastSyncMarker).toEqual(result.marker);
+  });
+
+  it('a read-only writer (a standby, a fenced primary) is a sync failure: rows stay pending, status shows why', async () => {
+    const buffer = path.join(dir, 'readonly.db');
+    const config = writeConfig(path.join(dir, 'readonly.json'), { writerUrl: agentUrl('pg-0', 'sync'), streams: { events: EVENTS_STREAM } });
+    expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('ro', 5)))).code).toBe(0);
+
+    const onStandby = await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config, '--writer', agentUrl('pg-1', 'sync')]);
+    expect(onStandby.code).toBe(1);
+    expect(onStandby.stderr).toContain('cannot execute INSERT in a read-only transaction (25006)');
+    let status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
+    expect(status).toMatchObject({ pendingRows: 5, syncedRows: 0, consecutiveFailures: 1 });
+    expect(status.lastSyncError).toBe('cannot execute INSERT in a read-only transaction (25006)');
+
+    // a fenced old primary: default_transaction_read_only for new sessions
+    await sql(cluster, 'pg-0', 'ALTER DATABASE sync SET default_transaction_read_only = on');
+    try {
+      const fenced = await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config]);
+      expect(fenced.code).toBe(1);
+      expect(fenced.stderr).toContain('read-only transaction');
+      status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
+      expect(status).toMatchObject({ pendingRows: 5, consecutiveFailures: 2 });
+      expect((await sql(cluster, 'pg-0', "SELECT id FROM events WHERE id LIKE 'ro-%'", 'sync')).length).toBe(0);
+    } finally {
+      await sql(cluster, 'pg-0', 'ALTER DATABASE sync RESET default_transaction_read_only');
+    }
+    const ok = JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout);
+    expect(ok).toMatchObject({ sent: 5, inserted: 5, pendingRows: 0 });
+    status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
+    expect(status.consecutiveFailures).toBe(0);
+  });
+
+  it('a row PostgreSQL refuses is set aside alone as rejected; the rest of its batch is synced', async () => {
+    const buffer = path.join(dir, 'poison.db');
+    const config = writeConfig(path.join(dir, 'poison.json'), { writerUrl: agentUrl('pg-0', 'sync'), streams: { events: EVENTS_STREAM } });
+    const input = rows('poison', 40);
+    input[17] = { id: 'poison-17', body: 'violates CHECK (n >= 0)', n: -1 };
+    expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(input))).code).toBe(0);
+    const result = JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout);
+    expect(result).toMatchObject({ sent: 39, inserted: 39, rejected: 1, pendingRows: 0 });
+    const outbox = Outbox.open(buffer);
+    const rejected = outbox.rows().filter((r) => r.state === 'rejected');
+    outbox.close();
+    expect(rejected.map((r) => r.id)).toEqual(['poison-17']);
+    expect(rejected[0]!.error).toContain('violates check constraint "events_n_check" (23514)');
+    expect((await sql(cluster, 'pg-0', "SELECT count(*)::int AS n FROM events WHERE id LIKE 'poison-%'", 'sync'))[0]).toEqual({ n: 39 });
+    const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
+    expect(status.rejectedRows).toBe(1);
+  });
+
+  it('the daemon follows the writer file, re-reads its config on SIGHUP and finishes on SIGTERM with exit 0', async () => {
+    const buffer = path.join(dir, 'daemon.db');
+    const writerFile = path.join(dir, 'writer.url');
+    const replaceWriterFile = (url: string) => {
+      writeFileSync(`${writerFile}.tmp`, `${url}\n`);
+      renameSync(`${writerFile}.tmp`, writerFile);
+    };
+    replaceWriterFile(agentUrl('pg-0', 'sync'));
+    const configFile = path.join(dir, 'daemon.json');
+    writeConfig(configFile, { writerFile, pollIntervalMs: 50, streams: { events: EVENTS_STREAM } });
+    const daemon = spawnAgent(['run', '--buffer', buffer, '--config', configFile]);
+    const done = collect(daemon);
+    await waitForStderr(daemon, 'agent started');
+    const appendAndWait = async (prefix: string, database: string) => {
+      expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', configFile], ndjson(rows(prefix, 20)))).code).toBe(0);
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        const [{ n }] = await sql<{ n: number }>(cluster, 'pg-0', `SELECT count(*)::int AS n FROM events WHERE id LIKE '${prefix}-%'`, database);
+        if (n === 20) return;
+        await sleep(50);
+      }
+      throw new Error(`rows ${prefix}-* did not reach ${database}`);
+    };
+    await appendAndWait('file-a', 'sync');
+    replaceWriterFile(agentUrl('pg-0', 'sync_b'));
+    await appendAndWait('file-b', 'sync_b');
+    expect((await sql(cluster, 'pg-0', "SELECT count(*)::int AS n FROM events WHERE id LIKE 'file-b-%'", 'sync'))[0]).toEqual({ n: 0 });
+
+    writeConfig(configFile, { writerUrl: agentUrl('pg-0', 'sync'), pollIntervalMs: 50, streams: { events: EVENTS_STREAM } });
+    daemon.kill('SIGHUP');
+    await waitForStderr(daemon, 'reloaded config and writer (SIGHUP)');
+    await appendAndWait('hup', 'sync');
+
+    daemon.kill('SIGTERM');
+    const exit = await done;
+    expect(exit.code).toBe(0);
+    expect(exit.stderr).toContain('"message":"agent stopped","pending":0');
+  });
+
+  it('outage: with the primary stopped appends keep succeeding; after it returns every row arrives exactly once', async () => {
+    const writerFile = path.join(dir, 'outage.url');
+    writeFileSync(writerFile, `${cluster.connectionString('pg-0', 'outage')}\n`);
+    const config = parseConfig({ writerFile, pollIntervalMs: 20, backoff: { initialMs: 50, maxMs: 400 }, streams: { events: EVENTS_STREAM } });
+    const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'outage.db'), config });
+    const daemon = buffer.startDaemon();
+    const acknowledged: string[] = [];
+    let appending = true;
+    const appender = (async () => {
+      for (let i = 0; appending; i++) {
+        acknowledged.push(buffer.append('events', { id: `outage-${i}`, body: 'x', n: i }));
+        await sleep(2);
+      }
+    })();
+    await sleep(300);
+    await cluster.stopNode('pg-0', 'fast');
+    const ackedAtStop = acknowledged.length;
+    await sleep(2000);
+    const during = buffer.status();
+    expect(acknowledged.length - ackedAtStop).toBeGreaterThan(100); // appends never stopped
+    expect(during.pendingRows).toBeGreaterThan(100);
+    expect(during.consecutiveFailures).toBeGreaterThanOrEqual(2);
+    expect(during.lastSyncError).toMatch(/ECONNREFUSED|terminating connection|Connection terminated|the database system is shutting down/);
+    await cluster.startNode('pg-0');
+    await sleep(500);
+    appending = false;
+    await appender;
+    const deadline = Date.now() + 20_000;
+    while (buffer.status().pendingRows > 0 && Date.now() < deadline) await sleep(50);
+    await daemon.stop();
+    expect(buffer.status()).toMatchObject({ pendingRows: 0, consecutiveFailures: 0 });
+    await buffer.close();
+    const inPg = await idsIn(cluster, 'pg-0', 'outage');
+    expect(inPg.rows).toBe(acknowledged.length);
+    expect(inPg.ids).toEqual(new Set(acknowledged));
+  });
+
+  it('drain --window re-sends rows synced within the window; prune waits for retention and for every replica', async () => {
+    const buffer = path.join(dir, 'prune.db');
+    const base = { writerUrl: agentUrl('pg-0', 'prune'), streams: { events: EVENTS_STREAM } };
+    const config = writeConfig(path.join(dir, 'prune.json'), { ...base, retention: { seconds: 0, minReplicas: 1 } });
+    expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('old', 30)))).code).toBe(0);
+    expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout).sent).toBe(30);
+
+    // lose 10 rows on the writer, then drain by window: every synced row is re-sent, the lost ones come back
+    await sql(cluster, 'pg-0', "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 10)", 'prune');
+    const drained = await runAgent(['drain', '--json', '--window', '10m', '--buffer', buffer, '--config', config]);
+    expect(drained.code).toBe(0);
+    expect(JSON.parse(drained.stdout)).toEqual({ examined: 30, resent: 30, inserted: 10, alreadyPresent: 20, remainingPending: 0 });
+    expect((await idsIn(cluster, 'pg-0', 'prune')).rows).toBe(30);
+
+    // pg-1 holds replay: rows synced now stay above its replay LSN and must be kept
+    await waitForReportedReplay();
+    await cluster.pauseReplay('pg-1');
+    try {
+      expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('new', 5)))).code).toBe(0);
+      expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout).sent).toBe(5);
+
+      const strict = writeConfig(path.join(dir, 'prune-strict.json'), { ...base, retention: { seconds: 0, minReplicas: 2 } });
+      const skipped = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffer, '--config', strict])).stdout);
+      expect(skipped).toMatchObject({ pruned: 0, replicas: 1, skippedBecause: 'the writer shows 1 replica(s) in pg_stat_replication, retention.minReplicas is 2' });
+
+      const keepAll = writeConfig(path.join(dir, 'prune-keep.json'), { ...base, retention: { seconds: 3600, minReplicas: 1 } });
+      expect(JSON.parse((await runAgent(['prune', '--json', '--buffer', buffer, '--config', keepAll])).stdout)).toMatchObject({ pruned: 0, skippedBecause: null });
+
+      const pruned = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffer, '--config', config])).stdout);
+      expect(pruned).toMatchObject({ pruned: 30, writerTimeline: 1, replicas: 1, skippedBecause: null });
+      const outbox = Outbox.open(buffer);
+      expect(outbox.rows().map((r) => r.id)).toEqual(rows('new', 5).map((r) => r.id));
+      outbox.close();
+    } finally {
+      await cluster.resumeReplay('pg-1');
+    }
+    await waitForReportedReplay();
+    const rest = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffer, '--config', config])).stdout);
+    expect(rest).toMatchObject({ pruned: 5 });
+    const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
+    expect(status).toMatchObject({ pendingRows: 0, syncedRows: 0 });
+    expect(status.lastPrune).toMatchObject({ pruned: 5, skippedBecause: null });
+  });
+});
