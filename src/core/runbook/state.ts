@@ -87,7 +87,8 @@ export interface DrainProgress {
 export interface RebuildProgress {
   readonly replicaId: string;
   readonly nodeId: string;
-  readonly status: 'pending' | 'done' | 'failed';
+  /** starting: the rebuild could not be started yet (e.g. the new primary is still taking its first backup); retried. */
+  readonly status: 'starting' | 'pending' | 'done' | 'failed';
   readonly detail?: string;
 }
 

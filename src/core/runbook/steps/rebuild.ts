@@ -1,10 +1,12 @@
 /**
  * Rebuild the other replicas from the new primary (RDS: a new read replica per old one; locally: re-point or
- * re-clone). The failover itself is complete at this point, so a replica that cannot be rebuilt is a warning
- * in the final report, not a failure of the runbook.
+ * re-clone). A rebuild that cannot start yet (RDS refuses replicas of an instance still taking its first
+ * backup) is retried on every poll until the rebuild timeout. The failover itself is complete at this point,
+ * so a replica that cannot be rebuilt is a warning in the final report, not a failure of the runbook.
  */
 import { errorMessage } from '../errors.js';
-import type { RebuildProgress } from '../state.js';
+import type { RunbookEnv } from '../env.js';
+import type { RebuildProgress, RunbookState } from '../state.js';
 import { requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
 
 export const startRebuilds: ActionFn = async (state, env): Promise<ActionResult> => {
@@ -12,25 +14,23 @@ export const startRebuilds: ActionFn = async (state, env): Promise<ActionResult>
   const rebuilds: RebuildProgress[] = [];
   for (const replicaId of plan.rebuildReplicaIds) {
     const previous = state.rebuilds?.find((r) => r.replicaId === replicaId);
-    if (previous?.status === 'done') {
-      rebuilds.push(previous);
-      continue;
-    }
-    try {
-      const { nodeId } = await env.ports.cluster.rebuildReplica(replicaId, plan.candidateId);
-      rebuilds.push({ replicaId, nodeId, status: 'pending' });
-    } catch (error) {
-      rebuilds.push({ replicaId, nodeId: previous?.nodeId ?? replicaId, status: 'failed', detail: errorMessage(error) });
-    }
+    rebuilds.push(previous?.status === 'done' ? previous : await start(replicaId, state, env));
   }
-  return { state: { ...state, rebuilds }, done: true, figures: { replicas: rebuilds.length } };
+  return { state: { ...state, rebuilds }, done: true, figures: { replicas: rebuilds.length, started: rebuilds.filter((r) => r.status === 'pending').length } };
 };
 
 export const rebuildStatus: ActionFn = async (state, env): Promise<ActionResult> => {
+  const plan = requirePlan(state);
   const startedAt = state.steps?.rebuild?.startedAt;
   const timedOut = startedAt !== undefined && env.ports.clock.now() - Date.parse(startedAt) > env.config.timeoutMs.rebuild;
+  const limit = `${Math.round(env.config.timeoutMs.rebuild / 1000)} s`;
   const rebuilds: RebuildProgress[] = [];
   for (const r of state.rebuilds ?? []) {
+    if (r.status === 'starting') {
+      const retried = await start(r.replicaId, state, env);
+      rebuilds.push(retried.status === 'starting' && timedOut ? { ...retried, status: 'failed', detail: `could not start within ${limit}: ${retried.detail}` } : retried);
+      continue;
+    }
     if (r.status !== 'pending') {
       rebuilds.push(r);
       continue;
@@ -41,17 +41,27 @@ export const rebuildStatus: ActionFn = async (state, env): Promise<ActionResult>
     } catch (error) {
       status = { state: 'failed' as const, detail: errorMessage(error) };
     }
-    if (status.state === 'pending' && timedOut) rebuilds.push({ ...r, status: 'failed', detail: `not streaming after ${env.config.timeoutMs.rebuild / 1000} s` });
+    if (status.state === 'pending' && timedOut) rebuilds.push({ ...r, status: 'failed', detail: `not streaming after ${limit}` });
     else if (status.state === 'pending') rebuilds.push(r);
     else rebuilds.push({ ...r, status: status.state, ...(status.detail ? { detail: status.detail } : {}) });
   }
   const next = { ...state, rebuilds };
-  if (rebuilds.some((r) => r.status === 'pending')) return { state: next, done: false };
+  if (rebuilds.some((r) => r.status === 'pending' || r.status === 'starting')) return { state: next, done: false };
   const failed = rebuilds.filter((r) => r.status === 'failed');
   return {
     state: next,
     done: true,
     figures: { rebuilt: rebuilds.length - failed.length, failed: failed.length },
-    warnings: failed.map((r) => `replica ${r.replicaId} was not rebuilt from ${requirePlan(state).candidateId} (${r.detail}); rebuild it by hand (docs/runbook.md)`),
+    warnings: failed.map((r) => `replica ${r.replicaId} was not rebuilt from ${plan.candidateId} (${r.detail}); rebuild it by hand (docs/runbook.md)`),
   };
 };
+
+async function start(replicaId: string, state: RunbookState, env: RunbookEnv): Promise<RebuildProgress> {
+  const plan = requirePlan(state);
+  try {
+    const { nodeId } = await env.ports.cluster.rebuildReplica(replicaId, plan.candidateId);
+    return { replicaId, nodeId, status: 'pending' };
+  } catch (error) {
+    return { replicaId, nodeId: replicaId, status: 'starting', detail: errorMessage(error) };
+  }
+}

@@ -1,0 +1,4 @@
+/** Point the writer endpoint at the new primary: Route 53 UPSERT, SSM writer id and topology parameters. */
+import { runbookHandler } from '../../src/aws/runbook-lambda.js';
+
+export const handler = runbookHandler(['repoint']);

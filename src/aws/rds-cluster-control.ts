@@ -1,0 +1,361 @@
+/**
+ * ClusterControl over RDS, Route 53 and SSM Parameter Store: what the failover runbook does in AWS.
+ * - topology: the writer instance id and topology document from SSM, each instance described by RDS
+ *   (role from ReadReplicaSourceDBInstanceIdentifier, priority and nofailover from tags).
+ * - fence: read-only + sessions terminated over `pg` when the node answers (src/pg/fence.ts), then
+ *   ModifyDBInstance to the quarantine security group (no ingress) unless writes-only.
+ * - promote: PromoteReadReplica (with backups on, so the new primary can have replicas); no-op when the
+ *   instance is no longer a replica or is busy (promotion under way).
+ * - promotionStatus: done once RDS no longer lists a source, the status is not a failure, and PostgreSQL
+ *   answers out of recovery and writable (the replayed write fence is cleared first).
+ * - repointWriter: Route 53 UPSERT of the writer CNAME, SSM writer id, SSM topology document.
+ * - rebuildReplica: CreateDBInstanceReadReplica of the new primary, shaped like the replica it replaces,
+ *   under a deterministic next-generation id (so a re-run finds it instead of creating a second).
+ */
+import {
+  CreateDBInstanceReadReplicaCommand,
+  DescribeDBInstancesCommand,
+  ModifyDBInstanceCommand,
+  PromoteReadReplicaCommand,
+  type DBInstance,
+  type RDSClient,
+} from '@aws-sdk/client-rds';
+import { ChangeResourceRecordSetsCommand, type Route53Client } from '@aws-sdk/client-route-53';
+import { GetParameterCommand, PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import type { WriteFencer } from '../pg/fence.js';
+import type { ClusterControl, ClusterNode, FenceOptions, FenceResult, OperationStatus, Topology } from '../ports/cluster-control.js';
+import type { DatabaseProbe } from '../ports/database-probe.js';
+
+/** The JSON of the topology SSM parameter (same shape as lib/topology.ts TopologyDocument). */
+export interface TopologyDocument {
+  readonly version: 1;
+  readonly clusterId: string;
+  /** Node name of the primary. */
+  readonly primary: string;
+  readonly nodes: ReadonlyArray<{ readonly name: string; readonly instanceId: string; readonly role: 'primary' | 'replica' }>;
+}
+
+export const PRIORITY_TAG = 'rds-failover:priority';
+export const NO_FAILOVER_TAG = 'rds-failover:nofailover';
+export const REBUILT_FROM_TAG = 'rds-failover:rebuilt-from';
+
+export interface RdsClusterControlOptions {
+  readonly clusterId: string;
+  readonly rds: RDSClient;
+  readonly route53: Route53Client;
+  readonly ssm: SSMClient;
+  readonly writerParameterName: string;
+  readonly topologyParameterName: string;
+  readonly hostedZoneId: string;
+  /** FQDN of the writer CNAME, e.g. writer.orders.internal. */
+  readonly writerRecordName: string;
+  /** @default 30 */
+  readonly writerRecordTtlSeconds?: number;
+  /** Security group with no ingress rules that fence moves the old primary into. */
+  readonly quarantineSecurityGroupId: string;
+  /** Read-only + terminate over pg; without it fence only isolates. */
+  readonly writeFencer?: WriteFencer;
+  /** Confirms writability after promotion; without it RDS status alone decides. */
+  readonly probe?: DatabaseProbe;
+  /** Automated backup retention of the promoted instance (replicas need it on their source). @default 7 */
+  readonly backupRetentionDays?: number;
+}
+
+const FAILED_STATUSES = new Set([
+  'failed',
+  'incompatible-network',
+  'incompatible-option-group',
+  'incompatible-parameters',
+  'incompatible-restore',
+  'inaccessible-encryption-credentials',
+  'inaccessible-encryption-credentials-recoverable',
+  'restore-error',
+  'storage-full',
+  'deleting',
+  'stopped',
+]);
+/** States in which RDS refuses ModifyDBInstance / PromoteReadReplica because something is under way. */
+const BUSY_STATUSES = new Set(['modifying', 'rebooting', 'backing-up', 'renaming', 'configuring-enhanced-monitoring', 'configuring-log-exports', 'upgrading', 'starting']);
+const WRITABLE_STATUSES = new Set(['available', 'backing-up', 'configuring-enhanced-monitoring', 'configuring-log-exports', 'modifying']);
+
+export class RdsClusterControl implements ClusterControl {
+  private readonly ttl: number;
+
+  constructor(private readonly o: RdsClusterControlOptions) {
+    this.ttl = o.writerRecordTtlSeconds ?? 30;
+    if (!/^sg-[0-9a-f]+$/.test(o.quarantineSecurityGroupId)) {
+      throw new Error(`RdsClusterControl: quarantineSecurityGroupId '${o.quarantineSecurityGroupId}' is not a security group id (sg-...)`);
+    }
+    if (!Number.isInteger(this.ttl) || this.ttl < 1) throw new Error(`RdsClusterControl: writerRecordTtlSeconds must be a positive integer, got ${this.ttl}`);
+  }
+
+  async topology(): Promise<Topology> {
+    const [writerId, doc] = await Promise.all([this.parameter(this.o.writerParameterName), this.topologyDocument()]);
+    const ids = doc.nodes.map((n) => n.instanceId);
+    // One describe per instance (by identifier): IAM can then scope DescribeDBInstances to the cluster's instances.
+    const described = await Promise.all(ids.map((id) => this.describeOrNull(id)));
+    const nodes: ClusterNode[] = ids.map((id, i) => {
+      const db = described[i];
+      if (!db) throw new Error(`topology parameter ${this.o.topologyParameterName} lists ${id}, but RDS has no such DB instance`);
+      return toNode(db);
+    });
+    if (!ids.includes(writerId)) {
+      throw new Error(`writer parameter ${this.o.writerParameterName} names ${writerId}, which is not in topology parameter ${this.o.topologyParameterName}`);
+    }
+    return { clusterId: this.o.clusterId, writerId, nodes };
+  }
+
+  async fence(nodeId: string, options: FenceOptions = {}): Promise<FenceResult> {
+    const details: string[] = [];
+    let readOnly: FenceResult['readOnly'] = 'unreachable';
+    let sessionsTerminated = 0;
+    let lsn: string | undefined;
+    if (this.o.writeFencer) {
+      const fenced = await this.o.writeFencer.fence(nodeId);
+      if ('unreachable' in fenced) details.push(`no connection: ${fenced.unreachable}`);
+      else {
+        readOnly = fenced.failures.length === 0;
+        sessionsTerminated = fenced.sessionsTerminated;
+        lsn = fenced.lsn;
+        if (fenced.failures.length > 0) details.push(`read-only not set on ${fenced.failures.join('; ')}`);
+      }
+    } else {
+      details.push('no database access configured: read-only not attempted');
+    }
+    let isolated = false;
+    if (!options.writesOnly) {
+      const isolation = await this.isolate(nodeId);
+      isolated = isolation.isolated;
+      if (isolation.detail) details.push(isolation.detail);
+    }
+    return { isolated, readOnly, sessionsTerminated, ...(lsn ? { lsn } : {}), ...(details.length ? { detail: details.join('; ') } : {}) };
+  }
+
+  async unfence(nodeId: string): Promise<void> {
+    if (!this.o.writeFencer) throw new Error(`cannot unfence ${nodeId}: no database access configured`);
+    await this.o.writeFencer.clear(nodeId);
+  }
+
+  async promote(nodeId: string): Promise<void> {
+    const db = await this.describe(nodeId);
+    if (!db.ReadReplicaSourceDBInstanceIdentifier) return; // already standalone: promoted earlier
+    if (db.DBInstanceStatus !== 'available') return; // busy: a promotion already under way (promotionStatus tells)
+    try {
+      await this.o.rds.send(
+        new PromoteReadReplicaCommand({ DBInstanceIdentifier: nodeId, BackupRetentionPeriod: this.o.backupRetentionDays ?? 7 }),
+      );
+    } catch (error) {
+      if ((error as Error).name !== 'InvalidDBInstanceStateFault') throw error;
+      const now = await this.describe(nodeId);
+      if (!now.ReadReplicaSourceDBInstanceIdentifier || BUSY_STATUSES.has(now.DBInstanceStatus ?? '')) return;
+      throw error;
+    }
+  }
+
+  async promotionStatus(nodeId: string): Promise<OperationStatus> {
+    const db = await this.describe(nodeId);
+    const status = db.DBInstanceStatus ?? 'unknown';
+    if (FAILED_STATUSES.has(status)) return { state: 'failed', detail: `${nodeId} is ${status}` };
+    if (db.ReadReplicaSourceDBInstanceIdentifier) return { state: 'pending', detail: `${nodeId} is still a replica of ${db.ReadReplicaSourceDBInstanceIdentifier} (${status})` };
+    if (!WRITABLE_STATUSES.has(status)) return { state: 'pending', detail: `${nodeId} is ${status}` };
+    if (!this.o.probe) return status === 'available' || status === 'backing-up' ? { state: 'done' } : { state: 'pending', detail: `${nodeId} is ${status}` };
+    // The old primary's write fence is WAL-logged: a candidate that replayed it starts read-only.
+    if (this.o.writeFencer) await this.o.writeFencer.clear(nodeId).catch(() => undefined);
+    const probe = await this.o.probe.probe(nodeId);
+    if (!probe.reachable) return { state: 'pending', detail: `${nodeId} (${status}) does not answer yet: ${probe.error}` };
+    if (probe.inRecovery) return { state: 'pending', detail: `${nodeId} (${status}) is still in recovery` };
+    if (!probe.acceptsWrites) return { state: 'pending', detail: `${nodeId} (${status}) is read-only` };
+    return { state: 'done', detail: `${nodeId} accepts writes on timeline ${probe.timelineId}` };
+  }
+
+  async repointWriter(nodeId: string): Promise<void> {
+    const db = await this.describe(nodeId);
+    const address = db.Endpoint?.Address;
+    if (!address) throw new Error(`${nodeId} has no endpoint address yet (${db.DBInstanceStatus}); cannot point the writer at it`);
+    await this.o.route53.send(
+      new ChangeResourceRecordSetsCommand({
+        HostedZoneId: this.o.hostedZoneId,
+        ChangeBatch: {
+          Comment: `rds-failover: writer of ${this.o.clusterId} -> ${nodeId}`,
+          Changes: [
+            {
+              Action: 'UPSERT',
+              ResourceRecordSet: { Name: this.o.writerRecordName, Type: 'CNAME', TTL: this.ttl, ResourceRecords: [{ Value: address }] },
+            },
+          ],
+        },
+      }),
+    );
+    await this.putParameter(this.o.writerParameterName, nodeId);
+    const doc = await this.topologyDocument();
+    const entry = doc.nodes.find((n) => n.instanceId === nodeId);
+    if (!entry) throw new Error(`${nodeId} is not in topology parameter ${this.o.topologyParameterName}`);
+    const oldPrimary = doc.nodes.find((n) => n.role === 'primary' && n.instanceId !== nodeId);
+    const next: TopologyDocument = {
+      ...doc,
+      primary: entry.name,
+      // The fenced old primary leaves the topology (reconcile retires it); the rest are replicas.
+      nodes: doc.nodes.filter((n) => n !== oldPrimary).map((n) => ({ ...n, role: n.instanceId === nodeId ? 'primary' : 'replica' })),
+    };
+    await this.putParameter(this.o.topologyParameterName, JSON.stringify(next));
+  }
+
+  async rebuildReplica(replicaId: string, primaryId: string): Promise<{ readonly nodeId: string }> {
+    const doc = await this.topologyDocument();
+    // A re-run finds the replica already replaced in the document: derive the same name from the id.
+    const prefix = `${doc.clusterId}-`;
+    const name = doc.nodes.find((n) => n.instanceId === replicaId)?.name ?? (replicaId.startsWith(prefix) ? replicaId.slice(prefix.length) : replicaId);
+    const nextName = nextGenerationName(name);
+    const nodeId = replicaId === `${prefix}${name}` ? `${prefix}${nextName}` : nextGenerationName(replicaId);
+    assertInstanceId(nodeId, replicaId);
+
+    const existing = await this.describeOrNull(nodeId);
+    if (!existing) {
+      const old = await this.describe(replicaId);
+      await this.o.rds.send(new CreateDBInstanceReadReplicaCommand(replicaShapedLike(old, nodeId, primaryId)));
+    }
+    const nodes = doc.nodes.filter((n) => n.instanceId !== replicaId && n.instanceId !== nodeId);
+    await this.putParameter(
+      this.o.topologyParameterName,
+      JSON.stringify({ ...doc, nodes: [...nodes, { name: nextName, instanceId: nodeId, role: 'replica' }] } satisfies TopologyDocument),
+    );
+    return { nodeId };
+  }
+
+  async rebuildStatus(nodeId: string): Promise<OperationStatus> {
+    const db = await this.describeOrNull(nodeId);
+    if (!db) return { state: 'failed', detail: `${nodeId} does not exist` };
+    const status = db.DBInstanceStatus ?? 'unknown';
+    if (FAILED_STATUSES.has(status)) return { state: 'failed', detail: `${nodeId} is ${status}` };
+    if (status !== 'available') return { state: 'pending', detail: `${nodeId} is ${status}` };
+    if (!db.ReadReplicaSourceDBInstanceIdentifier) return { state: 'failed', detail: `${nodeId} is available but not a read replica` };
+    return { state: 'done', detail: `${nodeId} replicates from ${db.ReadReplicaSourceDBInstanceIdentifier}` };
+  }
+
+  /** Moves the instance into the quarantine security group; refused states are reported, not thrown. */
+  private async isolate(nodeId: string): Promise<{ isolated: boolean; detail?: string }> {
+    const db = await this.describe(nodeId);
+    const groups = (db.VpcSecurityGroups ?? []).filter((g) => g.Status !== 'removing').map((g) => g.VpcSecurityGroupId);
+    if (groups.length === 1 && groups[0] === this.o.quarantineSecurityGroupId) return { isolated: true };
+    try {
+      await this.o.rds.send(
+        new ModifyDBInstanceCommand({ DBInstanceIdentifier: nodeId, VpcSecurityGroupIds: [this.o.quarantineSecurityGroupId], ApplyImmediately: true }),
+      );
+      return { isolated: true };
+    } catch (error) {
+      const name = (error as Error).name;
+      if (name === 'InvalidDBInstanceStateFault' || name === 'InvalidVPCNetworkStateFault') {
+        return { isolated: false, detail: `RDS refused the quarantine security group while ${nodeId} is ${db.DBInstanceStatus}: ${(error as Error).message}` };
+      }
+      throw error;
+    }
+  }
+
+  private async describe(nodeId: string): Promise<DBInstance> {
+    const out = await this.o.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: nodeId }));
+    const db = out.DBInstances?.[0];
+    if (!db) throw new Error(`RDS returned no DB instance ${nodeId}`);
+    return db;
+  }
+
+  private async describeOrNull(nodeId: string): Promise<DBInstance | null> {
+    try {
+      return await this.describe(nodeId);
+    } catch (error) {
+      if ((error as Error).name === 'DBInstanceNotFoundFault') return null;
+      throw error;
+    }
+  }
+
+  private async parameter(name: string): Promise<string> {
+    const out = await this.o.ssm.send(new GetParameterCommand({ Name: name }));
+    const value = out.Parameter?.Value;
+    if (!value) throw new Error(`SSM parameter ${name} is empty`);
+    return value;
+  }
+
+  private async topologyDocument(): Promise<TopologyDocument> {
+    const raw = await this.parameter(this.o.topologyParameterName);
+    return parseTopologyDocument(raw, this.o.topologyParameterName);
+  }
+
+  private async putParameter(name: string, value: string): Promise<void> {
+    await this.o.ssm.send(new PutParameterCommand({ Name: name, Value: value, Type: 'String', Overwrite: true }));
+  }
+}
+
+export function parseTopologyDocument(raw: string, where: string): TopologyDocument {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch {
+    throw new Error(`${where}: not JSON; expected {"version":1,"clusterId":...,"primary":...,"nodes":[{"name","instanceId","role"}]}`);
+  }
+  const d = doc as Partial<TopologyDocument>;
+  if (d?.version !== 1 || typeof d.clusterId !== 'string' || typeof d.primary !== 'string' || !Array.isArray(d.nodes)) {
+    throw new Error(`${where}: expected {"version":1,"clusterId":...,"primary":...,"nodes":[...]}, got ${raw.slice(0, 200)}`);
+  }
+  for (const [i, n] of d.nodes.entries()) {
+    if (typeof n?.name !== 'string' || typeof n.instanceId !== 'string' || (n.role !== 'primary' && n.role !== 'replica')) {
+      throw new Error(`${where}: nodes[${i}] must be {"name": string, "instanceId": string, "role": "primary"|"replica"}`);
+    }
+  }
+  return d as TopologyDocument;
+}
+
+/** 'replica-1' -> 'replica-1-g2' -> 'replica-1-g3': the id a rebuild of that node creates. */
+export function nextGenerationName(name: string): string {
+  const m = /^(.*)-g(\d+)$/.exec(name);
+  return m ? `${m[1]}-g${Number(m[2]) + 1}` : `${name}-g2`;
+}
+
+function assertInstanceId(id: string, from: string): void {
+  if (id.length > 63 || !/^[A-Za-z](?:[A-Za-z0-9]|-(?!-))*[A-Za-z0-9]$/.test(id)) {
+    throw new Error(`cannot rebuild ${from}: the new instance id '${id}' is not a valid DB instance identifier (letters, digits, single hyphens, at most 63)`);
+  }
+}
+
+function toNode(db: DBInstance): ClusterNode {
+  const tags = new Map((db.TagList ?? []).map((t) => [t.Key, t.Value]));
+  const priorityTag = tags.get(PRIORITY_TAG);
+  const priority = priorityTag !== undefined && /^\d+$/.test(priorityTag) ? Number(priorityTag) : 100;
+  return {
+    id: db.DBInstanceIdentifier!,
+    role: db.ReadReplicaSourceDBInstanceIdentifier ? 'replica' : 'primary',
+    endpoint: `${db.Endpoint?.Address ?? 'pending'}:${db.Endpoint?.Port ?? 5432}`,
+    priority,
+    noFailover: tags.get(NO_FAILOVER_TAG) === 'true',
+  };
+}
+
+/** CreateDBInstanceReadReplica input for a replica of `primaryId` that takes the place of `old`. */
+function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
+  const tags = (old.TagList ?? []).filter((t) => t.Key !== REBUILT_FROM_TAG && !t.Key?.startsWith('aws:'));
+  return {
+    DBInstanceIdentifier: nodeId,
+    SourceDBInstanceIdentifier: primaryId,
+    DBInstanceClass: old.DBInstanceClass,
+    AvailabilityZone: old.AvailabilityZone,
+    DBSubnetGroupName: old.DBSubnetGroup?.DBSubnetGroupName,
+    VpcSecurityGroupIds: (old.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).filter(Boolean),
+    DBParameterGroupName: old.DBParameterGroups?.[0]?.DBParameterGroupName,
+    StorageType: old.StorageType,
+    ...(old.Iops ? { Iops: old.Iops } : {}),
+    MultiAZ: false,
+    PubliclyAccessible: false,
+    AutoMinorVersionUpgrade: old.AutoMinorVersionUpgrade,
+    CopyTagsToSnapshot: old.CopyTagsToSnapshot,
+    DeletionProtection: old.DeletionProtection,
+    EnableIAMDatabaseAuthentication: old.IAMDatabaseAuthenticationEnabled,
+    EnableCloudwatchLogsExports: old.EnabledCloudwatchLogsExports,
+    ...(old.MonitoringInterval ? { MonitoringInterval: old.MonitoringInterval, MonitoringRoleArn: old.MonitoringRoleArn } : {}),
+    ...(old.PerformanceInsightsEnabled
+      ? {
+          EnablePerformanceInsights: true,
+          PerformanceInsightsKMSKeyId: old.PerformanceInsightsKMSKeyId,
+          PerformanceInsightsRetentionPeriod: old.PerformanceInsightsRetentionPeriod,
+        }
+      : {}),
+    Tags: [...tags, { Key: REBUILT_FROM_TAG, Value: old.DBInstanceIdentifier! }],
+  };
+}
