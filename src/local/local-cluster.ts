@@ -336,13 +336,14 @@ export class LocalCluster {
     }
     await this.ensureSlot(newPrimaryId, replicaId, false);
     await this.writeNodeFile(replica, 'replication.conf', this.upstreamConf(primary, replicaId));
-    if (replica.pid !== null && isAlive(replica.pid)) {
-      signal(replica.pid, 'SIGHUP');
-      await this.query(replicaId, (c) => c.query('SELECT pg_wal_replay_resume()')).catch(() => undefined);
-    } else {
-      await this.startPostmaster(replica);
-    }
     try {
+      if (replica.pid !== null && isAlive(replica.pid)) {
+        // primary_conninfo is reloadable (PostgreSQL 13+): the WAL receiver restarts towards the new primary.
+        signal(replica.pid, 'SIGHUP');
+        await this.query(replicaId, (c) => c.query('SELECT pg_wal_replay_resume()')).catch(() => undefined);
+      } else {
+        await this.startPostmaster(replica);
+      }
       await this.waitUntilStreaming(replicaId, newPrimaryId, primaryTimeline, FOLLOW_TIMEOUT_MS);
       this.log(`${replicaId} follows ${newPrimaryId} on timeline ${primaryTimeline}`);
     } catch (error) {
