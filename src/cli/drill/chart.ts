@@ -2,8 +2,9 @@ import { formatDurationMs } from '../../core/duration.js';
 import type { DrillResult } from './report.js';
 
 const WIDTH = 960;
-const HEIGHT = 440;
-const MARGIN = { left: 64, right: 24, top: 96, bottom: 48 };
+const PLOT_HEIGHT = 360;
+const MARGIN = { left: 64, right: 24, top: 72, bottom: 48 };
+const EVENT_LINE = 15;
 const NODE_COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#8c564b'];
 
 /** A timeline chart a person can read: writes acknowledged vs committed per node, with the runbook's events. */
@@ -14,7 +15,9 @@ export function renderDrillChart(result: DrillResult): string {
   const allRates = [...series.acknowledged, ...Object.values(series.committed).flat()].map((v) => v * perSecond);
   const yMax = niceCeiling(Math.max(1, ...allRates));
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
-  const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const plotH = PLOT_HEIGHT - MARGIN.top - MARGIN.bottom;
+  const events = result.timeline;
+  const HEIGHT = PLOT_HEIGHT + 24 + Math.ceil(events.length / 2) * EVENT_LINE;
   const totalMs = buckets * series.bucketMs;
   const x = (ms: number) => MARGIN.left + (ms / totalMs) * plotW;
   const y = (rate: number) => MARGIN.top + plotH - (rate / yMax) * plotH;
@@ -43,17 +46,21 @@ export function renderDrillChart(result: DrillResult): string {
   }
   const stepS = Math.max(1, Math.ceil(totalMs / 1000 / 12));
   for (let s = 0; s * 1000 <= totalMs; s += stepS) {
-    parts.push(text(x(s * 1000), HEIGHT - MARGIN.bottom + 16, `${s}s`, 11, 'normal', 'middle'));
+    parts.push(text(x(s * 1000), PLOT_HEIGHT - MARGIN.bottom + 16, `${s}s`, 11, 'normal', 'middle'));
   }
   parts.push(text(16, MARGIN.top + plotH / 2, 'rows/s', 11, 'normal', 'middle', -90));
   parts.push(`<line x1="${MARGIN.left}" x2="${WIDTH - MARGIN.right}" y1="${y(0)}" y2="${y(0)}" stroke="#333"/>`);
   parts.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left}" y1="${MARGIN.top}" y2="${y(0)}" stroke="#333"/>`);
 
-  // Events: vertical markers, labels staggered so they do not overlap.
-  result.timeline.forEach((event, i) => {
+  // Events: numbered markers on the plot (numbers staggered, events are often milliseconds apart), listed below it.
+  events.forEach((event, i) => {
     const ex = x(event.atMs);
-    parts.push(`<line x1="${ex.toFixed(1)}" x2="${ex.toFixed(1)}" y1="${MARGIN.top - 6}" y2="${y(0)}" stroke="#ff7f0e" stroke-dasharray="3,3"/>`);
-    parts.push(text(ex + 3, MARGIN.top - 8 - (i % 3) * 13, event.name, 10, 'normal', 'start', 0, '#b35900'));
+    parts.push(`<line x1="${ex.toFixed(1)}" x2="${ex.toFixed(1)}" y1="${MARGIN.top - 4}" y2="${y(0)}" stroke="#ff7f0e" stroke-dasharray="3,3"/>`);
+    parts.push(text(ex, MARGIN.top - 6 - (i % 2) * 11, String(i + 1), 9, 'bold', 'middle', 0, '#b35900'));
+    const column = i < Math.ceil(events.length / 2) ? 0 : 1;
+    const row = column === 0 ? i : i - Math.ceil(events.length / 2);
+    const label = `${i + 1}. ${(event.atMs / 1000).toFixed(2)}s ${event.name}`;
+    parts.push(text(MARGIN.left + column * (plotW / 2), PLOT_HEIGHT + 16 + row * EVENT_LINE, label, 11, 'normal', 'start', 0, '#7a3d00'));
   });
 
   // Series.

@@ -13,6 +13,7 @@ import { runRunbook, type RunbookEvent, type RunbookInput, STEP_LABELS, LOCAL_RU
 import { LocalCluster } from '../../local/local-cluster.js';
 import { createLocalRunbookPorts } from '../../local/local-runbook-ports.js';
 import { PgDatabaseProbe } from '../../pg/probe.js';
+import type { Notification } from '../../ports/notifier.js';
 import type { Progress } from '../progress.js';
 import type { LoadWorkerMessage, LoadWorkerSpec } from './load-worker-protocol.js';
 import { drillOk, type DrillEvent, type DrillFault, type DrillResult } from './report.js';
@@ -44,7 +45,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const { progress } = options;
   const random = seededRandom(options.seed);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'rds-failover-drill-'));
-  const origin = Date.now();
+  let origin = Date.now();
   const timeline: DrillEvent[] = [];
   const mark = (name: string, detail?: string, at = Date.now()) => {
     timeline.push({ atMs: at - origin, name, detail });
@@ -53,7 +54,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const workers: ChildProcess[] = [];
   try {
     progress.event('start', 'cluster', `primary + ${options.replicas} streaming replicas`);
-    cluster = await LocalCluster.start({ replicas: options.replicas, baseDir: path.join(workDir, 'cluster') });
+    cluster = await LocalCluster.start({ replicas: options.replicas });
     const oldPrimary = cluster.primaryId();
     await createTargetTable(cluster, oldPrimary);
     await cluster.setWriter(oldPrimary);
@@ -64,6 +65,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     const acks = new Map<string, { ids: string[]; times: number[]; latenciesUs: number[] }>();
     progress.event('start', 'workers', `${options.workers} × ${options.rate} rows/s`);
     await Promise.all(specs.map((spec) => startWorker(spec, workers, acks)));
+    origin = Date.now(); // the report's clock starts with the load
     mark('load started');
     progress.event('done', 'workers');
 
@@ -74,11 +76,14 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     if (lagNode) await sleep(Math.max(500, options.warmupMs / 2));
 
     const events: RunbookEvent[] = [];
+    const notifications: Notification[] = [];
     const ports = createLocalRunbookPorts({
       cluster,
       workers: specs.map((s) => ({ id: s.workerId, bufferPath: s.bufferPath, configPath: s.configPath })),
       stateDir: path.join(workDir, 'controller'),
       noFailover: lagNode ? cluster.nodes().filter((n) => n.id !== oldPrimary && n.id !== lagNode).map((n) => n.id) : [],
+      // Every notification is kept and counted in the report; the live progress already shows each step.
+      notifier: { notify: async (n) => void notifications.push(n) },
     });
     const onEvent = (event: RunbookEvent) => {
       events.push(event);
