@@ -1,0 +1,382 @@
+import {
+  CreateDBInstanceReadReplicaCommand,
+  DBInstanceNotFoundFault,
+  DescribeDBInstancesCommand,
+  InvalidDBInstanceStateFault,
+  ModifyDBInstanceCommand,
+  PromoteReadReplicaCommand,
+  RDSClient,
+  type DBInstance,
+} from '@aws-sdk/client-rds';
+import { ChangeResourceRecordSetsCommand, Route53Client } from '@aws-sdk/client-route-53';
+import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { nextGenerationName, RdsClusterControl, type TopologyDocument } from '../../../src/aws/rds-cluster-control.js';
+import type { DatabaseWriteFence, WriteFencer } from '../../../src/pg/fence.js';
+import type { DatabaseProbe, NodeProbe } from '../../../src/ports/database-probe.js';
+
+const rds = mockClient(RDSClient);
+const route53 = mockClient(Route53Client);
+const ssm = mockClient(SSMClient);
+
+const QUARANTINE = 'sg-0a1b2c3d4e5f60789';
+const DOC: TopologyDocument = {
+  version: 1,
+  clusterId: 'orders',
+  primary: 'node-a',
+  nodes: [
+    { name: 'node-a', instanceId: 'orders-node-a', role: 'primary' },
+    { name: 'node-b', instanceId: 'orders-node-b', role: 'replica' },
+    { name: 'node-c', instanceId: 'orders-node-c', role: 'replica' },
+  ],
+};
+
+function instance(id: string, extra: Partial<DBInstance> = {}): DBInstance {
+  return {
+    DBInstanceIdentifier: id,
+    DBInstanceStatus: 'available',
+    Endpoint: { Address: `${id}.abc.eu-west-1.rds.amazonaws.com`, Port: 5432 },
+    VpcSecurityGroups: [{ VpcSecurityGroupId: 'sg-0db0db0db0db0db01', Status: 'active' }],
+    TagList: [],
+    ...extra,
+  };
+}
+
+function describes(...instances: DBInstance[]) {
+  for (const db of instances) rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: db.DBInstanceIdentifier }).resolves({ DBInstances: [db] });
+}
+
+class FakeFencer implements WriteFencer {
+  calls: string[] = [];
+  constructor(private outcome: DatabaseWriteFence | { unreachable: string }) {}
+  async fence(nodeId: string) {
+    this.calls.push(`fence:${nodeId}`);
+    return this.outcome;
+  }
+  async clear(nodeId: string) {
+    this.calls.push(`clear:${nodeId}`);
+    return ['app'];
+  }
+}
+
+const writable = (nodeId: string): NodeProbe => ({
+  nodeId,
+  sampledAt: 'x',
+  reachable: true,
+  inRecovery: false,
+  timelineId: 2,
+  currentLsn: '0/5000000',
+  receiveLsn: null,
+  replayLsn: null,
+  replayPaused: false,
+  lastReplayAgeSeconds: null,
+  acceptsWrites: true,
+  replication: [],
+});
+
+function control(extra: { writeFencer?: WriteFencer; probe?: DatabaseProbe } = {}) {
+  return new RdsClusterControl({
+    clusterId: 'orders',
+    rds: new RDSClient({}),
+    route53: new Route53Client({}),
+    ssm: new SSMClient({}),
+    writerParameterName: '/rds-failover/orders/writer-instance-id',
+    topologyParameterName: '/rds-failover/orders/topology',
+    hostedZoneId: 'Z0123456789ABC',
+    writerRecordName: 'writer.orders.internal',
+    writerRecordTtlSeconds: 15,
+    quarantineSecurityGroupId: QUARANTINE,
+    backupRetentionDays: 14,
+    ...extra,
+  });
+}
+
+beforeEach(() => {
+  rds.reset();
+  route53.reset();
+  ssm.reset();
+  ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/writer-instance-id' }).resolves({ Parameter: { Value: 'orders-node-a' } });
+  ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/topology' }).resolves({ Parameter: { Value: JSON.stringify(DOC) } });
+});
+
+describe('RdsClusterControl.topology', () => {
+  it('reads writer and topology parameters and describes each instance: role, endpoint, priority and nofailover tags', async () => {
+    describes(
+      instance('orders-node-a'),
+      instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', TagList: [{ Key: 'rds-failover:priority', Value: '5' }] }),
+      instance('orders-node-c', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', TagList: [{ Key: 'rds-failover:nofailover', Value: 'true' }] }),
+    );
+    const topo = await control().topology();
+    expect(topo).toEqual({
+      clusterId: 'orders',
+      writerId: 'orders-node-a',
+      nodes: [
+        { id: 'orders-node-a', role: 'primary', endpoint: 'orders-node-a.abc.eu-west-1.rds.amazonaws.com:5432', priority: 100, noFailover: false },
+        { id: 'orders-node-b', role: 'replica', endpoint: 'orders-node-b.abc.eu-west-1.rds.amazonaws.com:5432', priority: 5, noFailover: false },
+        { id: 'orders-node-c', role: 'replica', endpoint: 'orders-node-c.abc.eu-west-1.rds.amazonaws.com:5432', priority: 100, noFailover: true },
+      ],
+    });
+    expect(rds.commandCalls(DescribeDBInstancesCommand).map((c) => c.args[0].input)).toEqual([
+      { DBInstanceIdentifier: 'orders-node-a' },
+      { DBInstanceIdentifier: 'orders-node-b' },
+      { DBInstanceIdentifier: 'orders-node-c' },
+    ]);
+  });
+
+  it('names a malformed topology parameter and the expected form', async () => {
+    ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/topology' }).resolves({ Parameter: { Value: '{"primary":1}' } });
+    await expect(control().topology()).rejects.toThrow(/\/rds-failover\/orders\/topology: expected \{"version":1,"clusterId":...,"primary":...,"nodes":\[...\]\}/);
+  });
+
+  it('refuses a writer that is not in the topology', async () => {
+    describes(instance('orders-node-a'), instance('orders-node-b'), instance('orders-node-c'));
+    ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/writer-instance-id' }).resolves({ Parameter: { Value: 'orders-node-z' } });
+    await expect(control().topology()).rejects.toThrow('writer parameter /rds-failover/orders/writer-instance-id names orders-node-z, which is not in topology parameter /rds-failover/orders/topology');
+  });
+});
+
+describe('RdsClusterControl.fence', () => {
+  const fenced: DatabaseWriteFence = { wasPrimary: true, fencedDatabases: ['app', 'postgres'], failures: [], sessionsTerminated: 4, lsn: '0/7000060' };
+
+  it('sets read-only over pg, then moves the instance to the quarantine security group with ApplyImmediately', async () => {
+    describes(instance('orders-node-a'));
+    rds.on(ModifyDBInstanceCommand).resolves({});
+    const fencer = new FakeFencer(fenced);
+    const result = await control({ writeFencer: fencer }).fence('orders-node-a');
+    expect(result).toEqual({ isolated: true, readOnly: true, sessionsTerminated: 4, lsn: '0/7000060' });
+    expect(fencer.calls).toEqual(['fence:orders-node-a']);
+    expect(rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input)).toEqual([
+      { DBInstanceIdentifier: 'orders-node-a', VpcSecurityGroupIds: [QUARANTINE], ApplyImmediately: true },
+    ]);
+  });
+
+  it('writes-only (switchover) leaves the security groups alone so replicas keep streaming', async () => {
+    describes(instance('orders-node-a'));
+    const result = await control({ writeFencer: new FakeFencer(fenced) }).fence('orders-node-a', { writesOnly: true });
+    expect(result).toEqual({ isolated: false, readOnly: true, sessionsTerminated: 4, lsn: '0/7000060' });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it('an unreachable node is still isolated; a node already in quarantine is not modified again', async () => {
+    describes(instance('orders-node-a', { VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'active' }, { VpcSecurityGroupId: 'sg-0db0db0db0db0db01', Status: 'removing' }] }));
+    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-node-a');
+    expect(result).toEqual({ isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: 'no connection: timeout expired' });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+  });
+
+  it('reports (not throws) RDS refusing to modify a failed instance', async () => {
+    describes(instance('orders-node-a', { DBInstanceStatus: 'failed' }));
+    rds.on(ModifyDBInstanceCommand).rejects(new InvalidDBInstanceStateFault({ message: 'Instance is not in available state', $metadata: {} }));
+    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'ECONNREFUSED' }) }).fence('orders-node-a');
+    expect(result.isolated).toBe(false);
+    expect(result.detail).toBe('no connection: ECONNREFUSED; RDS refused the quarantine security group while orders-node-a is failed: Instance is not in available state');
+  });
+
+  it('reports databases it could not set read-only', async () => {
+    describes(instance('orders-node-a'));
+    rds.on(ModifyDBInstanceCommand).resolves({});
+    const fencer = new FakeFencer({ ...fenced, failures: ['billing: must be owner of database billing'] });
+    const result = await control({ writeFencer: fencer }).fence('orders-node-a');
+    expect(result.readOnly).toBe(false);
+    expect(result.isolated).toBe(true);
+    expect(result.detail).toBe('read-only not set on billing: must be owner of database billing');
+  });
+});
+
+describe('RdsClusterControl.promote and promotionStatus', () => {
+  it('promotes an available replica with backups on', async () => {
+    describes(instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a' }));
+    rds.on(PromoteReadReplicaCommand).resolves({});
+    await control().promote('orders-node-b');
+    expect(rds.commandCalls(PromoteReadReplicaCommand).map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: 'orders-node-b', BackupRetentionPeriod: 14 }]);
+  });
+
+  it('is a no-op on an instance that is no longer a replica, or busy promoting', async () => {
+    describes(instance('orders-node-b'), instance('orders-node-c', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'modifying' }));
+    await control().promote('orders-node-b');
+    await control().promote('orders-node-c');
+    expect(rds.commandCalls(PromoteReadReplicaCommand)).toHaveLength(0);
+  });
+
+  it('treats InvalidDBInstanceState from a promotion that just started elsewhere as in progress', async () => {
+    rds
+      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-b' })
+      .resolvesOnce({ DBInstances: [instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a' })] })
+      .resolves({ DBInstances: [instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'modifying' })] });
+    rds.on(PromoteReadReplicaCommand).rejects(new InvalidDBInstanceStateFault({ message: 'busy', $metadata: {} }));
+    await expect(control().promote('orders-node-b')).resolves.toBeUndefined();
+  });
+
+  it('polls DescribeDBInstances until the instance is standalone, then clears the replayed fence and confirms writes', async () => {
+    const states = [
+      instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'modifying' }),
+      instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'rebooting' }),
+      instance('orders-node-b', { DBInstanceStatus: 'backing-up' }),
+    ];
+    rds
+      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-b' })
+      .resolvesOnce({ DBInstances: [states[0]!] })
+      .resolvesOnce({ DBInstances: [states[1]!] })
+      .resolves({ DBInstances: [states[2]!] });
+    const fencer = new FakeFencer({ unreachable: 'n/a' });
+    const probe: DatabaseProbe = { probe: async (id) => writable(id) };
+    const c = control({ writeFencer: fencer, probe });
+    expect(await c.promotionStatus('orders-node-b')).toEqual({ state: 'pending', detail: 'orders-node-b is still a replica of orders-node-a (modifying)' });
+    expect(await c.promotionStatus('orders-node-b')).toEqual({ state: 'pending', detail: 'orders-node-b is still a replica of orders-node-a (rebooting)' });
+    expect(await c.promotionStatus('orders-node-b')).toEqual({ state: 'done', detail: 'orders-node-b accepts writes on timeline 2' });
+    expect(fencer.calls).toEqual(['clear:orders-node-b']);
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(3);
+  });
+
+  it('stays pending while PostgreSQL is read-only, fails on a failed instance', async () => {
+    describes(instance('orders-node-b'), instance('orders-node-c', { DBInstanceStatus: 'storage-full' }));
+    const probe: DatabaseProbe = { probe: async (id) => ({ ...writable(id), acceptsWrites: false }) };
+    expect(await control({ probe }).promotionStatus('orders-node-b')).toEqual({ state: 'pending', detail: 'orders-node-b (available) is read-only' });
+    expect(await control({ probe }).promotionStatus('orders-node-c')).toEqual({ state: 'failed', detail: 'orders-node-c is storage-full' });
+  });
+});
+
+describe('RdsClusterControl.repointWriter', () => {
+  it('UPSERTs the writer CNAME, writes the writer id and the new topology document', async () => {
+    describes(instance('orders-node-b'));
+    route53.on(ChangeResourceRecordSetsCommand).resolves({ ChangeInfo: { Id: 'c1', Status: 'PENDING', SubmittedAt: new Date() } });
+    ssm.on(PutParameterCommand).resolves({ Version: 2 });
+    await control().repointWriter('orders-node-b');
+    expect(route53.commandCalls(ChangeResourceRecordSetsCommand).map((c) => c.args[0].input)).toEqual([
+      {
+        HostedZoneId: 'Z0123456789ABC',
+        ChangeBatch: {
+          Comment: 'rds-failover: writer of orders -> orders-node-b',
+          Changes: [
+            {
+              Action: 'UPSERT',
+              ResourceRecordSet: {
+                Name: 'writer.orders.internal',
+                Type: 'CNAME',
+                TTL: 15,
+                ResourceRecords: [{ Value: 'orders-node-b.abc.eu-west-1.rds.amazonaws.com' }],
+              },
+            },
+          ],
+        },
+      },
+    ]);
+    const puts = ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input);
+    expect(puts[0]).toEqual({ Name: '/rds-failover/orders/writer-instance-id', Value: 'orders-node-b', Type: 'String', Overwrite: true });
+    expect(puts[1]).toMatchObject({ Name: '/rds-failover/orders/topology', Type: 'String', Overwrite: true });
+    expect(JSON.parse(puts[1]!.Value!)).toEqual({
+      version: 1,
+      clusterId: 'orders',
+      primary: 'node-b',
+      nodes: [
+        { name: 'node-b', instanceId: 'orders-node-b', role: 'primary' },
+        { name: 'node-c', instanceId: 'orders-node-c', role: 'replica' },
+      ],
+    });
+  });
+});
+
+describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
+  const oldReplica = instance('orders-node-c', {
+    ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a',
+    DBInstanceClass: 'db.r6g.large',
+    AvailabilityZone: 'eu-west-1b',
+    DBSubnetGroup: { DBSubnetGroupName: 'orders-db-subnets' },
+    DBParameterGroups: [{ DBParameterGroupName: 'orders-pg16' }],
+    StorageType: 'gp3',
+    AutoMinorVersionUpgrade: true,
+    CopyTagsToSnapshot: true,
+    DeletionProtection: true,
+    IAMDatabaseAuthenticationEnabled: true,
+    EnabledCloudwatchLogsExports: ['postgresql'],
+    MonitoringInterval: 60,
+    MonitoringRoleArn: 'arn:aws:iam::123456789012:role/rds-monitoring',
+    PerformanceInsightsEnabled: true,
+    PerformanceInsightsKMSKeyId: 'arn:aws:kms:eu-west-1:123456789012:key/k',
+    PerformanceInsightsRetentionPeriod: 7,
+    TagList: [{ Key: 'team', Value: 'orders' }, { Key: 'aws:cloudformation:stack-name', Value: 's' }],
+  });
+
+  it('creates a replica of the new primary shaped like the old one, under the next-generation id, and updates the topology', async () => {
+    describes(oldReplica);
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-c-g2' }).rejects(new DBInstanceNotFoundFault({ message: 'not found', $metadata: {} }));
+    rds.on(CreateDBInstanceReadReplicaCommand).resolves({});
+    ssm.on(PutParameterCommand).resolves({});
+    const result = await control().rebuildReplica('orders-node-c', 'orders-node-b');
+    expect(result).toEqual({ nodeId: 'orders-node-c-g2' });
+    expect(rds.commandCalls(CreateDBInstanceReadReplicaCommand).map((c) => c.args[0].input)).toEqual([
+      {
+        DBInstanceIdentifier: 'orders-node-c-g2',
+        SourceDBInstanceIdentifier: 'orders-node-b',
+        DBInstanceClass: 'db.r6g.large',
+        AvailabilityZone: 'eu-west-1b',
+        DBSubnetGroupName: 'orders-db-subnets',
+        VpcSecurityGroupIds: ['sg-0db0db0db0db0db01'],
+        DBParameterGroupName: 'orders-pg16',
+        StorageType: 'gp3',
+        MultiAZ: false,
+        PubliclyAccessible: false,
+        AutoMinorVersionUpgrade: true,
+        CopyTagsToSnapshot: true,
+        DeletionProtection: true,
+        EnableIAMDatabaseAuthentication: true,
+        EnableCloudwatchLogsExports: ['postgresql'],
+        MonitoringInterval: 60,
+        MonitoringRoleArn: 'arn:aws:iam::123456789012:role/rds-monitoring',
+        EnablePerformanceInsights: true,
+        PerformanceInsightsKMSKeyId: 'arn:aws:kms:eu-west-1:123456789012:key/k',
+        PerformanceInsightsRetentionPeriod: 7,
+        Tags: [{ Key: 'team', Value: 'orders' }, { Key: 'rds-failover:rebuilt-from', Value: 'orders-node-c' }],
+      },
+    ]);
+    const doc = JSON.parse(ssm.commandCalls(PutParameterCommand)[0]!.args[0].input.Value!);
+    expect(doc.nodes).toEqual([
+      { name: 'node-a', instanceId: 'orders-node-a', role: 'primary' },
+      { name: 'node-b', instanceId: 'orders-node-b', role: 'replica' },
+      { name: 'node-c-g2', instanceId: 'orders-node-c-g2', role: 'replica' },
+    ]);
+  });
+
+  it('a re-run finds the replica it created and creates nothing', async () => {
+    ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/topology' }).resolves({
+      Parameter: { Value: JSON.stringify({ ...DOC, nodes: [DOC.nodes[1], { name: 'node-c-g2', instanceId: 'orders-node-c-g2', role: 'replica' }] }) },
+    });
+    describes(instance('orders-node-c-g2', { DBInstanceStatus: 'creating' }));
+    ssm.on(PutParameterCommand).resolves({});
+    expect(await control().rebuildReplica('orders-node-c', 'orders-node-b')).toEqual({ nodeId: 'orders-node-c-g2' });
+    expect(rds.commandCalls(CreateDBInstanceReadReplicaCommand)).toHaveLength(0);
+  });
+
+  it('rebuildStatus polls until the new replica is available and replicating', async () => {
+    rds
+      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-c-g2' })
+      .resolvesOnce({ DBInstances: [instance('orders-node-c-g2', { DBInstanceStatus: 'creating', ReadReplicaSourceDBInstanceIdentifier: 'orders-node-b' })] })
+      .resolves({ DBInstances: [instance('orders-node-c-g2', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-b' })] });
+    expect(await control().rebuildStatus('orders-node-c-g2')).toEqual({ state: 'pending', detail: 'orders-node-c-g2 is creating' });
+    expect(await control().rebuildStatus('orders-node-c-g2')).toEqual({ state: 'done', detail: 'orders-node-c-g2 replicates from orders-node-b' });
+  });
+
+  it('generation names', () => {
+    expect(nextGenerationName('node-c')).toBe('node-c-g2');
+    expect(nextGenerationName('node-c-g2')).toBe('node-c-g3');
+    expect(nextGenerationName('node-c-g19')).toBe('node-c-g20');
+  });
+});
+
+it('rejects a quarantine group that is not a security group id', () => {
+  expect(
+    () =>
+      new RdsClusterControl({
+        clusterId: 'orders',
+        rds: new RDSClient({}),
+        route53: new Route53Client({}),
+        ssm: new SSMClient({}),
+        writerParameterName: 'w',
+        topologyParameterName: 't',
+        hostedZoneId: 'Z',
+        writerRecordName: 'writer',
+        quarantineSecurityGroupId: 'quarantine',
+      }),
+  ).toThrow("RdsClusterControl: quarantineSecurityGroupId 'quarantine' is not a security group id (sg-...)");
+});

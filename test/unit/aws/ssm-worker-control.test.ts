@@ -1,0 +1,105 @@
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  InvocationDoesNotExist,
+  SendCommandCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { drainCommand, parseDrainSummary, SsmWorkerControl } from '../../../src/aws/ssm-worker-control.js';
+
+const ssm = mockClient(SSMClient);
+const control = () =>
+  new SsmWorkerControl({
+    ssm: new SSMClient({}),
+    tagKey: 'rds-failover:role',
+    tagValue: 'worker',
+    bufferPath: '/data/buffer/outbox.db',
+    configPath: '/etc/rds-failover/agent.json',
+    executionTimeoutSeconds: 300,
+    outputLogGroupName: '/rds-failover/orders/drains',
+  });
+
+const SUMMARY = { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0 };
+
+beforeEach(() => ssm.reset());
+
+describe('SsmWorkerControl', () => {
+  it('lists the SSM-managed instances carrying the worker tag, across pages', async () => {
+    ssm
+      .on(DescribeInstanceInformationCommand)
+      .resolvesOnce({ InstanceInformationList: [{ InstanceId: 'i-0bbb' }], NextToken: 'p2' })
+      .resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa' }] });
+    expect(await control().listWorkers()).toEqual([{ id: 'i-0aaa' }, { id: 'i-0bbb' }]);
+    expect(ssm.commandCalls(DescribeInstanceInformationCommand).map((c) => c.args[0].input)).toEqual([
+      { Filters: [{ Key: 'tag:rds-failover:role', Values: ['worker'] }], MaxResults: 50, NextToken: undefined },
+      { Filters: [{ Key: 'tag:rds-failover:role', Values: ['worker'] }], MaxResults: 50, NextToken: 'p2' },
+    ]);
+  });
+
+  it('sends AWS-RunShellScript with the agent drain command and the fork point', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    const handle = await control().startDrain('i-0aaa', { forkPoint: { timelineId: 3, lsn: '0/5000A28' } });
+    expect(handle).toBe('cmd-1');
+    expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input)).toEqual([
+      {
+        InstanceIds: ['i-0aaa'],
+        DocumentName: 'AWS-RunShellScript',
+        Comment: 'rds-failover: drain the write buffer after failover',
+        TimeoutSeconds: 60,
+        Parameters: {
+          commands: [
+            '/usr/local/bin/rds-failover-agent drain --json --buffer /data/buffer/outbox.db --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/5000A28',
+          ],
+          executionTimeout: ['300'],
+        },
+        CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: '/rds-failover/orders/drains' },
+      },
+    ]);
+  });
+
+  it('without a fork point drains by window', () => {
+    expect(drainCommand({ bufferPath: '/data/b.db' }, { windowSeconds: 900 })).toBe('/usr/local/bin/rds-failover-agent drain --json --buffer /data/b.db --window 900s');
+  });
+
+  it('validates everything it puts on the command line', async () => {
+    expect(() => drainCommand({ bufferPath: '/data/b.db' }, { forkPoint: { timelineId: 1, lsn: '0/1; rm -rf /' } })).toThrow(
+      "drain: fork LSN must look like 0/3000060, got '0/1; rm -rf /'",
+    );
+    expect(() => drainCommand({ bufferPath: '/data/b.db' }, { forkPoint: { timelineId: 0, lsn: '0/1' } })).toThrow('drain: fork timeline must be an integer >= 1, got 0');
+    expect(() => new SsmWorkerControl({ ssm: new SSMClient({}), tagKey: 'k', tagValue: 'v', bufferPath: '/data/$(id)' })).toThrow(
+      "SsmWorkerControl: bufferPath '/data/$(id)' must be an absolute path of letters, digits, '.', '_', '-', '/'",
+    );
+    await expect(control().startDrain('worker-1', { windowSeconds: 60 })).rejects.toThrow("startDrain: 'worker-1' is not an instance id (i-...)");
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it('polls GetCommandInvocation per instance: not yet visible, in progress, then the parsed JSON summary', async () => {
+    ssm
+      .on(GetCommandInvocationCommand, { CommandId: 'cmd-1', InstanceId: 'i-0aaa' })
+      .rejectsOnce(new InvocationDoesNotExist({ message: 'no invocation', $metadata: {} }))
+      .resolvesOnce({ Status: 'InProgress' })
+      .resolves({ Status: 'Success', StandardOutputContent: `{"level":"info","message":"draining"}\n${JSON.stringify(SUMMARY)}\n` });
+    const c = control();
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'pending' });
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'pending' });
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'done', summary: SUMMARY });
+    expect(ssm.commandCalls(GetCommandInvocationCommand).map((x) => x.args[0].input)).toEqual(Array(3).fill({ CommandId: 'cmd-1', InstanceId: 'i-0aaa' }));
+  });
+
+  it('reports a failed command with its status, exit code and stderr', async () => {
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 2, StandardErrorContent: 'writer unreachable: ECONNREFUSED\n' });
+    expect(await control().drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'failed', error: 'drain on i-0aaa Failed (Failed, exit 2): writer unreachable: ECONNREFUSED' });
+  });
+
+  it('a success without a summary is a failure, not a silent zero', async () => {
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Success', StandardOutputContent: 'done\n' });
+    expect(await control().drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'failed', error: 'drain on i-0aaa succeeded but printed no JSON summary: done' });
+  });
+
+  it('parseDrainSummary ignores log lines and partial objects', () => {
+    expect(parseDrainSummary('{"examined":1}\nnot json\n')).toBeUndefined();
+    expect(parseDrainSummary(JSON.stringify({ ...SUMMARY, extra: true }))).toEqual(SUMMARY);
+  });
+});
