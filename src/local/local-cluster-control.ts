@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { fenceWrites, unfenceWrites } from '../pg/fencing.js';
+import { fenceWritesSystemWide, unfenceWritesSystemWide } from '../pg/system-write-fence.js';
 import { PgDatabaseProbe } from '../pg/probe.js';
 import type { ClusterControl, ClusterNode, FenceOptions, FenceResult, OperationStatus, Topology } from '../ports/cluster-control.js';
 import type { LocalCluster, LocalNodeInfo } from './local-cluster.js';
@@ -68,9 +68,9 @@ export class LocalClusterControl implements ClusterControl {
       };
     }
     try {
-      // Isolate first: the reload fenceWrites waits for then also loads the new pg_hba.conf, before sessions are cut.
+      // Isolate first: the reload fenceWritesSystemWide waits for then also loads the new pg_hba.conf, before sessions are cut.
       if (isolate) await this.cluster.isolate(nodeId);
-      const fenced = await fenceWrites(client.pg);
+      const fenced = await fenceWritesSystemWide(client.pg);
       return { isolated: isolate, readOnly: true, sessionsTerminated: fenced.sessionsTerminated, lsn: fenced.lsn };
     } catch (error) {
       return { isolated: isolate, readOnly: false, sessionsTerminated: 0, detail: `${nodeId}: setting read-only failed: ${(error as Error).message}` };
@@ -85,7 +85,7 @@ export class LocalClusterControl implements ClusterControl {
     const client = await this.tryConnect(nodeId);
     if (!client) throw new Error(`${nodeId} is not reachable: cannot make it writable again`);
     try {
-      await unfenceWrites(client.pg);
+      await unfenceWritesSystemWide(client.pg);
     } finally {
       await client.close();
     }

@@ -16,9 +16,10 @@ const TERMINATE_WAIT_MS = 5_000;
  * default_transaction_read_only=on (ALTER SYSTEM + reload, so it survives a restart), wait until the
  * reload took effect, then terminate every other client session (an open transaction would otherwise
  * still commit; replication connections are not client backends and keep streaming).
- * Not for RDS: ALTER SYSTEM is refused there; the AWS adapter fences with parameter groups and security groups.
+ * Not for RDS: ALTER SYSTEM is refused there (see fence.ts for the RDS way). Unlike ALTER DATABASE, ALTER SYSTEM
+ * is not WAL-logged, so the replicas (and the node promoted from them) do not inherit the read-only setting.
  */
-export async function fenceWrites(client: pg.Client): Promise<WritesFenced> {
+export async function fenceWritesSystemWide(client: pg.Client): Promise<WritesFenced> {
   await client.query('ALTER SYSTEM SET default_transaction_read_only = on');
   await reloadAndWait(client, 'on');
   const { rows } = await client.query<{ n: number }>(
@@ -32,8 +33,8 @@ export async function fenceWrites(client: pg.Client): Promise<WritesFenced> {
   return { sessionsTerminated: rows[0]!.n, lsn: lsn.rows[0]!.lsn };
 }
 
-/** Undo fenceWrites (a switchover that failed before promotion gives the primary its writes back). */
-export async function unfenceWrites(client: pg.Client): Promise<void> {
+/** Undo fenceWritesSystemWide (a switchover that failed before promotion gives the primary its writes back). */
+export async function unfenceWritesSystemWide(client: pg.Client): Promise<void> {
   await client.query('ALTER SYSTEM RESET default_transaction_read_only');
   await reloadAndWait(client, 'off');
 }
