@@ -118,6 +118,7 @@ export class RdsClusterControl implements ClusterControl {
         sessionsTerminated = fenced.sessionsTerminated;
         lsn = fenced.lsn;
         if (fenced.failures.length > 0) details.push(`read-only not set on ${fenced.failures.join('; ')}`);
+        if (fenced.skipped.length > 0) details.push(`not owned by the runbook's database user, left writable: ${fenced.skipped.join(', ')}`);
       }
     } else {
       details.push('no database access configured: read-only not attempted');

@@ -24,28 +24,42 @@ export interface DatabaseWriteFence {
   readonly wasPrimary: boolean;
   /** Databases now read-only for new sessions. */
   readonly fencedDatabases: readonly string[];
-  /** Databases the fence could not be set on, with the reason (e.g. not their owner). */
+  /** Databases the fence could not be set on, with the reason. */
   readonly failures: readonly string[];
+  /** Databases left alone because the fencing role does not own them (only when no explicit list was given). */
+  readonly skipped: readonly string[];
   readonly sessionsTerminated: number;
   readonly lsn: Lsn;
 }
 
 export interface FenceQueryOptions {
-  /** Only these databases. @default every connectable, non-template database except rdsadmin */
+  /**
+   * The application databases to fence; one that cannot be fenced makes the node count as not read-only.
+   * @default every connectable, non-template database the fencing role owns (others are reported as skipped)
+   */
   readonly databases?: readonly string[];
   /** How long pg_terminate_backend waits for each session to be gone. @default 5000 */
   readonly terminateWaitMs?: number;
 }
 
-const DATABASES_SQL = `SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'rdsadmin' ORDER BY datname`;
+const DATABASES_SQL = `SELECT datname, pg_has_role(current_user, datdba, 'MEMBER') AS owned
+  FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> 'rdsadmin' ORDER BY datname`;
 
 export async function fenceDatabaseWrites(client: pg.Client, options: FenceQueryOptions = {}): Promise<DatabaseWriteFence> {
   const recovery = await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
   if (recovery.rows[0]!.r) {
     const lsn = await client.query<{ lsn: Lsn }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
-    return { wasPrimary: false, fencedDatabases: [], failures: [], sessionsTerminated: 0, lsn: lsn.rows[0]!.lsn };
+    return { wasPrimary: false, fencedDatabases: [], failures: [], skipped: [], sessionsTerminated: 0, lsn: lsn.rows[0]!.lsn };
   }
-  const databases = options.databases ?? (await client.query<{ datname: string }>(DATABASES_SQL)).rows.map((r) => r.datname);
+  // This session may itself have started read-only (a re-run after an earlier fence): ALTER needs read-write.
+  await client.query('SET default_transaction_read_only = off');
+  const skipped: string[] = [];
+  let databases = options.databases;
+  if (!databases) {
+    const all = (await client.query<{ datname: string; owned: boolean }>(DATABASES_SQL)).rows;
+    databases = all.filter((r) => r.owned).map((r) => r.datname);
+    skipped.push(...all.filter((r) => !r.owned).map((r) => r.datname));
+  }
   const fencedDatabases: string[] = [];
   const failures: string[] = [];
   for (const db of databases) {
@@ -69,7 +83,7 @@ export async function fenceDatabaseWrites(client: pg.Client, options: FenceQuery
     [waitMs],
   );
   const lsn = await client.query<{ lsn: Lsn }>('SELECT pg_current_wal_lsn()::text AS lsn');
-  return { wasPrimary: true, fencedDatabases, failures, sessionsTerminated: terminated.rows[0]!.n, lsn: lsn.rows[0]!.lsn };
+  return { wasPrimary: true, fencedDatabases, failures, skipped, sessionsTerminated: terminated.rows[0]!.n, lsn: lsn.rows[0]!.lsn };
 }
 
 /** Databases whose database-wide default is read-only (what fenceDatabaseWrites leaves, also after replication). */
@@ -86,6 +100,8 @@ export async function writeFencedDatabases(client: pg.Client): Promise<string[]>
 /** Undo the fence on this node (the old primary of a failed switchover, or a promoted replica that replayed it). */
 export async function clearDatabaseWriteFence(client: pg.Client): Promise<string[]> {
   const fenced = await writeFencedDatabases(client);
+  // Connected to a fenced database, this session started read-only too.
+  if (fenced.length > 0) await client.query('SET default_transaction_read_only = off');
   for (const db of fenced) await client.query(`ALTER DATABASE ${client.escapeIdentifier(db)} RESET default_transaction_read_only`);
   return fenced;
 }

@@ -137,7 +137,7 @@ describe('RdsClusterControl.topology', () => {
 });
 
 describe('RdsClusterControl.fence', () => {
-  const fenced: DatabaseWriteFence = { wasPrimary: true, fencedDatabases: ['app', 'postgres'], failures: [], sessionsTerminated: 4, lsn: '0/7000060' };
+  const fenced: DatabaseWriteFence = { wasPrimary: true, fencedDatabases: ['app', 'postgres'], failures: [], skipped: [], sessionsTerminated: 4, lsn: '0/7000060' };
 
   it('sets read-only over pg, then moves the instance to the quarantine security group with ApplyImmediately', async () => {
     describes(instance('orders-node-a'));
