@@ -71,9 +71,12 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
 
     const faultAfter = options.warmupMs + Math.round(random() * options.jitterMs);
     await sleep(faultAfter);
-    const lagNode = options.fault === 'replica-lag' ? await cutReplication(cluster, progress) : undefined;
-    if (lagNode) mark('replica lag', `${lagNode} stopped receiving WAL`);
-    if (lagNode) await sleep(Math.max(500, options.warmupMs / 2));
+    const lag = options.fault === 'replica-lag' ? await cutReplication(cluster, progress) : undefined;
+    const lagNode = lag?.nodeId;
+    if (lag) {
+      mark('replica lag', `${lag.nodeId} stopped receiving WAL`);
+      await sleep(Math.max(500, options.warmupMs / 2));
+    }
 
     const events: RunbookEvent[] = [];
     const notifications: Notification[] = [];
@@ -103,6 +106,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       faultAt = Date.now();
       await cluster.stopNode(oldPrimary, 'kill');
       mark('primary killed', `kill -9 ${oldPrimary}`, faultAt);
+      await lag?.restore();
       progress.event('info', 'fault', `kill -9 of ${oldPrimary}'s postmaster`);
       await waitUntilUnreachable(new PgDatabaseProbe((id) => cluster!.clientConfig(id), { connectTimeoutMs: 500 }), oldPrimary, options.probeIntervalMs);
       mark('monitor saw primary down');
@@ -246,19 +250,26 @@ function stopWorker(child: ChildProcess): Promise<{ pendingRows: number; lastSyn
   });
 }
 
-/** replica-lag: the candidate stops receiving WAL (its WAL receiver is cut), so the promoted node is behind. */
-async function cutReplication(cluster: LocalCluster, progress: Progress): Promise<string> {
-  const candidate = cluster.nodes().find((n) => n.role === 'replica')!.id;
-  const client = new pg.Client(cluster.clientConfig(candidate));
-  await client.connect();
-  try {
-    await client.query(`ALTER SYSTEM SET primary_conninfo = ''`);
-    await client.query('SELECT pg_reload_conf()');
-  } finally {
-    await client.end();
-  }
-  progress.event('info', 'fault', `${candidate} cut off from the primary's WAL stream (it will be promoted behind)`);
-  return candidate;
+/**
+ * replica-lag: the candidate's WAL receiver is cut (primary_conninfo emptied with ALTER SYSTEM), so it falls
+ * behind while the primary keeps committing. `restore` undoes the setting once the primary is dead, so the node
+ * keeps no trace of the fault (replicas cloned from it later would inherit it) and still cannot catch up.
+ */
+async function cutReplication(cluster: LocalCluster, progress: Progress): Promise<{ nodeId: string; restore: () => Promise<void> }> {
+  const nodeId = cluster.nodes().find((n) => n.role === 'replica')!.id;
+  const setConninfo = async (sql: string) => {
+    const client = new pg.Client(cluster.clientConfig(nodeId));
+    await client.connect();
+    try {
+      await client.query(sql);
+      await client.query('SELECT pg_reload_conf()');
+    } finally {
+      await client.end();
+    }
+  };
+  await setConninfo(`ALTER SYSTEM SET primary_conninfo = ''`);
+  progress.event('info', 'fault', `${nodeId} cut off from the primary's WAL stream (it will be promoted behind)`);
+  return { nodeId, restore: () => setConninfo('ALTER SYSTEM RESET primary_conninfo') };
 }
 
 async function waitUntilUnreachable(probe: PgDatabaseProbe, nodeId: string, intervalMs: number): Promise<void> {
