@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { parseDurationMs } from '../core/duration.js';
 import { isLsn } from '../core/lsn.js';
 
@@ -130,4 +130,50 @@ export function clusterIdOption(flag: string): (value: string) => string {
     }
     return value;
   };
+}
+
+/** Where a command acts: the local cluster (--local) or an AWS stack. Every command that touches the cluster takes these. */
+export interface TargetFlags {
+  /** true = the default directory (.local-cluster). */
+  readonly local?: string | true;
+  readonly buffer?: string[];
+  readonly agentConfig?: string[];
+  readonly region?: string;
+  readonly profile?: string;
+  readonly stack?: string;
+  readonly clusterId?: string;
+  readonly stateMachineArn?: string;
+}
+
+export function addTargetOptions(command: Command, options: { workers: boolean; stateMachine: boolean }): Command {
+  command.option('--local [dir]', 'act on the local cluster started by `npm run cluster -- up` (state directory, default .local-cluster)');
+  if (options.workers) {
+    command
+      .option('--buffer <files...>', 'local workers: their SQLite buffer files (worker id = file name without extension)')
+      .option('--agent-config <files...>', 'local workers: the agent config (one for all buffers, or one per buffer in the same order)');
+  }
+  command
+    .option('--region <region>', 'AWS region (default: AWS_REGION / the profile, as the AWS CLI)', awsRegionOption('--region'))
+    .option('--profile <name>', 'AWS named profile (default: AWS_PROFILE, as the AWS CLI)')
+    .option('--stack <name>', 'CloudFormation stack to read outputs from (default: $RDS_FAILOVER_STACK, or RdsFailover-<cluster-id>)')
+    .option('--cluster-id <id>', 'cluster id (default: the stack output ClusterId)', clusterIdOption('--cluster-id'));
+  if (options.stateMachine) {
+    command.option('--state-machine-arn <arn>', 'the runbook state machine (skips the stack lookup)', stateMachineArnOption('--state-machine-arn'));
+  }
+  return command;
+}
+
+/** Local and AWS flags do not mix: say so before anything is done. */
+export function checkTargetFlags(flags: TargetFlags): 'local' | 'aws' {
+  const awsFlags = (['region', 'profile', 'stack', 'clusterId', 'stateMachineArn'] as const).filter((k) => flags[k] !== undefined);
+  if (flags.local !== undefined) {
+    if (awsFlags.length > 0) {
+      throw new CliError(`--local cannot be combined with AWS options (${awsFlags.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')})`);
+    }
+    return 'local';
+  }
+  if (flags.buffer !== undefined || flags.agentConfig !== undefined) {
+    throw new CliError('--buffer and --agent-config describe local workers: use them with --local (in AWS the stack knows its workers)');
+  }
+  return 'aws';
 }
