@@ -181,7 +181,8 @@ async function runMode(mode: RunbookMode, flags: FailoverFlags, io: CliIo, deps:
       workers,
       input,
       progress,
-      notifier: { notify: async (n) => void io.stderr.write(`[notify ${n.severity}] ${n.title}\n`) },
+      // Locally there is no Slack: the progress lines are the notifications.
+      notifier: { notify: async () => undefined },
     });
     return outcomeViewOf({
       clusterId,

@@ -136,7 +136,8 @@ export function registerReconcileCommand(program: Command, io: CliIo): Command {
     const result = reconcileConfig(raw, flags.config, live, { checkClusterId: !local });
     const written = Boolean(flags.write && result.changed);
     if (written) writeAtomically(file, `${JSON.stringify(result.next, null, 2)}\n`);
-    const review = `npx cdk diff -c config=${path.relative(io.cwd, file) || file}`;
+    const relative = path.relative(io.cwd, file);
+    const review = `npx cdk diff -c config=${relative && !relative.startsWith('..') ? relative : file}`;
     io.stdout.write(
       flags.json
         ? `${JSON.stringify({ config: file, live, changed: result.changed, changes: result.changes, before: result.before, after: result.after, written, review }, null, 2)}\n`

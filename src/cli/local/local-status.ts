@@ -53,17 +53,16 @@ function nodeStatus(
   writerId: string,
   thresholds: StatusReport['thresholds'],
 ): StatusNode {
-  const base = { id: info.id, writer: info.id === writerId, endpoint: `127.0.0.1:${info.port}`, status: info.pid === null ? 'stopped' : 'running' };
+  const base = (role: string) => ({ id: info.id, role, writer: info.id === writerId, endpoint: `127.0.0.1:${info.port}`, status: info.pid === null ? 'stopped' : 'running' });
   if (!probe.reachable) {
     const role = info.fenced ? 'fenced' : info.pid === null ? 'stopped' : 'unreachable';
     const detail = info.fenced ? `old primary, isolated: rebuild it as a replica to use it again (${probe.error})` : probe.error;
-    return { ...base, role, timeline: null, lsn: null, lagSeconds: lag?.lagSeconds ?? null, lagBytes: lag?.lagBytes ?? null, state: 'UNREACHABLE', detail };
+    return { ...base(role), timeline: null, lsn: null, lagSeconds: lag?.lagSeconds ?? null, lagBytes: lag?.lagBytes ?? null, state: 'UNREACHABLE', detail };
   }
   if (!probe.inRecovery) {
     const alone = info.id === primaryId;
     return {
-      ...base,
-      role: 'primary',
+      ...base('primary'),
       timeline: probe.timelineId,
       lsn: probe.currentLsn,
       lagSeconds: null,
@@ -79,8 +78,7 @@ function nodeStatus(
     state === 'UNKNOWN' ? 'no primary to measure lag against' : null,
   ].filter((n): n is string => n !== null);
   return {
-    ...base,
-    role: 'replica',
+    ...base('replica'),
     timeline: probe.timelineId,
     lsn: probe.replayLsn,
     lagSeconds: lag?.lagSeconds ?? null,
