@@ -77,7 +77,7 @@ export function fieldLabel(key: string): string {
 export function fieldValue(key: string, value: string | number | boolean | null): string {
   if (value === null) return '—';
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
-  if (typeof value === 'number' && /Bytes$/.test(key)) return `${formatBytes(value)} (${value} B)`;
+  if (typeof value === 'number' && /Bytes$/.test(key)) return Math.abs(value) < 1024 ? formatBytes(value) : `${formatBytes(value)} (${value} B)`;
   if (typeof value === 'number' && /Seconds$/.test(key)) return formatSeconds(value);
   return String(value);
 }

@@ -162,7 +162,7 @@ describe('alertNotification', () => {
     const plan = planAlerts(s, [obs('replica:pg-1', 'CRIT')], T0 + 31 * 60_000, config);
     expect(alertNotification('prod', plan.due, new Date(T0 + 31 * 60_000).toISOString())).toMatchObject({
       severity: 'critical',
-      title: 'Still CRIT: replica pg-1 for 31 min 0 s',
+      title: 'Still CRIT: replica pg-1 for 31 min',
     });
   });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fieldLabel, fieldValue, renderSlackText, toSlackMessage } from '../../src/slack/block-kit.js';
 import type { Notification } from '../../src/ports/notifier.js';
+import { formatBytes, formatSeconds } from '../../src/core/format-units.js';
 
 const lagAlert: Notification = {
   source: 'lag-monitor',
@@ -93,6 +94,23 @@ describe('field formatting', () => {
     expect(fieldValue('replayPaused', true)).toBe('yes');
     expect(fieldValue('primary', null)).toBe('—');
     expect(fieldValue('thresholds', 'WARN 30 s')).toBe('WARN 30 s');
+    expect(fieldValue('lagBytes', 0)).toBe('0 B');
+  });
+
+  it('writes durations the way people read them', () => {
+    expect([0.04, 9.95, 42, 119.6, 120, 401, 3600, 3659, 5400, 7200].map(formatSeconds)).toEqual([
+      '0.0 s',
+      '9.9 s',
+      '42 s',
+      '120 s',
+      '2 min',
+      '6 min 41 s',
+      '1 h',
+      '1 h 1 min',
+      '1 h 30 min',
+      '2 h',
+    ]);
+    expect([0, 1023, 1024, 1536, 64 * 1024 ** 2, 3 * 1024 ** 4].map(formatBytes)).toEqual(['0 B', '1023 B', '1.0 KiB', '1.5 KiB', '64.0 MiB', '3.0 TiB']);
   });
 });
 
