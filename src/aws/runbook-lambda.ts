@@ -14,6 +14,7 @@ import { runAction, type RunbookAction } from '../core/runbook/actions.js';
 import { unavailablePort, type RunbookEnv } from '../core/runbook/env.js';
 import type { RunbookEvent } from '../core/runbook/events.js';
 import { RunbookInputError } from '../core/runbook/errors.js';
+import { RunbookEnvVar } from '../core/runbook/lambda-environment.js';
 import { AWS_RUNBOOK_CONFIG, type RunbookConfig, type RunbookState } from '../core/runbook/state.js';
 import { PgWriteFencer } from '../pg/fence.js';
 import { PgDatabaseProbe } from '../pg/probe.js';
@@ -25,31 +26,6 @@ import { DynamoDbFailoverLock, DynamoDbRunbookJournal } from './dynamodb-failove
 import { RdsClusterControl } from './rds-cluster-control.js';
 import { SnsNotifier } from './sns-notifier.js';
 import { SsmWorkerControl } from './ssm-worker-control.js';
-
-/** Environment variable names: a contract with lib/runbook.ts. */
-export const RunbookEnvVar = {
-  ClusterId: 'CLUSTER_ID',
-  Config: 'RUNBOOK_CONFIG',
-  LockTable: 'LOCK_TABLE_NAME',
-  TopicArn: 'TOPIC_ARN',
-  WriterParameter: 'WRITER_PARAMETER_NAME',
-  TopologyParameter: 'TOPOLOGY_PARAMETER_NAME',
-  HostedZoneId: 'HOSTED_ZONE_ID',
-  WriterRecordName: 'WRITER_RECORD_NAME',
-  WriterRecordTtl: 'WRITER_RECORD_TTL',
-  QuarantineSecurityGroup: 'QUARANTINE_SECURITY_GROUP_ID',
-  BackupRetentionDays: 'BACKUP_RETENTION_DAYS',
-  /** Only in functions that talk to PostgreSQL (in the VPC). */
-  DbSecretArn: 'DB_SECRET_ARN',
-  DbName: 'DB_NAME',
-  /** Only in the drain function. */
-  WorkerTagKey: 'WORKER_TAG_KEY',
-  WorkerTagValue: 'WORKER_TAG_VALUE',
-  AgentCommand: 'AGENT_COMMAND',
-  BufferPath: 'BUFFER_PATH',
-  AgentConfigPath: 'AGENT_CONFIG_PATH',
-  DrainTimeoutSeconds: 'DRAIN_TIMEOUT_SECONDS',
-} as const;
 
 export interface RunbookTaskEvent {
   readonly action: RunbookAction;
@@ -160,7 +136,8 @@ export function buildAwsRunbookEnv(env: Env, onEvent?: (event: RunbookEvent) => 
     };
   };
   const probe: DatabaseProbe = secretArn ? new RdsDatabaseProbe(connection) : unavailablePort<DatabaseProbe>('probe', where);
-  const writeFencer = secretArn ? new PgWriteFencer(connection) : undefined;
+  const fenceDatabases = env[RunbookEnvVar.DbFenceDatabases]?.split(',').map((d) => d.trim()).filter(Boolean);
+  const writeFencer = secretArn ? new PgWriteFencer(connection, fenceDatabases?.length ? { databases: fenceDatabases } : {}) : undefined;
 
   const cluster = new RdsClusterControl({
     clusterId,
@@ -227,3 +204,5 @@ function logEvent(event: RunbookEvent): void {
   const log = event.phase === 'failed' ? logger.error.bind(logger) : event.phase === 'warning' ? logger.warn.bind(logger) : logger.info.bind(logger);
   log(`runbook ${event.step} ${event.phase}`, { ...event });
 }
+
+export { RunbookEnvVar };
