@@ -70,8 +70,8 @@ const field = (m: SlackMessage, label: string): string | undefined => {
   }
   return undefined;
 };
-/** '1.3 MiB (1363968 B)' -> 1363968 */
-const bytesOf = (value: string | undefined) => Number(/\((\d+) B\)/.exec(value ?? '')?.[1] ?? NaN);
+/** '1.3 MiB (1363968 B)' -> 1363968, '272 B' -> 272 */
+const bytesOf = (value: string | undefined) => Number((/\((\d+) B\)$/.exec(value ?? '') ?? /^(\d+) B$/.exec(value ?? ''))?.[1] ?? NaN);
 
 describe('lag monitor on a real cluster, alerting a local Slack', () => {
   let cluster: LocalCluster;
