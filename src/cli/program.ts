@@ -36,7 +36,7 @@ export function createProgram(io: CliIo, deps: CliDeps = DEFAULT_DEPS): Command 
         '3 refused (no eligible candidate, healthy primary, another failover running, not confirmed), 130 interrupted.\n' +
         'See docs/cli.md.',
     );
-  registerStatusCommand(program, io);
+  registerStatusCommand(program, io, deps);
   registerPlanCommand(program, io, deps);
   registerFailoverCommands(program, io, deps);
   registerDrainCommand(program, io, deps);

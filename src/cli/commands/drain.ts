@@ -145,7 +145,7 @@ export function registerDrainCommand(program: Command, io: CliIo, deps: CliDeps)
   return command.action(async (flags: DrainFlags) => {
     const request = drainRequestOf(flags);
     const local = checkTargetFlags(flags) === 'local';
-    const progress = consoleProgress((line) => io.stderr.write(`${line}\n`));
+    const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => deps.clock.now());
     let control: WorkerControl;
     let timing: { pollMs: number; timeoutMs: number };
     if (local) {

@@ -165,7 +165,7 @@ export function registerFailoverCommands(program: Command, io: CliIo, deps: CliD
 
 async function runMode(mode: RunbookMode, flags: FailoverFlags, io: CliIo, deps: CliDeps): Promise<OutcomeView> {
   const input = { mode, ...(flags.candidate ? { candidate: flags.candidate } : {}), ...(flags.force ? { force: true } : {}) };
-  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`));
+  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => deps.clock.now());
   const what = `${mode}${flags.candidate ? ` to ${flags.candidate}` : ''}${flags.force ? ' (forced past the lag guard)' : ''}`;
 
   if (checkTargetFlags(flags) === 'local') {

@@ -105,7 +105,7 @@ export function registerPlanCommand(program: Command, io: CliIo, deps: CliDeps):
 
 async function dryRun(flags: PlanFlags, io: CliIo, deps: CliDeps): Promise<PlanView> {
   const input = { mode: flags.mode, dryRun: true, ...(flags.candidate ? { candidate: flags.candidate } : {}), ...(flags.force ? { force: true } : {}) };
-  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`));
+  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => deps.clock.now());
   if (checkTargetFlags(flags) === 'local') {
     const opened = openLocalCluster(flags.local!, io.cwd);
     checkLocalCandidate(opened.cluster, flags.candidate);

@@ -75,8 +75,15 @@ export function reconcileConfig(raw: unknown, file: string, live: LiveTopology, 
   for (const n of current.retired.filter((x) => live.nodes.includes(x))) changes.push(`node ${n} is back in the topology: no longer retired`);
   if (retired.join() !== current.retired.join()) db.retired = retired;
 
-  const windows = before.windows as JsonObject | undefined;
-  if (windows && dropped.some((n) => n in windows)) db.windows = Object.fromEntries(Object.entries(windows).filter(([n]) => !dropped.includes(n)));
+  // Default windows go by position in nodes + retired: pin the current ones so that moving a node changes no window.
+  const order = [...nodes, ...retired];
+  if (order.join() !== [...current.nodes, ...current.retired].join()) {
+    const pinned = Object.fromEntries(order.filter((n) => n in current.windows).map((n) => [n, { ...current.windows[n] }]));
+    if (JSON.stringify(pinned) !== JSON.stringify(before.windows)) {
+      db.windows = pinned;
+      changes.push(`maintenance and backup windows pinned to their current values (defaults go by position, which changed)`);
+    }
+  }
 
   const next: JsonObject = { ...rawObject, database: db };
   parseOrThrow(next, file, (errors) => `the live topology (${live.source}) cannot be written into ${file} as is:\n${errors}`, ExitCode.Failed);

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { classifyBacklog } from '../../core/backlog-policy.js';
 import { renderTable, type Column } from '../../core/format-table.js';
 import { formatBytes, formatSeconds, round } from '../../core/format-units.js';
-import { levelRank, type HealthLevel } from '../../core/health-level.js';
+import type { HealthLevel } from '../../core/health-level.js';
 import { DEFAULT_MONITOR_CONFIG, type BacklogThresholds, type LagThresholds } from '../../core/monitor-config.js';
 import type { WorkerBacklog } from '../../ports/buffer-backlog-source.js';
 import { collectAwsStatus } from '../aws/aws-status.js';
@@ -14,6 +14,7 @@ import { AwsTarget } from '../aws/aws-target.js';
 import { collectLocalStatus } from '../local/local-status.js';
 import { localWorkers, openLocalCluster } from '../local/local-target.js';
 import { addTargetOptions, checkTargetFlags, type CliIo, type TargetFlags } from '../options.js';
+import type { CliDeps } from '../program.js';
 
 /** A health level, or UNKNOWN when there is no figure to judge (no lag metric published, no probe of the primary). */
 export type StatusState = HealthLevel | 'UNKNOWN';
@@ -77,10 +78,12 @@ export function workerStatus(backlog: WorkerBacklog, thresholds: BacklogThreshol
   };
 }
 
-/** The worst of the given states; UNKNOWN ranks like WARN (someone should look) but never hides a CRIT. */
+/** Severity order for the overall state: a lost or split primary (CRIT) outranks a node that does not answer. */
+const SEVERITY: readonly StatusState[] = ['OK', 'UNKNOWN', 'WARN', 'BROKEN', 'UNREACHABLE', 'CRIT'];
+
+/** The most severe of the given states (OK for none). */
 export function worstState(states: readonly StatusState[]): StatusState {
-  const rank = (s: StatusState) => (s === 'UNKNOWN' ? 1 : levelRank(s));
-  return states.reduce<StatusState>((worst, s) => (rank(s) > rank(worst) ? s : worst), 'OK');
+  return states.reduce<StatusState>((worst, s) => (SEVERITY.indexOf(s) > SEVERITY.indexOf(worst) ? s : worst), 'OK');
 }
 
 const NODE_COLUMNS: readonly Column<StatusNode>[] = [
@@ -125,23 +128,23 @@ interface StatusFlags extends TargetFlags {
   readonly json?: boolean;
 }
 
-export function registerStatusCommand(program: Command, io: CliIo): Command {
+export function registerStatusCommand(program: Command, io: CliIo, deps: CliDeps): Command {
   const command = program
     .command('status')
     .description("primary, replicas, replication lag (seconds and bytes), each node's state (OK/WARN/CRIT/UNREACHABLE) and the workers' buffer backlog")
     .option('--json', 'print the report as JSON');
   addTargetOptions(command, { workers: true, stateMachine: false });
   return command.action(async (flags: StatusFlags) => {
-    const report = await collectStatus(flags, io);
+    const report = await collectStatus(flags, io, () => new Date(deps.clock.now()));
     io.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${renderStatusReport(report)}\n`);
   });
 }
 
-async function collectStatus(flags: StatusFlags, io: CliIo): Promise<StatusReport> {
+async function collectStatus(flags: StatusFlags, io: CliIo, now: () => Date): Promise<StatusReport> {
   if (checkTargetFlags(flags) === 'local') {
     const workers = localWorkers(flags.buffer, flags.agentConfig, io.cwd);
     const { cluster } = openLocalCluster(flags.local!, io.cwd);
-    return collectLocalStatus(cluster, workers, STATUS_THRESHOLDS, io.cwd);
+    return collectLocalStatus(cluster, workers, STATUS_THRESHOLDS, io.cwd, now);
   }
-  return collectAwsStatus(new AwsTarget(flags, io.env), STATUS_THRESHOLDS);
+  return collectAwsStatus(new AwsTarget(flags, io.env), STATUS_THRESHOLDS, now);
 }
