@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
@@ -7,15 +8,20 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Monitoring, resolveMonitoringSettings, type MonitoringProps } from '../../lib/monitoring.js';
 import { DEFAULT_MONITOR_CONFIG } from '../../src/core/monitor-config.js';
 
 type Resources = Record<string, { Type: string; Properties: Record<string, any> }>;
 
+// Every synthesized app writes under one temp dir, removed at the end.
+const outRoot = mkdtempSync(join(tmpdir(), 'monitoring-infra-'));
+let apps = 0;
+afterAll(() => rmSync(outRoot, { recursive: true, force: true }));
+
 /** A small stack holding what the failover stack would hand to Monitoring. */
 function build(overrides: Partial<MonitoringProps> = {}, options: { bundle?: boolean; nag?: boolean } = {}) {
-  const app = new App({ context: options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] } });
+  const app = new App({ outdir: join(outRoot, `app-${(apps += 1)}`), context: options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] } });
   const stack = new Stack(app, 'MonitoringTest', { env: { account: '123456789012', region: 'eu-west-1' } });
   const vpc = new ec2.Vpc(stack, 'Vpc', {
     maxAzs: 2,
