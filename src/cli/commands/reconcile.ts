@@ -7,7 +7,8 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ConfigError, DEFAULT_CONFIG_PATH, parseConfig, type FailoverConfig } from '../../../lib/config.js';
+import { ConfigError, DEFAULT_CONFIG_PATH, defaultNodeWindows, parseConfig, type FailoverConfig, type NodeWindows } from '../../../lib/config.js';
+import { parseDailyWindow, parseWeeklyWindow, windowsOverlap } from '../../../lib/maintenance-windows.js';
 import { AwsTarget } from '../aws/aws-target.js';
 import { readTopologyDocument } from '../aws/aws-topology.js';
 import { openLocalCluster } from '../local/local-target.js';
@@ -65,7 +66,7 @@ export function reconcileConfig(raw: unknown, file: string, live: LiveTopology, 
       changes.push(`originalPrimary pinned to ${current.originalPrimary} (it was implied by primary; it is create-only and must not follow it)`);
     }
   }
-  db.primary = live.primary;
+  if (live.primary !== current.primary || before.primary !== undefined) db.primary = live.primary;
   if (nodes.join() !== current.nodes.join()) {
     db.nodes = nodes;
     for (const n of live.nodes.filter((x) => !current.nodes.includes(x))) changes.push(`node ${n} joins the topology (created by the runbook's rebuild)`);
@@ -78,7 +79,8 @@ export function reconcileConfig(raw: unknown, file: string, live: LiveTopology, 
   // Default windows go by position in nodes + retired: pin the current ones so that moving a node changes no window.
   const order = [...nodes, ...retired];
   if (order.join() !== [...current.nodes, ...current.retired].join()) {
-    const pinned = Object.fromEntries(order.filter((n) => n in current.windows).map((n) => [n, { ...current.windows[n] }]));
+    const pinned: Record<string, NodeWindows> = Object.fromEntries(order.filter((n) => n in current.windows).map((n) => [n, { ...current.windows[n]! }]));
+    for (const n of order.filter((x) => !(x in pinned))) pinned[n] = freeWindows(Object.values(pinned), config.workers.maintenanceWindow);
     if (JSON.stringify(pinned) !== JSON.stringify(before.windows)) {
       db.windows = pinned;
       changes.push(`maintenance and backup windows pinned to their current values (defaults go by position, which changed)`);
@@ -89,6 +91,24 @@ export function reconcileConfig(raw: unknown, file: string, live: LiveTopology, 
   parseOrThrow(next, file, (errors) => `the live topology (${live.source}) cannot be written into ${file} as is:\n${errors}`, ExitCode.Failed);
   const changed = JSON.stringify(before) !== JSON.stringify(db);
   return { changed, changes: changed ? changes : [], before, after: db, next };
+}
+
+/**
+ * Windows for a node that joins: the first of the staggered defaults that keeps lib/config.ts' rules (no two
+ * maintenance windows overlap, no backup overlaps a maintenance window, nothing overlaps the workers' patch window).
+ */
+export function freeWindows(taken: readonly NodeWindows[], workerWindow: string): NodeWindows {
+  const maintenance = taken.map((w) => parseWeeklyWindow(w.maintenance));
+  const backups = taken.map((w) => parseDailyWindow(w.backup));
+  const patch = parseWeeklyWindow(workerWindow);
+  for (let i = 0; i < 7 * 24; i++) {
+    const candidate = defaultNodeWindows(i);
+    const m = parseWeeklyWindow(candidate.maintenance);
+    const b = parseDailyWindow(candidate.backup);
+    const clash = [...maintenance, ...backups, patch].some((x) => windowsOverlap(m, x)) || [...maintenance, patch].some((x) => windowsOverlap(b, x));
+    if (!clash) return candidate;
+  }
+  throw new CliError('no free maintenance/backup window left for a new node: set database.windows for it by hand', ExitCode.Failed);
 }
 
 function parseOrThrow(raw: unknown, file: string, message: (errors: string) => string, exitCode: number): FailoverConfig {
