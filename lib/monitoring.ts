@@ -255,7 +255,8 @@ export class Monitoring extends Construct {
       new iam.PolicyStatement({
         sid: 'AlarmAndTopicEncryption',
         principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com'), new iam.ServicePrincipal('sns.amazonaws.com')],
-        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        // The actions AWS documents for alarm and SNS sources of encrypted topics/queues.
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
         conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
       }),

@@ -253,7 +253,7 @@ describe('Monitoring: encryption', () => {
       Sid: 'AlarmAndTopicEncryption',
       Effect: 'Allow',
       Principal: { Service: ['cloudwatch.amazonaws.com', 'sns.amazonaws.com'] },
-      Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
       Resource: '*',
       Condition: { StringEquals: { 'aws:SourceAccount': '123456789012' } },
     });
