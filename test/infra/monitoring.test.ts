@@ -281,7 +281,8 @@ describe('Monitoring: least-privilege IAM', () => {
     const secretRead = statements.find((s) => actions(s).includes('secretsmanager:GetSecretValue'));
     expect(secretRead.Resource).toEqual({ Ref: idOf('AWS::SecretsManager::Secret', 'DbSecret') });
     const all = statements.flatMap(actions);
-    expect(all.filter((a) => a.endsWith('*') && !a.startsWith('xray:'))).toEqual([]);
+    expect(all.filter((a) => a.endsWith('*') && !a.startsWith('xray:'))).toEqual(['kms:GenerateDataKey*']);
+    expect(bySid('UseMonitoringKey')).toMatchObject({ Resource: { 'Fn::GetAtt': [idOf('AWS::KMS::Key', 'Key'), 'Arn'] } });
     expect(all).not.toContain('dynamodb:Scan');
     expect(all.some((a) => a.startsWith('sqs:'))).toBe(false);
     // Wildcard resources only where AWS offers no resource-level permission.
