@@ -12,7 +12,7 @@ import { registerReconcileCommand } from './commands/reconcile.js';
 import { registerStatusCommand } from './commands/status.js';
 import { CliError, ExitCode, processIo, type CliIo } from './options.js';
 
-/** What tests replace: the clock AWS polling sleeps on, and how often it polls. */
+/** What tests replace: the clock AWS polling sleeps on (local work always runs in real time), and how often it polls. */
 export interface CliDeps {
   readonly clock: Clock;
   /** Interval between DescribeExecution / drain status polls in AWS. @default 2000 */

@@ -10,7 +10,7 @@ import { formatDurationMs } from '../../core/duration.js';
 import { renderTable, type Column } from '../../core/format-table.js';
 import { AWS_RUNBOOK_CONFIG, LOCAL_RUNBOOK_CONFIG } from '../../core/runbook/index.js';
 import { LocalWorkerControl } from '../../local/local-worker-control.js';
-import type { Clock } from '../../ports/clock.js';
+import { systemClock, type Clock } from '../../ports/clock.js';
 import type { DrainRequest, DrainSummary, WorkerControl } from '../../ports/worker-control.js';
 import { AwsTarget } from '../aws/aws-target.js';
 import { localWorkers, openLocalCluster, requireAgentConfig } from '../local/local-target.js';
@@ -145,7 +145,9 @@ export function registerDrainCommand(program: Command, io: CliIo, deps: CliDeps)
   return command.action(async (flags: DrainFlags) => {
     const request = drainRequestOf(flags);
     const local = checkTargetFlags(flags) === 'local';
-    const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => deps.clock.now());
+    // Injected clocks are for AWS polling in tests; local drains run in real time.
+    const clock = local ? systemClock : deps.clock;
+    const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => clock.now());
     let control: WorkerControl;
     let timing: { pollMs: number; timeoutMs: number };
     if (local) {
@@ -166,7 +168,7 @@ export function registerDrainCommand(program: Command, io: CliIo, deps: CliDeps)
       });
       timing = { pollMs: deps.awsPollMs, timeoutMs: AWS_RUNBOOK_CONFIG.timeoutMs.drain };
     }
-    const results = await drainAll(control, request, { progress, clock: deps.clock, pollMs: timing.pollMs, timeoutMs: flags.timeout ?? timing.timeoutMs });
+    const results = await drainAll(control, request, { progress, clock, pollMs: timing.pollMs, timeoutMs: flags.timeout ?? timing.timeoutMs });
     if (control instanceof LocalWorkerControl) control.stopAll();
     io.stdout.write(flags.json ? `${JSON.stringify({ request, workers: results }, null, 2)}\n` : `${renderDrainResults(request, results)}\n`);
     if (results.length === 0) throw new CliError('no workers found to drain', ExitCode.Failed);

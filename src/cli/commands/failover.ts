@@ -14,6 +14,7 @@ import { localWorkers, openLocalCluster, requireAgentConfig } from '../local/loc
 import { addTargetOptions, checkTargetFlags, CliError, ExitCode, nodeIdOption, type CliIo, type TargetFlags } from '../options.js';
 import type { CliDeps } from '../program.js';
 import { consoleProgress } from '../progress.js';
+import { systemClock } from '../../ports/clock.js';
 import { exitCodeOfRunbookError } from './plan.js';
 
 export interface StepTime {
@@ -165,10 +166,13 @@ export function registerFailoverCommands(program: Command, io: CliIo, deps: CliD
 
 async function runMode(mode: RunbookMode, flags: FailoverFlags, io: CliIo, deps: CliDeps): Promise<OutcomeView> {
   const input = { mode, ...(flags.candidate ? { candidate: flags.candidate } : {}), ...(flags.force ? { force: true } : {}) };
-  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => deps.clock.now());
+  const local = checkTargetFlags(flags) === 'local';
+  // Injected clocks are for AWS polling in tests; local steps run in real time.
+  const clock = local ? systemClock : deps.clock;
+  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => clock.now());
   const what = `${mode}${flags.candidate ? ` to ${flags.candidate}` : ''}${flags.force ? ' (forced past the lag guard)' : ''}`;
 
-  if (checkTargetFlags(flags) === 'local') {
+  if (local) {
     const specs = localWorkers(flags.buffer, flags.agentConfig, io.cwd);
     const workers = requireAgentConfig(specs, mode);
     const opened = openLocalCluster(flags.local!, io.cwd);

@@ -14,6 +14,7 @@ import { openLocalCluster } from '../local/local-target.js';
 import { addTargetOptions, checkTargetFlags, CliError, ExitCode, nodeIdOption, type CliIo, type TargetFlags } from '../options.js';
 import type { CliDeps } from '../program.js';
 import { consoleProgress } from '../progress.js';
+import { systemClock } from '../../ports/clock.js';
 
 export interface PlanView {
   readonly clusterId: string;
@@ -105,8 +106,11 @@ export function registerPlanCommand(program: Command, io: CliIo, deps: CliDeps):
 
 async function dryRun(flags: PlanFlags, io: CliIo, deps: CliDeps): Promise<PlanView> {
   const input = { mode: flags.mode, dryRun: true, ...(flags.candidate ? { candidate: flags.candidate } : {}), ...(flags.force ? { force: true } : {}) };
-  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => deps.clock.now());
-  if (checkTargetFlags(flags) === 'local') {
+  const local = checkTargetFlags(flags) === 'local';
+  // Injected clocks are for AWS polling in tests; local steps run in real time.
+  const clock = local ? systemClock : deps.clock;
+  const progress = consoleProgress((line) => io.stderr.write(`${line}\n`), () => clock.now());
+  if (local) {
     const opened = openLocalCluster(flags.local!, io.cwd);
     checkLocalCandidate(opened.cluster, flags.candidate);
     const result = await runLocalRunbook({ ...opened, workers: [], input, progress, notifier: { notify: async () => undefined } });

@@ -140,11 +140,12 @@ export function registerStatusCommand(program: Command, io: CliIo, deps: CliDeps
   });
 }
 
-async function collectStatus(flags: StatusFlags, io: CliIo, now: () => Date): Promise<StatusReport> {
+async function collectStatus(flags: StatusFlags, io: CliIo, awsNow: () => Date): Promise<StatusReport> {
   if (checkTargetFlags(flags) === 'local') {
     const workers = localWorkers(flags.buffer, flags.agentConfig, io.cwd);
     const { cluster } = openLocalCluster(flags.local!, io.cwd);
-    return collectLocalStatus(cluster, workers, STATUS_THRESHOLDS, io.cwd, now);
+    // Local figures are read now (buffer ages use the real time): keep sampledAt on the same clock.
+    return collectLocalStatus(cluster, workers, STATUS_THRESHOLDS, io.cwd);
   }
-  return collectAwsStatus(new AwsTarget(flags, io.env), STATUS_THRESHOLDS, now);
+  return collectAwsStatus(new AwsTarget(flags, io.env), STATUS_THRESHOLDS, awsNow);
 }
