@@ -64,6 +64,8 @@ export class BufferedWorkers extends Construct {
   readonly dataVolumes: ec2.Volume[] = [];
   readonly role: iam.Role;
   readonly agentAsset: s3assets.Asset;
+  /** The availability zones the workers run in, each once. */
+  readonly availabilityZones: string[];
 
   constructor(scope: Construct, id: string, props: BufferedWorkersProps) {
     super(scope, id);
@@ -73,6 +75,7 @@ export class BufferedWorkers extends Construct {
     if (!Number.isInteger(rootVolumeGiB) || rootVolumeGiB < 8) throw new Error(`BufferedWorkers ${id}: rootVolumeGiB must be an integer of at least 8, got ${rootVolumeGiB}`);
     const subnets = props.vpc.selectSubnets(props.subnets).subnets;
     if (subnets.length === 0) throw new Error(`BufferedWorkers ${id}: the subnet selection matches no subnet`);
+    this.availabilityZones = subnets.slice(0, props.count).map((s) => s.availabilityZone);
 
     this.agentAsset = new s3assets.Asset(this, 'AgentBundle', { path: props.agentAssetDir ?? DEFAULT_AGENT_ASSET_DIR });
     this.role = this.createRole(props);

@@ -13,7 +13,7 @@ import type { FailoverConfig } from './config.js';
 import { Network } from './network.js';
 import { PostgresCluster } from './postgres-cluster.js';
 import { SecurityGroups } from './security-groups.js';
-import { topologyDocument } from './topology.js';
+import { topologyDocument, topologyParameterName, writerParameterName } from './topology.js';
 import { WorkerMaintenance } from './worker-maintenance.js';
 import { AGENT } from './worker-user-data.js';
 import { WriterEndpoint } from './writer-endpoint.js';
@@ -57,6 +57,9 @@ export class FailoverStack extends Stack {
   readonly writerRecordName: string;
   readonly writerParameter: ssm.StringParameter;
   readonly topologyParameter: ssm.StringParameter;
+  /** Plain names (no tokens) of the two parameters, for environment variables and IAM ARNs. */
+  readonly writerParameterName: string;
+  readonly topologyParameterName: string;
   readonly workers: BufferedWorkers;
   readonly workerInstanceIds: readonly string[];
   /** Tags that select this cluster's workers (SSM SendCommand targets). */
@@ -141,6 +144,8 @@ export class FailoverStack extends Stack {
     this.writerRecordName = this.writerEndpoint.fqdn;
     this.writerParameter = this.writerEndpoint.writerParameter;
     this.topologyParameter = this.writerEndpoint.topologyParameter;
+    this.writerParameterName = writerParameterName(config.clusterId);
+    this.topologyParameterName = topologyParameterName(config.clusterId);
 
     this.workers = new BufferedWorkers(this, 'Workers', {
       clusterId: config.clusterId,
@@ -171,7 +176,7 @@ export class FailoverStack extends Stack {
       daily: config.snapshots.daily,
       crossRegionCopy: config.snapshots.crossRegionCopy,
       fastSnapshotRestoreAzs: config.snapshots.fastSnapshotRestore
-        ? (config.snapshots.fastSnapshotRestore.availabilityZones ?? [...new Set(this.workers.instances.map((i) => i.instanceAvailabilityZone))])
+        ? (config.snapshots.fastSnapshotRestore.availabilityZones ?? this.workers.availabilityZones)
         : undefined,
       preScriptTimeoutSeconds: config.snapshots.preScriptTimeoutSeconds,
     });
@@ -194,8 +199,8 @@ export class FailoverStack extends Stack {
     output('ClusterId', this.config.clusterId, 'Cluster id (prefix of the DB instance identifiers)');
     output('WriterEndpointName', this.writerRecordName, 'DNS name of the current primary (CNAME, repointed on failover)');
     output('PrimaryInstanceId', this.database.primary.instanceId, 'DB instance identifier of the primary at deploy time');
-    output('WriterParameterName', this.writerParameter.parameterName, 'SSM parameter holding the current writer instance id');
-    output('TopologyParameterName', this.topologyParameter.parameterName, 'SSM parameter holding the topology (JSON)');
+    output('WriterParameterName', this.writerParameterName, 'SSM parameter holding the current writer instance id');
+    output('TopologyParameterName', this.topologyParameterName, 'SSM parameter holding the topology (JSON)');
     output('DatabaseSecretArn', this.dbCredentialsSecret.secretArn, 'Secrets Manager secret with the master credentials');
     output('WorkerInstanceIds', this.workerInstanceIds.join(','), 'EC2 instance ids of the buffered workers');
   }
