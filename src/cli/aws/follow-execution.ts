@@ -43,7 +43,9 @@ export function executionConsoleUrl(executionArn: string): string {
 /** Starts the runbook's Step Functions execution and renders its states live until it ends. */
 export async function startAndFollowExecution(options: FollowOptions): Promise<ExecutionOutcome> {
   const { sfn, progress, clock } = options;
-  const name = `${options.clusterId}-${options.input.mode}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}`.slice(0, 80);
+  // Dry runs are named apart so the console's execution list tells plans from real failovers.
+  const kind = options.input.dryRun ? `${options.input.mode}-plan` : options.input.mode;
+  const name = `${options.clusterId}-${kind}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}`.slice(0, 80);
   const started = await sfn.send(
     new StartExecutionCommand({ stateMachineArn: options.stateMachineArn, name, input: JSON.stringify(options.input) }),
   );

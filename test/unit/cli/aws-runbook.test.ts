@@ -285,7 +285,7 @@ describe('plan against AWS: a dry-run execution', () => {
     expect(run.code).toBe(0);
     expect(sfn.commandCalls(StartExecutionCommand)[0]!.args[0].input).toEqual({
       stateMachineArn: ARN,
-      name: 'orders-switchover-2025-03-01T10-00-00-000Z',
+      name: 'orders-switchover-plan-2025-03-01T10-00-00-000Z',
       input: JSON.stringify({ mode: 'switchover', dryRun: true }),
     });
     expect(run.stdout).toContain('switchover of orders: promote orders-b, fence orders-a');
