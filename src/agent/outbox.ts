@@ -114,12 +114,15 @@ export class Outbox {
     return result.ids[0]!;
   }
 
+  // '+stream' keeps SQLite off the (stream, id) index: these queries must walk seq order (the pending index,
+  // the rowid range) and stop after LIMIT rows, not sort every row of the stream for each batch.
+
   /** The oldest pending rows of the given streams (rows of streams not configured here stay pending). */
   pendingBatch(streams: readonly string[], limit: number, afterSeq = 0): OutboxRow[] {
     return this.db
       .prepare<[number, string, number], OutboxRow>(
         `SELECT seq, stream, id, payload FROM outbox
-         WHERE state = 'pending' AND seq > ? AND stream IN (SELECT value FROM json_each(?))
+         WHERE state = 'pending' AND seq > ? AND +stream IN (SELECT value FROM json_each(?))
          ORDER BY seq LIMIT ?`,
       )
       .all(afterSeq, JSON.stringify(streams), limit);
@@ -154,7 +157,7 @@ export class Outbox {
     return this.db
       .prepare(
         `SELECT seq, stream, id, payload, state FROM outbox
-         WHERE seq > ? AND seq <= ? AND stream IN (SELECT value FROM json_each(?))
+         WHERE seq > ? AND seq <= ? AND +stream IN (SELECT value FROM json_each(?))
            AND (state = 'pending' OR (state = 'synced' AND ${sql}))
          ORDER BY seq LIMIT ?`,
       )
