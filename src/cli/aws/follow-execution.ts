@@ -62,12 +62,14 @@ export async function followExecution(
   clock: Clock,
   pollMs: number,
 ): Promise<ExecutionOutcome> {
+  const renderer = new HistoryRenderer(progress);
   let lastEventId = 0;
   for (;;) {
-    lastEventId = await renderNewEvents(sfn, executionArn, lastEventId, progress);
+    lastEventId = renderer.render(await newEvents(sfn, executionArn, lastEventId), lastEventId);
     const execution = await sfn.send(new DescribeExecutionCommand({ executionArn }));
     if (execution.status && execution.status !== 'RUNNING' && execution.status !== 'PENDING_REDRIVE') {
-      await renderNewEvents(sfn, executionArn, lastEventId, progress);
+      renderer.render(await newEvents(sfn, executionArn, lastEventId), lastEventId);
+      renderer.flush();
       return {
         executionArn,
         status: execution.status,
@@ -81,32 +83,75 @@ export async function followExecution(
   }
 }
 
-async function renderNewEvents(sfn: SFNClient, executionArn: string, after: number, progress: Progress): Promise<number> {
-  let last = after;
+/**
+ * The events after `after`, oldest first. Read newest first and stop at the first one already seen: a runbook
+ * polling RDS for an hour has thousands of events, and re-reading them all every poll would hit the
+ * GetExecutionHistory quota. Execution data (the state) is left out: the outcome comes from DescribeExecution.
+ */
+async function newEvents(sfn: SFNClient, executionArn: string, after: number): Promise<HistoryEvent[]> {
+  const fresh: HistoryEvent[] = [];
   let nextToken: string | undefined;
   do {
-    const page = await sfn.send(new GetExecutionHistoryCommand({ executionArn, nextToken, maxResults: 100 }));
+    const page = await sfn.send(new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 100, includeExecutionData: false, nextToken }));
     for (const event of page.events ?? []) {
-      if ((event.id ?? 0) <= last) continue;
-      last = event.id ?? last;
-      renderEvent(event, progress);
+      if ((event.id ?? 0) <= after) return fresh.reverse();
+      fresh.push(event);
     }
     nextToken = page.nextToken;
   } while (nextToken);
-  return last;
+  return fresh.reverse();
 }
 
-function renderEvent(event: HistoryEvent, progress: Progress): void {
-  const type = event.type ?? '';
-  if (type.endsWith('StateEntered') && event.stateEnteredEventDetails?.name) {
-    progress.event('start', event.stateEnteredEventDetails.name);
-  } else if (type.endsWith('StateExited') && event.stateExitedEventDetails?.name) {
-    progress.event('done', event.stateExitedEventDetails.name);
-  } else if (type === 'TaskFailed' || type === 'LambdaFunctionFailed') {
-    const details = event.taskFailedEventDetails ?? event.lambdaFunctionFailedEventDetails;
-    progress.event('failed', 'task', [details?.error, details?.cause].filter(Boolean).join(': '));
-  } else if (type === 'ExecutionFailed' || type === 'ExecutionAborted' || type === 'ExecutionTimedOut') {
-    const details = event.executionFailedEventDetails ?? event.executionAbortedEventDetails ?? event.executionTimedOutEventDetails;
-    progress.event('failed', 'execution', [details?.error, details?.cause].filter(Boolean).join(': '));
+/**
+ * Task states as progress steps. A poll loop (Task -> Choice -> Wait -> the same Task) shows as one step with its
+ * poll count: a state's exit is held back until a different task starts or the execution ends.
+ */
+class HistoryRenderer {
+  private current: { name: string; polls: number; exited: boolean } | null = null;
+
+  constructor(private readonly progress: Progress) {}
+
+  /** Renders events in order; returns the highest event id seen. */
+  render(events: readonly HistoryEvent[], after: number): number {
+    let last = after;
+    for (const event of events) {
+      last = Math.max(last, event.id ?? last);
+      this.renderEvent(event);
+    }
+    return last;
+  }
+
+  /** The execution ended: the last task's exit is final. */
+  flush(): void {
+    if (this.current?.exited) this.progress.event('done', this.current.name, this.polls());
+    this.current = null;
+  }
+
+  private renderEvent(event: HistoryEvent): void {
+    const type = event.type ?? '';
+    if (type === 'TaskStateEntered' && event.stateEnteredEventDetails?.name) {
+      const name = event.stateEnteredEventDetails.name;
+      if (this.current?.name === name) {
+        this.current = { name, polls: this.current.polls + 1, exited: false };
+        return;
+      }
+      this.flush();
+      this.current = { name, polls: 1, exited: false };
+      this.progress.event('start', name);
+    } else if (type === 'TaskStateExited' && event.stateExitedEventDetails?.name === this.current?.name) {
+      this.current!.exited = true;
+    } else if (type === 'TaskFailed' || type === 'LambdaFunctionFailed' || type === 'TaskTimedOut') {
+      // Retry may run it again, or Catch may take the failure path: say it happened, the next events tell which.
+      const details = event.taskFailedEventDetails ?? event.lambdaFunctionFailedEventDetails ?? event.taskTimedOutEventDetails;
+      this.progress.event('info', this.current?.name ?? 'task', `attempt failed: ${[details?.error, details?.cause].filter(Boolean).join(': ')}`);
+    } else if (type === 'ExecutionFailed' || type === 'ExecutionAborted' || type === 'ExecutionTimedOut') {
+      this.flush();
+      const details = event.executionFailedEventDetails ?? event.executionAbortedEventDetails ?? event.executionTimedOutEventDetails;
+      this.progress.event('failed', 'execution', [details?.error, details?.cause].filter(Boolean).join(': '));
+    }
+  }
+
+  private polls(): string | undefined {
+    return this.current && this.current.polls > 1 ? `${this.current.polls} polls` : undefined;
   }
 }

@@ -54,26 +54,60 @@ function stackOutputs(): void {
   ssm.on(GetParameterCommand, { Name: WRITER }).resolves({ Parameter: { Value: 'orders-a' } });
 }
 
-function state(name: string, id: number, type: 'Entered' | 'Exited'): HistoryEvent {
+function state(name: string, id: number, type: 'Entered' | 'Exited', kind = 'Task'): HistoryEvent {
   const details = { name };
   return {
     id,
     timestamp: AT,
-    type: `TaskState${type}`,
+    type: `${kind}State${type}`,
     ...(type === 'Entered' ? { stateEnteredEventDetails: details } : { stateExitedEventDetails: details }),
   } as HistoryEvent;
 }
 
+/** A failover's history: tasks, a Choice, and a poll loop (PromotionStatus three times, one attempt throttled and retried). */
 const HISTORY: HistoryEvent[] = [
   { id: 1, timestamp: AT, type: 'ExecutionStarted' },
   state('Preflight', 2, 'Entered'),
   state('Preflight', 3, 'Exited'),
   state('Plan', 4, 'Entered'),
   state('Plan', 5, 'Exited'),
-  state('Promote', 6, 'Entered'),
-  state('Promote', 7, 'Exited'),
-  { id: 8, timestamp: AT, type: 'ExecutionSucceeded' },
+  state('DryRun?', 6, 'Entered', 'Choice'),
+  state('DryRun?', 7, 'Exited', 'Choice'),
+  state('Promote', 8, 'Entered'),
+  state('Promote', 9, 'Exited'),
+  state('PromotionStatus', 10, 'Entered'),
+  state('PromotionStatus', 11, 'Exited'),
+  state('PromotionStatusDone?', 12, 'Entered', 'Choice'),
+  state('PromotionStatusDone?', 13, 'Exited', 'Choice'),
+  state('WaitBeforePromotionStatus', 14, 'Entered', 'Wait'),
+  state('WaitBeforePromotionStatus', 15, 'Exited', 'Wait'),
+  state('PromotionStatus', 16, 'Entered'),
+  { id: 17, timestamp: AT, type: 'TaskFailed', taskFailedEventDetails: { resource: 'invoke', resourceType: 'lambda', error: 'ThrottlingException', cause: 'Rate exceeded' } },
+  state('PromotionStatus', 18, 'Exited'),
+  state('WaitBeforePromotionStatus', 19, 'Entered', 'Wait'),
+  state('PromotionStatus', 20, 'Entered'),
+  state('PromotionStatus', 21, 'Exited'),
+  state('PromotionStatusDone?', 22, 'Entered', 'Choice'),
+  state('PromotionStatusDone?', 23, 'Exited', 'Choice'),
+  state('Finish', 24, 'Entered'),
+  state('Finish', 25, 'Exited'),
+  state('FailoverComplete', 26, 'Entered', 'Succeed'),
+  { id: 27, timestamp: AT, type: 'ExecutionSucceeded' },
 ];
+
+/**
+ * GetExecutionHistory as the service answers it: what exists so far (`visible()` events), newest first when asked
+ * with reverseOrder, in pages of 4 (whatever maxResults says, to exercise paging).
+ */
+function serveHistory(visible: () => number): void {
+  sfn.on(GetExecutionHistoryCommand).callsFake((input: { reverseOrder?: boolean; nextToken?: string }) => {
+    const events = HISTORY.slice(0, visible());
+    const ordered = input.reverseOrder ? [...events].reverse() : events;
+    const offset = input.nextToken ? Number(input.nextToken) : 0;
+    const page = ordered.slice(offset, offset + 4);
+    return { events: page, ...(offset + 4 < ordered.length ? { nextToken: String(offset + 4) } : {}) };
+  });
+}
 
 /** The final state the state machine returns after a successful failover. */
 const SUCCEEDED_STATE: RunbookState = {
@@ -117,16 +151,6 @@ const SUCCEEDED_STATE: RunbookState = {
   outcome: 'succeeded',
 };
 
-function historyPages(): void {
-  // First poll: the history in two pages; second poll: everything again plus new events (the follower skips seen ids).
-  sfn
-    .on(GetExecutionHistoryCommand)
-    .resolvesOnce({ events: HISTORY.slice(0, 3), nextToken: 'page-2' })
-    .resolvesOnce({ events: HISTORY.slice(3, 5) })
-    .resolvesOnce({ events: HISTORY.slice(0, 7) })
-    .resolves({ events: HISTORY });
-}
-
 beforeEach(() => {
   sfn.reset();
   cfn.reset();
@@ -134,14 +158,16 @@ beforeEach(() => {
 });
 
 describe('failover against AWS', () => {
-  it('starts the execution with exact parameters, renders each state live, then the outcome and the execution link', async () => {
+  it('starts the execution with exact parameters, renders each task live (a poll loop as one step), then the outcome and the link', async () => {
     stackOutputs();
-    historyPages();
     sfn.on(StartExecutionCommand).resolves({ executionArn: EXECUTION, startDate: AT });
     sfn
       .on(DescribeExecutionCommand)
       .resolvesOnce({ executionArn: EXECUTION, stateMachineArn: ARN, status: 'RUNNING', startDate: AT })
+      .resolvesOnce({ executionArn: EXECUTION, stateMachineArn: ARN, status: 'RUNNING', startDate: AT })
       .resolves({ executionArn: EXECUTION, stateMachineArn: ARN, status: 'SUCCEEDED', startDate: AT, output: JSON.stringify(SUCCEEDED_STATE) });
+    // Events 1-9 exist at the first poll, 1-15 at the second, all of them from the third on.
+    serveHistory(() => [9, 15, 27][Math.min(2, sfn.commandCalls(DescribeExecutionCommand).length)]!);
 
     const run = await runInProcess(['failover', '--stack', 'RdsFailover-orders', '--candidate', 'orders-b', '--yes']);
 
@@ -150,17 +176,15 @@ describe('failover against AWS', () => {
     expect(sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input)).toEqual([
       { stateMachineArn: ARN, name: 'orders-failover-2025-03-01T10-00-00-000Z', input: JSON.stringify({ mode: 'failover', candidate: 'orders-b' }) },
     ]);
-    expect(sfn.commandCalls(GetExecutionHistoryCommand).map((c) => c.args[0].input)).toEqual([
-      { executionArn: EXECUTION, nextToken: undefined, maxResults: 100 },
-      { executionArn: EXECUTION, nextToken: 'page-2', maxResults: 100 },
-      { executionArn: EXECUTION, nextToken: undefined, maxResults: 100 },
-      { executionArn: EXECUTION, nextToken: undefined, maxResults: 100 },
-    ]);
-    expect(sfn.commandCalls(DescribeExecutionCommand).map((c) => c.args[0].input)).toEqual([{ executionArn: EXECUTION }, { executionArn: EXECUTION }]);
+    // Newest first, stopping at the first event already shown: 3 pages, then 2, then 4, then 1 (nothing new).
+    const historyCalls = sfn.commandCalls(GetExecutionHistoryCommand).map((c) => c.args[0].input);
+    expect(historyCalls.map((i) => i.nextToken)).toEqual([undefined, '4', '8', undefined, '4', undefined, '4', '8', '12', undefined]);
+    for (const input of historyCalls) expect(input).toEqual({ executionArn: EXECUTION, reverseOrder: true, maxResults: 100, includeExecutionData: false, nextToken: input.nextToken });
+    expect(sfn.commandCalls(DescribeExecutionCommand).map((c) => c.args[0].input)).toEqual([{ executionArn: EXECUTION }, { executionArn: EXECUTION }, { executionArn: EXECUTION }]);
 
-    // Progress on stderr: each state once, in order, with the link first.
-    const progress = run.stderr.split('\n').filter((l) => /[▶✔·]/.test(l));
-    expect(progress.map((l) => l.replace(/^\+\s*[\d.]+s /, '').replace(/ \(\d+ms\)/, ''))).toEqual([
+    // Progress on stderr: the link, then each task once, in order; the poll loop as one step with its count.
+    const progress = run.stderr.split('\n').filter((l) => /^\+/.test(l));
+    expect(progress.map((l) => l.replace(/^\+\s*[\d.]+s /, '').replace(/ \([\dm.]+s\)/, ''))).toEqual([
       `· execution started — https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/${EXECUTION}`,
       '▶ Preflight',
       '✔ Preflight',
@@ -168,9 +192,14 @@ describe('failover against AWS', () => {
       '✔ Plan',
       '▶ Promote',
       '✔ Promote',
+      '▶ PromotionStatus',
+      '· PromotionStatus — attempt failed: ThrottlingException: Rate exceeded',
+      '✔ PromotionStatus — 3 polls',
+      '▶ Finish',
+      '✔ Finish',
     ]);
-    // The polling slept between the two DescribeExecution calls on the injected clock.
-    expect(progress[5]).toMatch(/^\+\s+2\.00s/);
+    // The follower slept 2 s between polls on the injected clock: Promote finished after the first sleep.
+    expect(progress[6]).toMatch(/^\+\s+2\.00s ✔ Promote/);
 
     expect(run.stdout).toContain('failover of orders: SUCCEEDED: orders-a -> orders-b in 5m1s');
     expect(run.stdout).toMatch(/fork point\s+timeline 1 at 0\/5000000/);
@@ -181,7 +210,7 @@ describe('failover against AWS', () => {
 
   it('a refused execution exits 3 with the reason and the link; --json gives the same outcome to machines', async () => {
     stackOutputs();
-    sfn.on(GetExecutionHistoryCommand).resolves({ events: HISTORY.slice(0, 3) });
+    serveHistory(() => 3);
     sfn.on(StartExecutionCommand).resolves({ executionArn: EXECUTION, startDate: AT });
     sfn.on(DescribeExecutionCommand).resolves({
       executionArn: EXECUTION,
@@ -226,7 +255,7 @@ describe('failover against AWS', () => {
     expect(refused.stderr).toContain("not confirmed ('yes' is not orders): nothing was done");
     expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
 
-    historyPages();
+    serveHistory(() => HISTORY.length);
     sfn.on(StartExecutionCommand).resolves({ executionArn: EXECUTION, startDate: AT });
     sfn.on(DescribeExecutionCommand).resolves({
       executionArn: EXECUTION,
@@ -261,7 +290,7 @@ describe('failover against AWS', () => {
 describe('plan against AWS: a dry-run execution', () => {
   it('renders the returned plan', async () => {
     stackOutputs();
-    sfn.on(GetExecutionHistoryCommand).resolves({ events: HISTORY.slice(0, 5) });
+    serveHistory(() => 5);
     sfn.on(StartExecutionCommand).resolves({ executionArn: EXECUTION, startDate: AT });
     const dryRunState: RunbookState = {
       executionId: 'x',
