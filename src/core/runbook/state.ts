@@ -118,6 +118,12 @@ export interface RunbookState {
   readonly confirm?: ConfirmProgress;
   readonly topology?: Topology;
   readonly probes?: readonly NodeProbe[];
+  /**
+   * The writer's timeline as last seen by this runbook (the previous failover's verification, or the primary's
+   * probe). A standby cut off from its primary may report the timeline of its last restartpoint, which trails a
+   * timeline switch; the fork point takes the higher of the two.
+   */
+  readonly knownWriterTimeline?: number;
   readonly plan?: RunbookPlan;
   /** Dry run only: why the runbook would refuse, and how it saw each replica. */
   readonly refusal?: PlanRefusal;

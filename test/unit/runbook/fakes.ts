@@ -51,6 +51,8 @@ export class SimCluster implements ClusterControl, DatabaseProbe {
   onPromote?: (nodeId: string) => Promise<void> | void;
   rebuildPolls = 1;
   canIsolate = true;
+  /** Rebuilt standbys keep reporting their old timeline (a disconnected standby reports its last restartpoint's). */
+  staleStandbyTimeline = false;
   private pendingPolls = new Map<string, number>();
 
   constructor(
@@ -187,7 +189,7 @@ export class SimCluster implements ClusterControl, DatabaseProbe {
     this.calls.push(`rebuild:${replicaId}<-${primaryId}`);
     const n = this.get(replicaId);
     n.rebuiltFrom = primaryId;
-    n.timelineId = this.get(primaryId).timelineId;
+    if (!this.staleStandbyTimeline) n.timelineId = this.get(primaryId).timelineId;
     this.pendingPolls.set(`rebuild:${replicaId}`, this.rebuildPolls);
     return { nodeId: replicaId };
   }

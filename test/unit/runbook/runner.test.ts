@@ -300,6 +300,19 @@ describe('runRunbook: failover with fake ports', () => {
     expect(events.some((e) => e.phase === 'warning' && /no workers found to drain/.test(e.message ?? ''))).toBe(true);
   });
 
+  it('a second failover records the writer timeline the first one verified, even when the standby reports a stale one', async () => {
+    const f = fakes();
+    f.cluster.staleStandbyTimeline = true;
+    expect((await run(f, { mode: 'failover' })).outcome).toBe('succeeded');
+    f.cluster.get('pg-1').up = false; // the new primary (timeline 2) dies too
+    const second = await run(f, { mode: 'failover' }, { executionId: 'exec-2' });
+    expect(second.outcome).toBe('succeeded');
+    expect(second.state.plan?.candidateId).toBe('pg-2');
+    expect(f.cluster.get('pg-2').timelineId).toBe(2); // its own (stale) report was 1, promotion moved it on by one
+    expect(second.state.knownWriterTimeline).toBe(2);
+    expect(second.state.forkPoint?.timelineId).toBe(2);
+  });
+
   it('falls back to a drain window when the candidate is already promoted and no fork point was journaled', async () => {
     const f = fakes();
     let state = await runUntil(f, 'exec-1', { mode: 'failover' }, ['preflight', 'plan', 'fence']);

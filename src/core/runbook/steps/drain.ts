@@ -43,7 +43,8 @@ export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> =
   for (let i = 0; i < drains.length; i++) {
     const d = drains[i]!;
     if (d.status !== 'pending') continue;
-    const status = await env.ports.workers.drainStatus(d.workerId, d.handle);
+    // A handle the worker control no longer knows (its runner restarted) counts as a failed attempt: restart it.
+    const status = await env.ports.workers.drainStatus(d.workerId, d.handle).catch((error: unknown) => ({ state: 'failed' as const, error: errorMessage(error) }));
     if (status.state === 'pending') continue;
     changed = true;
     if (status.state === 'done') {

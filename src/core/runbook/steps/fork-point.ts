@@ -52,7 +52,8 @@ export const forkPoint: ActionFn = async (state, env): Promise<ActionResult> => 
     checkTimeout(state, env, 'forkPoint', env.config.timeoutMs.catchUp, `${plan.candidateId} to replay up to ${target} (at ${candidate.replayLsn})`);
     return { state, done: false, figures: { candidate: plan.candidateId, replayLsn: candidate.replayLsn, target, lagBytes: lsnDiff(target, candidate.replayLsn) } };
   }
-  const next: RunbookState = { ...state, forkPoint: { timelineId: candidate.timelineId, lsn: candidate.replayLsn } };
+  const timelineId = Math.max(candidate.timelineId, state.knownWriterTimeline ?? 0);
+  const next: RunbookState = { ...state, forkPoint: { timelineId, lsn: candidate.replayLsn } };
   return { state: next, done: true, figures: { ...forkFigures(next), ...(target ? { caughtUpTo: target } : {}) } };
 };
 

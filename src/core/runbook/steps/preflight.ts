@@ -62,7 +62,8 @@ export const preflight: ActionFn = async (state, env): Promise<ActionResult> => 
     }
     const topology = await ports.cluster.topology();
     const probes: NodeProbe[] = await Promise.all(topology.nodes.map((n) => ports.probe.probe(n.id)));
-    next = { ...next, topology, probes };
+    const knownWriterTimeline = writerTimeline(entry, topology.writerId, probes) ?? next.knownWriterTimeline;
+    next = { ...next, topology, probes, ...(knownWriterTimeline ? { knownWriterTimeline } : {}) };
     return {
       state: next,
       done: true,
@@ -123,6 +124,15 @@ function planFigures(state: RunbookState) {
     forced: p.forced,
     referenceLsn: p.referenceLsn,
   };
+}
+
+/** The writer's timeline: from its own probe when it answers, else from the failover that made it the writer. */
+function writerTimeline(entry: RunbookJournalEntry | null, writerId: string, probes: readonly NodeProbe[]): number | undefined {
+  const probe = probes.find((p) => p.nodeId === writerId);
+  if (probe?.reachable && !probe.inRecovery) return probe.timelineId;
+  const previous = entry?.status === 'succeeded' ? (entry.state as RunbookState | null) : null;
+  if (previous?.plan?.candidateId === writerId && previous.verification?.writerTimelineId) return previous.verification.writerTimelineId;
+  return undefined;
 }
 
 /** A journaled run that got as far as a plan and did not succeed is resumed, never re-planned. */
