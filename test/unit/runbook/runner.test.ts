@@ -313,6 +313,32 @@ describe('runRunbook: failover with fake ports', () => {
     expect(second.state.forkPoint?.timelineId).toBe(2);
   });
 
+  it('a rebuild that cannot start yet is retried each poll; one that fails is a warning, not a failed failover', async () => {
+    const c = new SimCluster([
+      ...threeNodeCluster().nodes,
+      { id: 'pg-3', role: 'replica', up: true, inRecovery: true, timelineId: 1, lsn: '0/3000100', readOnly: false, isolated: false },
+    ]);
+    const f = fakes(c);
+    const original = c.rebuildReplica.bind(c);
+    let refusals = 2;
+    c.rebuildReplica = async (replicaId, primaryId) => {
+      if (replicaId === 'pg-2' && refusals-- > 0) throw new Error('InvalidDBInstanceState: source is backing-up');
+      if (replicaId === 'pg-3') throw new Error('InsufficientDBInstanceCapacity');
+      return original(replicaId, primaryId);
+    };
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'failover' }, { events, config: { ...config, timeoutMs: { ...config.timeoutMs, rebuild: 1_000 } } });
+    expect(result.outcome).toBe('succeeded');
+    expect(result.state.rebuilds).toEqual([
+      { replicaId: 'pg-2', nodeId: 'pg-2', status: 'done' },
+      { replicaId: 'pg-3', nodeId: 'pg-3', status: 'failed', detail: 'could not start within 1 s: InsufficientDBInstanceCapacity' },
+    ]);
+    expect(f.cluster.calls.filter((x) => x.startsWith('rebuild:pg-2'))).toEqual(['rebuild:pg-2<-pg-1']);
+    expect(events.find((e) => e.phase === 'warning' && e.step === 'rebuild')?.message).toBe(
+      'replica pg-3 was not rebuilt from pg-1 (could not start within 1 s: InsufficientDBInstanceCapacity); rebuild it by hand (docs/runbook.md)',
+    );
+  });
+
   it('falls back to a drain window when the candidate is already promoted and no fork point was journaled', async () => {
     const f = fakes();
     let state = await runUntil(f, 'exec-1', { mode: 'failover' }, ['preflight', 'plan', 'fence']);
