@@ -2,7 +2,7 @@
  * status, drain and reconcile against AWS: SSM parameters, DescribeDBInstances, CloudWatch GetMetricData,
  * SSM Run Command, with exact parameters, and the states the lag and backlog policies give.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
@@ -10,7 +10,7 @@ import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwat
 import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import { DescribeInstanceInformationCommand, GetCommandInvocationCommand, GetParameterCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WORKER_CLUSTER_TAG } from '../../../src/cli/commands/drain.js';
 import type { StatusReport } from '../../../src/cli/commands/status.js';
 import { WORKER_TAGS } from '../../../lib/buffered-workers.js';
@@ -189,6 +189,15 @@ describe('drain against AWS', () => {
 });
 
 describe('reconcile against AWS', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'reconcile-'));
+    dirs.push(dir);
+    return dir;
+  };
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
   const config = {
     clusterId: 'orders',
     database: { nodes: ['a', 'b', 'c'], instanceClass: 'db.r7g.large', windows: { c: { maintenance: 'sun:06:00-sun:06:30', backup: '23:10-23:40' } } },
@@ -196,7 +205,7 @@ describe('reconcile against AWS', () => {
   };
 
   it('shows the change without --write, writes it with --write, and prints the cdk diff command', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'reconcile-'));
+    const dir = tempDir();
     const file = path.join(dir, 'prod.json');
     writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`);
     // After a failover a -> b the runbook removed the fenced a from the topology parameter.
@@ -240,7 +249,7 @@ describe('reconcile against AWS', () => {
   });
 
   it('refuses a config of another cluster (exit 2)', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'reconcile-'));
+    const dir = tempDir();
     writeFileSync(path.join(dir, 'c.json'), JSON.stringify({ ...config, clusterId: 'billing' }));
     ssm.on(GetParameterCommand).resolves({ Parameter: { Value: JSON.stringify({ version: 1, clusterId: 'orders', primary: 'b', nodes: [{ name: 'b', instanceId: 'orders-b', role: 'primary' }] }) } });
     const run = await runInProcess(['reconcile', '--config', 'c.json', '--cluster-id', 'orders'], { cwd: dir });
