@@ -206,8 +206,9 @@ export class RdsClusterControl implements ClusterControl {
     // A re-run finds the replica already replaced in the document: derive the same name from the id.
     const prefix = `${doc.clusterId}-`;
     const name = doc.nodes.find((n) => n.instanceId === replicaId)?.name ?? (replicaId.startsWith(prefix) ? replicaId.slice(prefix.length) : replicaId);
-    const nextName = nextGenerationName(name);
-    const nodeId = replicaId === `${prefix}${name}` ? `${prefix}${nextName}` : nextGenerationName(replicaId);
+    const conventional = replicaId === `${prefix}${name}` && /^[a-z][a-z0-9]{0,9}$/.test(name);
+    const nextName = conventional ? nextGenerationName(name) : `${name}-r2`;
+    const nodeId = conventional ? `${prefix}${nextName}` : `${replicaId}-r2`;
     assertInstanceId(nodeId, replicaId);
 
     const existing = await this.describeOrNull(nodeId);
@@ -304,10 +305,15 @@ export function parseTopologyDocument(raw: string, where: string): TopologyDocum
   return d as TopologyDocument;
 }
 
-/** 'replica-1' -> 'replica-1-g2' -> 'replica-1-g3': the id a rebuild of that node creates. */
+/**
+ * The node name a rebuild of `name` creates: 'c' -> 'cr2' -> 'cr3'. Config node names are 1-10 lower-case
+ * letters and digits (lib/config.ts), so the base is shortened when the suffix would not fit.
+ */
 export function nextGenerationName(name: string): string {
-  const m = /^(.*)-g(\d+)$/.exec(name);
-  return m ? `${m[1]}-g${Number(m[2]) + 1}` : `${name}-g2`;
+  const m = /^([a-z][a-z0-9]*?)r(\d+)$/.exec(name);
+  const [base, generation] = m ? [m[1]!, Number(m[2]) + 1] : [name, 2];
+  const suffix = `r${generation}`;
+  return `${base.slice(0, Math.max(1, 10 - suffix.length))}${suffix}`;
 }
 
 function assertInstanceId(id: string, from: string): void {

@@ -24,11 +24,11 @@ const QUARANTINE = 'sg-0a1b2c3d4e5f60789';
 const DOC: TopologyDocument = {
   version: 1,
   clusterId: 'orders',
-  primary: 'node-a',
+  primary: 'a',
   nodes: [
-    { name: 'node-a', instanceId: 'orders-node-a', role: 'primary' },
-    { name: 'node-b', instanceId: 'orders-node-b', role: 'replica' },
-    { name: 'node-c', instanceId: 'orders-node-c', role: 'replica' },
+    { name: 'a', instanceId: 'orders-a', role: 'primary' },
+    { name: 'b', instanceId: 'orders-b', role: 'replica' },
+    { name: 'c', instanceId: 'orders-c', role: 'replica' },
   ],
 };
 
@@ -96,31 +96,31 @@ beforeEach(() => {
   rds.reset();
   route53.reset();
   ssm.reset();
-  ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/writer-instance-id' }).resolves({ Parameter: { Value: 'orders-node-a' } });
+  ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/writer-instance-id' }).resolves({ Parameter: { Value: 'orders-a' } });
   ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/topology' }).resolves({ Parameter: { Value: JSON.stringify(DOC) } });
 });
 
 describe('RdsClusterControl.topology', () => {
   it('reads writer and topology parameters and describes each instance: role, endpoint, priority and nofailover tags', async () => {
     describes(
-      instance('orders-node-a'),
-      instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', TagList: [{ Key: 'rds-failover:priority', Value: '5' }] }),
-      instance('orders-node-c', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', TagList: [{ Key: 'rds-failover:nofailover', Value: 'true' }] }),
+      instance('orders-a'),
+      instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', TagList: [{ Key: 'rds-failover:priority', Value: '5' }] }),
+      instance('orders-c', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', TagList: [{ Key: 'rds-failover:nofailover', Value: 'true' }] }),
     );
     const topo = await control().topology();
     expect(topo).toEqual({
       clusterId: 'orders',
-      writerId: 'orders-node-a',
+      writerId: 'orders-a',
       nodes: [
-        { id: 'orders-node-a', role: 'primary', endpoint: 'orders-node-a.abc.eu-west-1.rds.amazonaws.com:5432', priority: 100, noFailover: false },
-        { id: 'orders-node-b', role: 'replica', endpoint: 'orders-node-b.abc.eu-west-1.rds.amazonaws.com:5432', priority: 5, noFailover: false },
-        { id: 'orders-node-c', role: 'replica', endpoint: 'orders-node-c.abc.eu-west-1.rds.amazonaws.com:5432', priority: 100, noFailover: true },
+        { id: 'orders-a', role: 'primary', endpoint: 'orders-a.abc.eu-west-1.rds.amazonaws.com:5432', priority: 100, noFailover: false },
+        { id: 'orders-b', role: 'replica', endpoint: 'orders-b.abc.eu-west-1.rds.amazonaws.com:5432', priority: 5, noFailover: false },
+        { id: 'orders-c', role: 'replica', endpoint: 'orders-c.abc.eu-west-1.rds.amazonaws.com:5432', priority: 100, noFailover: true },
       ],
     });
     expect(rds.commandCalls(DescribeDBInstancesCommand).map((c) => c.args[0].input)).toEqual([
-      { DBInstanceIdentifier: 'orders-node-a' },
-      { DBInstanceIdentifier: 'orders-node-b' },
-      { DBInstanceIdentifier: 'orders-node-c' },
+      { DBInstanceIdentifier: 'orders-a' },
+      { DBInstanceIdentifier: 'orders-b' },
+      { DBInstanceIdentifier: 'orders-c' },
     ]);
   });
 
@@ -130,9 +130,9 @@ describe('RdsClusterControl.topology', () => {
   });
 
   it('refuses a writer that is not in the topology', async () => {
-    describes(instance('orders-node-a'), instance('orders-node-b'), instance('orders-node-c'));
-    ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/writer-instance-id' }).resolves({ Parameter: { Value: 'orders-node-z' } });
-    await expect(control().topology()).rejects.toThrow('writer parameter /rds-failover/orders/writer-instance-id names orders-node-z, which is not in topology parameter /rds-failover/orders/topology');
+    describes(instance('orders-a'), instance('orders-b'), instance('orders-c'));
+    ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/writer-instance-id' }).resolves({ Parameter: { Value: 'orders-z' } });
+    await expect(control().topology()).rejects.toThrow('writer parameter /rds-failover/orders/writer-instance-id names orders-z, which is not in topology parameter /rds-failover/orders/topology');
   });
 });
 
@@ -140,44 +140,44 @@ describe('RdsClusterControl.fence', () => {
   const fenced: DatabaseWriteFence = { wasPrimary: true, fencedDatabases: ['app', 'postgres'], failures: [], skipped: [], sessionsTerminated: 4, lsn: '0/7000060' };
 
   it('sets read-only over pg, then moves the instance to the quarantine security group with ApplyImmediately', async () => {
-    describes(instance('orders-node-a'));
+    describes(instance('orders-a'));
     rds.on(ModifyDBInstanceCommand).resolves({});
     const fencer = new FakeFencer(fenced);
-    const result = await control({ writeFencer: fencer }).fence('orders-node-a');
+    const result = await control({ writeFencer: fencer }).fence('orders-a');
     expect(result).toEqual({ isolated: true, readOnly: true, sessionsTerminated: 4, lsn: '0/7000060' });
-    expect(fencer.calls).toEqual(['fence:orders-node-a']);
+    expect(fencer.calls).toEqual(['fence:orders-a']);
     expect(rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input)).toEqual([
-      { DBInstanceIdentifier: 'orders-node-a', VpcSecurityGroupIds: [QUARANTINE], ApplyImmediately: true },
+      { DBInstanceIdentifier: 'orders-a', VpcSecurityGroupIds: [QUARANTINE], ApplyImmediately: true },
     ]);
   });
 
   it('writes-only (switchover) leaves the security groups alone so replicas keep streaming', async () => {
-    describes(instance('orders-node-a'));
-    const result = await control({ writeFencer: new FakeFencer(fenced) }).fence('orders-node-a', { writesOnly: true });
+    describes(instance('orders-a'));
+    const result = await control({ writeFencer: new FakeFencer(fenced) }).fence('orders-a', { writesOnly: true });
     expect(result).toEqual({ isolated: false, readOnly: true, sessionsTerminated: 4, lsn: '0/7000060' });
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
   });
 
   it('an unreachable node is still isolated; a node already in quarantine is not modified again', async () => {
-    describes(instance('orders-node-a', { VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'active' }, { VpcSecurityGroupId: 'sg-0db0db0db0db0db01', Status: 'removing' }] }));
-    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-node-a');
+    describes(instance('orders-a', { VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'active' }, { VpcSecurityGroupId: 'sg-0db0db0db0db0db01', Status: 'removing' }] }));
+    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-a');
     expect(result).toEqual({ isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: 'no connection: timeout expired' });
     expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
   });
 
   it('reports (not throws) RDS refusing to modify a failed instance', async () => {
-    describes(instance('orders-node-a', { DBInstanceStatus: 'failed' }));
+    describes(instance('orders-a', { DBInstanceStatus: 'failed' }));
     rds.on(ModifyDBInstanceCommand).rejects(new InvalidDBInstanceStateFault({ message: 'Instance is not in available state', $metadata: {} }));
-    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'ECONNREFUSED' }) }).fence('orders-node-a');
+    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'ECONNREFUSED' }) }).fence('orders-a');
     expect(result.isolated).toBe(false);
-    expect(result.detail).toBe('no connection: ECONNREFUSED; RDS refused the quarantine security group while orders-node-a is failed: Instance is not in available state');
+    expect(result.detail).toBe('no connection: ECONNREFUSED; RDS refused the quarantine security group while orders-a is failed: Instance is not in available state');
   });
 
   it('reports databases it could not set read-only', async () => {
-    describes(instance('orders-node-a'));
+    describes(instance('orders-a'));
     rds.on(ModifyDBInstanceCommand).resolves({});
     const fencer = new FakeFencer({ ...fenced, failures: ['billing: must be owner of database billing'] });
-    const result = await control({ writeFencer: fencer }).fence('orders-node-a');
+    const result = await control({ writeFencer: fencer }).fence('orders-a');
     expect(result.readOnly).toBe(false);
     expect(result.isolated).toBe(true);
     expect(result.detail).toBe('read-only not set on billing: must be owner of database billing');
@@ -186,68 +186,68 @@ describe('RdsClusterControl.fence', () => {
 
 describe('RdsClusterControl.promote and promotionStatus', () => {
   it('promotes an available replica with backups on', async () => {
-    describes(instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a' }));
+    describes(instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a' }));
     rds.on(PromoteReadReplicaCommand).resolves({});
-    await control().promote('orders-node-b');
-    expect(rds.commandCalls(PromoteReadReplicaCommand).map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: 'orders-node-b', BackupRetentionPeriod: 14 }]);
+    await control().promote('orders-b');
+    expect(rds.commandCalls(PromoteReadReplicaCommand).map((c) => c.args[0].input)).toEqual([{ DBInstanceIdentifier: 'orders-b', BackupRetentionPeriod: 14 }]);
   });
 
   it('is a no-op on an instance that is no longer a replica, or busy promoting', async () => {
-    describes(instance('orders-node-b'), instance('orders-node-c', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'modifying' }));
-    await control().promote('orders-node-b');
-    await control().promote('orders-node-c');
+    describes(instance('orders-b'), instance('orders-c', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', DBInstanceStatus: 'modifying' }));
+    await control().promote('orders-b');
+    await control().promote('orders-c');
     expect(rds.commandCalls(PromoteReadReplicaCommand)).toHaveLength(0);
   });
 
   it('treats InvalidDBInstanceState from a promotion that just started elsewhere as in progress', async () => {
     rds
-      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-b' })
-      .resolvesOnce({ DBInstances: [instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a' })] })
-      .resolves({ DBInstances: [instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'modifying' })] });
+      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-b' })
+      .resolvesOnce({ DBInstances: [instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a' })] })
+      .resolves({ DBInstances: [instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', DBInstanceStatus: 'modifying' })] });
     rds.on(PromoteReadReplicaCommand).rejects(new InvalidDBInstanceStateFault({ message: 'busy', $metadata: {} }));
-    await expect(control().promote('orders-node-b')).resolves.toBeUndefined();
+    await expect(control().promote('orders-b')).resolves.toBeUndefined();
   });
 
   it('polls DescribeDBInstances until the instance is standalone, then clears the replayed fence and confirms writes', async () => {
     const states = [
-      instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'modifying' }),
-      instance('orders-node-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a', DBInstanceStatus: 'rebooting' }),
-      instance('orders-node-b', { DBInstanceStatus: 'backing-up' }),
+      instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', DBInstanceStatus: 'modifying' }),
+      instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', DBInstanceStatus: 'rebooting' }),
+      instance('orders-b', { DBInstanceStatus: 'backing-up' }),
     ];
     rds
-      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-b' })
+      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-b' })
       .resolvesOnce({ DBInstances: [states[0]!] })
       .resolvesOnce({ DBInstances: [states[1]!] })
       .resolves({ DBInstances: [states[2]!] });
     const fencer = new FakeFencer({ unreachable: 'n/a' });
     const probe: DatabaseProbe = { probe: async (id) => writable(id) };
     const c = control({ writeFencer: fencer, probe });
-    expect(await c.promotionStatus('orders-node-b')).toEqual({ state: 'pending', detail: 'orders-node-b is still a replica of orders-node-a (modifying)' });
-    expect(await c.promotionStatus('orders-node-b')).toEqual({ state: 'pending', detail: 'orders-node-b is still a replica of orders-node-a (rebooting)' });
-    expect(await c.promotionStatus('orders-node-b')).toEqual({ state: 'done', detail: 'orders-node-b accepts writes on timeline 2' });
-    expect(fencer.calls).toEqual(['clear:orders-node-b']);
+    expect(await c.promotionStatus('orders-b')).toEqual({ state: 'pending', detail: 'orders-b is still a replica of orders-a (modifying)' });
+    expect(await c.promotionStatus('orders-b')).toEqual({ state: 'pending', detail: 'orders-b is still a replica of orders-a (rebooting)' });
+    expect(await c.promotionStatus('orders-b')).toEqual({ state: 'done', detail: 'orders-b accepts writes on timeline 2' });
+    expect(fencer.calls).toEqual(['clear:orders-b']);
     expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(3);
   });
 
   it('stays pending while PostgreSQL is read-only, fails on a failed instance', async () => {
-    describes(instance('orders-node-b'), instance('orders-node-c', { DBInstanceStatus: 'storage-full' }));
+    describes(instance('orders-b'), instance('orders-c', { DBInstanceStatus: 'storage-full' }));
     const probe: DatabaseProbe = { probe: async (id) => ({ ...writable(id), acceptsWrites: false }) };
-    expect(await control({ probe }).promotionStatus('orders-node-b')).toEqual({ state: 'pending', detail: 'orders-node-b (available) is read-only' });
-    expect(await control({ probe }).promotionStatus('orders-node-c')).toEqual({ state: 'failed', detail: 'orders-node-c is storage-full' });
+    expect(await control({ probe }).promotionStatus('orders-b')).toEqual({ state: 'pending', detail: 'orders-b (available) is read-only' });
+    expect(await control({ probe }).promotionStatus('orders-c')).toEqual({ state: 'failed', detail: 'orders-c is storage-full' });
   });
 });
 
 describe('RdsClusterControl.repointWriter', () => {
   it('UPSERTs the writer CNAME, writes the writer id and the new topology document', async () => {
-    describes(instance('orders-node-b'));
+    describes(instance('orders-b'));
     route53.on(ChangeResourceRecordSetsCommand).resolves({ ChangeInfo: { Id: 'c1', Status: 'PENDING', SubmittedAt: new Date() } });
     ssm.on(PutParameterCommand).resolves({ Version: 2 });
-    await control().repointWriter('orders-node-b');
+    await control().repointWriter('orders-b');
     expect(route53.commandCalls(ChangeResourceRecordSetsCommand).map((c) => c.args[0].input)).toEqual([
       {
         HostedZoneId: 'Z0123456789ABC',
         ChangeBatch: {
-          Comment: 'rds-failover: writer of orders -> orders-node-b',
+          Comment: 'rds-failover: writer of orders -> orders-b',
           Changes: [
             {
               Action: 'UPSERT',
@@ -255,7 +255,7 @@ describe('RdsClusterControl.repointWriter', () => {
                 Name: 'writer.orders.internal',
                 Type: 'CNAME',
                 TTL: 15,
-                ResourceRecords: [{ Value: 'orders-node-b.abc.eu-west-1.rds.amazonaws.com' }],
+                ResourceRecords: [{ Value: 'orders-b.abc.eu-west-1.rds.amazonaws.com' }],
               },
             },
           ],
@@ -263,23 +263,23 @@ describe('RdsClusterControl.repointWriter', () => {
       },
     ]);
     const puts = ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input);
-    expect(puts[0]).toEqual({ Name: '/rds-failover/orders/writer-instance-id', Value: 'orders-node-b', Type: 'String', Overwrite: true });
+    expect(puts[0]).toEqual({ Name: '/rds-failover/orders/writer-instance-id', Value: 'orders-b', Type: 'String', Overwrite: true });
     expect(puts[1]).toMatchObject({ Name: '/rds-failover/orders/topology', Type: 'String', Overwrite: true });
     expect(JSON.parse(puts[1]!.Value!)).toEqual({
       version: 1,
       clusterId: 'orders',
-      primary: 'node-b',
+      primary: 'b',
       nodes: [
-        { name: 'node-b', instanceId: 'orders-node-b', role: 'primary' },
-        { name: 'node-c', instanceId: 'orders-node-c', role: 'replica' },
+        { name: 'b', instanceId: 'orders-b', role: 'primary' },
+        { name: 'c', instanceId: 'orders-c', role: 'replica' },
       ],
     });
   });
 });
 
 describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
-  const oldReplica = instance('orders-node-c', {
-    ReadReplicaSourceDBInstanceIdentifier: 'orders-node-a',
+  const oldReplica = instance('orders-c', {
+    ReadReplicaSourceDBInstanceIdentifier: 'orders-a',
     DBInstanceClass: 'db.r6g.large',
     AvailabilityZone: 'eu-west-1b',
     DBSubnetGroup: { DBSubnetGroupName: 'orders-db-subnets' },
@@ -300,15 +300,15 @@ describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
 
   it('creates a replica of the new primary shaped like the old one, under the next-generation id, and updates the topology', async () => {
     describes(oldReplica);
-    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-c-g2' }).rejects(new DBInstanceNotFoundFault({ message: 'not found', $metadata: {} }));
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-cr2' }).rejects(new DBInstanceNotFoundFault({ message: 'not found', $metadata: {} }));
     rds.on(CreateDBInstanceReadReplicaCommand).resolves({});
     ssm.on(PutParameterCommand).resolves({});
-    const result = await control().rebuildReplica('orders-node-c', 'orders-node-b');
-    expect(result).toEqual({ nodeId: 'orders-node-c-g2' });
+    const result = await control().rebuildReplica('orders-c', 'orders-b');
+    expect(result).toEqual({ nodeId: 'orders-cr2' });
     expect(rds.commandCalls(CreateDBInstanceReadReplicaCommand).map((c) => c.args[0].input)).toEqual([
       {
-        DBInstanceIdentifier: 'orders-node-c-g2',
-        SourceDBInstanceIdentifier: 'orders-node-b',
+        DBInstanceIdentifier: 'orders-cr2',
+        SourceDBInstanceIdentifier: 'orders-b',
         DBInstanceClass: 'db.r6g.large',
         AvailabilityZone: 'eu-west-1b',
         DBSubnetGroupName: 'orders-db-subnets',
@@ -327,40 +327,43 @@ describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
         EnablePerformanceInsights: true,
         PerformanceInsightsKMSKeyId: 'arn:aws:kms:eu-west-1:123456789012:key/k',
         PerformanceInsightsRetentionPeriod: 7,
-        Tags: [{ Key: 'team', Value: 'orders' }, { Key: 'rds-failover:rebuilt-from', Value: 'orders-node-c' }],
+        Tags: [{ Key: 'team', Value: 'orders' }, { Key: 'rds-failover:rebuilt-from', Value: 'orders-c' }],
       },
     ]);
     const doc = JSON.parse(ssm.commandCalls(PutParameterCommand)[0]!.args[0].input.Value!);
     expect(doc.nodes).toEqual([
-      { name: 'node-a', instanceId: 'orders-node-a', role: 'primary' },
-      { name: 'node-b', instanceId: 'orders-node-b', role: 'replica' },
-      { name: 'node-c-g2', instanceId: 'orders-node-c-g2', role: 'replica' },
+      { name: 'a', instanceId: 'orders-a', role: 'primary' },
+      { name: 'b', instanceId: 'orders-b', role: 'replica' },
+      { name: 'cr2', instanceId: 'orders-cr2', role: 'replica' },
     ]);
   });
 
   it('a re-run finds the replica it created and creates nothing', async () => {
     ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/topology' }).resolves({
-      Parameter: { Value: JSON.stringify({ ...DOC, nodes: [DOC.nodes[1], { name: 'node-c-g2', instanceId: 'orders-node-c-g2', role: 'replica' }] }) },
+      Parameter: { Value: JSON.stringify({ ...DOC, nodes: [DOC.nodes[1], { name: 'cr2', instanceId: 'orders-cr2', role: 'replica' }] }) },
     });
-    describes(instance('orders-node-c-g2', { DBInstanceStatus: 'creating' }));
+    describes(instance('orders-cr2', { DBInstanceStatus: 'creating' }));
     ssm.on(PutParameterCommand).resolves({});
-    expect(await control().rebuildReplica('orders-node-c', 'orders-node-b')).toEqual({ nodeId: 'orders-node-c-g2' });
+    expect(await control().rebuildReplica('orders-c', 'orders-b')).toEqual({ nodeId: 'orders-cr2' });
     expect(rds.commandCalls(CreateDBInstanceReadReplicaCommand)).toHaveLength(0);
   });
 
   it('rebuildStatus polls until the new replica is available and replicating', async () => {
     rds
-      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-node-c-g2' })
-      .resolvesOnce({ DBInstances: [instance('orders-node-c-g2', { DBInstanceStatus: 'creating', ReadReplicaSourceDBInstanceIdentifier: 'orders-node-b' })] })
-      .resolves({ DBInstances: [instance('orders-node-c-g2', { ReadReplicaSourceDBInstanceIdentifier: 'orders-node-b' })] });
-    expect(await control().rebuildStatus('orders-node-c-g2')).toEqual({ state: 'pending', detail: 'orders-node-c-g2 is creating' });
-    expect(await control().rebuildStatus('orders-node-c-g2')).toEqual({ state: 'done', detail: 'orders-node-c-g2 replicates from orders-node-b' });
+      .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-cr2' })
+      .resolvesOnce({ DBInstances: [instance('orders-cr2', { DBInstanceStatus: 'creating', ReadReplicaSourceDBInstanceIdentifier: 'orders-b' })] })
+      .resolves({ DBInstances: [instance('orders-cr2', { ReadReplicaSourceDBInstanceIdentifier: 'orders-b' })] });
+    expect(await control().rebuildStatus('orders-cr2')).toEqual({ state: 'pending', detail: 'orders-cr2 is creating' });
+    expect(await control().rebuildStatus('orders-cr2')).toEqual({ state: 'done', detail: 'orders-cr2 replicates from orders-b' });
   });
 
-  it('generation names', () => {
-    expect(nextGenerationName('node-c')).toBe('node-c-g2');
-    expect(nextGenerationName('node-c-g2')).toBe('node-c-g3');
-    expect(nextGenerationName('node-c-g19')).toBe('node-c-g20');
+  it('generation names stay valid config node names (1-10 lower-case letters and digits)', () => {
+    expect(nextGenerationName('c')).toBe('cr2');
+    expect(nextGenerationName('cr2')).toBe('cr3');
+    expect(nextGenerationName('cr19')).toBe('cr20');
+    expect(nextGenerationName('replica1')).toBe('replica1r2');
+    expect(nextGenerationName('abcdefghij')).toBe('abcdefghr2');
+    for (const n of ['c', 'cr9', 'abcdefghij', 'r1', 'x9']) expect(nextGenerationName(n)).toMatch(/^[a-z][a-z0-9]{0,9}$/);
   });
 });
 
