@@ -1,0 +1,164 @@
+import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../src/agent/config.js';
+import { bufferMetricData, MetricsPublisher } from '../../../src/agent/metrics-publisher.js';
+import type { BufferStatus } from '../../../src/agent/status.js';
+import { WriteBuffer } from '../../../src/agent/write-buffer.js';
+import { createWriterSource } from '../../../src/agent/writer-source.js';
+
+const settings = { connectTimeoutMs: 5000, queryTimeoutMs: 60000 };
+const secretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf';
+
+const status: BufferStatus = {
+  bufferPath: '/data/buffer.db',
+  fileBytes: 4096,
+  pendingRows: 12,
+  pendingByStream: { events: 12 },
+  oldestPendingAgeSeconds: 3.5,
+  syncedRows: 40,
+  syncedPastRetention: 0,
+  rejectedRows: 0,
+  lastSyncAt: null,
+  lastSyncMarker: null,
+  lastSyncError: null,
+  lastSyncErrorAt: null,
+  consecutiveFailures: 0,
+  currentWriter: null,
+  lastPrune: null,
+};
+
+afterEach(() => {
+  mockClient(SecretsManagerClient).restore();
+  mockClient(CloudWatchClient).restore();
+});
+
+describe('writer sources', () => {
+  it('AWS: reads credentials from Secrets Manager, requires verified TLS to the DNS name, refetches after invalidate()', async () => {
+    const sm = mockClient(SecretsManagerClient);
+    sm.on(GetSecretValueCommand, { SecretId: secretArn }).resolves({ SecretString: JSON.stringify({ username: 'agent', password: 's3cret' }) });
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'writer-'));
+    writeFileSync(path.join(dir, 'rds-ca.pem'), 'PEM');
+    const source = createWriterSource(
+      { kind: 'aws', host: 'writer.orders.internal', port: 5432, database: 'orders', secretArn, tlsCaFile: path.join(dir, 'rds-ca.pem') },
+      settings,
+      new SecretsManagerClient({ region: 'eu-west-1' }),
+    );
+    const target = await source.current();
+    expect(target.description).toBe('postgres://agent:***@writer.orders.internal:5432/orders');
+    expect(target.clientConfig).toEqual({
+      connectionTimeoutMillis: 5000,
+      query_timeout: 60000,
+      keepAlive: true,
+      application_name: 'rds-failover-agent',
+      host: 'writer.orders.internal',
+      port: 5432,
+      database: 'orders',
+      user: 'agent',
+      password: 's3cret',
+      ssl: { rejectUnauthorized: true, servername: 'writer.orders.internal', ca: 'PEM' },
+    });
+    await source.current();
+    expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(1);
+    source.invalidate(); // after a failed sync: the secret may have been rotated
+    await source.current();
+    expect(sm.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input)).toEqual([{ SecretId: secretArn }, { SecretId: secretArn }]);
+  });
+
+  it('writer file: re-read when replaced (rename) and rejected with the file named when it holds no postgres URL', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'writer-'));
+    const file = path.join(dir, 'writer.url');
+    writeFileSync(file, 'postgres://app:pw@10.0.0.1:5432/app\n');
+    const source = createWriterSource({ kind: 'file', path: file }, settings);
+    expect((await source.current()).description).toBe('postgres://app:***@10.0.0.1:5432/app');
+    expect(source.hasChanged()).toBe(false);
+    writeFileSync(`${file}.tmp`, 'postgres://app:pw@10.0.0.2:5432/app\n');
+    renameSync(`${file}.tmp`, file);
+    expect(source.hasChanged()).toBe(true);
+    expect((await source.current()).clientConfig.connectionString).toBe('postgres://app:pw@10.0.0.2:5432/app');
+    expect(source.hasChanged()).toBe(false);
+    writeFileSync(`${file}.tmp`, 'not a url\n');
+    renameSync(`${file}.tmp`, file);
+    await expect(source.current()).rejects.toThrow(`writer file ${file}: expected a postgres URL`);
+  });
+
+  it('without any writer the error says how to configure one', () => {
+    expect(() => createWriterSource(undefined, settings)).toThrow('no writer configured: set writerUrl, writerFile or writerHost+writerPort+database+secretArn');
+  });
+});
+
+describe('CloudWatch metrics', () => {
+  it('publishes the five buffer metrics with the configured namespace and dimensions; SyncErrors counts new failures only', async () => {
+    const cw = mockClient(CloudWatchClient);
+    cw.on(PutMetricDataCommand).resolves({});
+    const publisher = new MetricsPublisher(
+      { enabled: true, namespace: 'RdsFailover', dimensions: { ClusterId: 'orders', WorkerId: 'i-0abc' }, intervalSeconds: 60 },
+      new CloudWatchClient({ region: 'eu-west-1' }),
+    );
+    const at = new Date('2026-01-02T03:04:05Z');
+    await publisher.publish(status, 3, at);
+    await publisher.publish(status, 5, at);
+    const dims = [
+      { Name: 'ClusterId', Value: 'orders' },
+      { Name: 'WorkerId', Value: 'i-0abc' },
+    ];
+    expect(cw.commandCalls(PutMetricDataCommand)[0]!.args[0].input).toEqual({
+      Namespace: 'RdsFailover',
+      MetricData: [
+        { MetricName: 'BufferPendingRows', Dimensions: dims, Timestamp: at, Value: 12, Unit: 'Count' },
+        { MetricName: 'BufferOldestPendingAgeSeconds', Dimensions: dims, Timestamp: at, Value: 3.5, Unit: 'Seconds' },
+        { MetricName: 'BufferSyncedUnprunableRows', Dimensions: dims, Timestamp: at, Value: 40, Unit: 'Count' },
+        { MetricName: 'BufferFileBytes', Dimensions: dims, Timestamp: at, Value: 4096, Unit: 'Bytes' },
+        { MetricName: 'BufferSyncErrors', Dimensions: dims, Timestamp: at, Value: 3, Unit: 'Count' },
+      ],
+    });
+    expect(cw.commandCalls(PutMetricDataCommand)[1]!.args[0].input.MetricData![4]!.Value).toBe(2);
+  });
+
+  it('reports no pending age as 0', () => {
+    expect(bufferMetricData({ ...status, oldestPendingAgeSeconds: null }, 0, {}, new Date(0))[1]).toMatchObject({ MetricName: 'BufferOldestPendingAgeSeconds', Value: 0, Dimensions: [] });
+  });
+
+  it('the daemon publishes on its interval when metrics are enabled, with failed syncs counted', async () => {
+    const cw = mockClient(CloudWatchClient);
+    cw.on(PutMetricDataCommand).resolves({});
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'metrics-'));
+    const config = parseConfig({
+      writerUrl: 'postgres://agent:pw@127.0.0.1:1/app',
+      clusterId: 'orders',
+      workerId: 'w-1',
+      backoff: { initialMs: 20, maxMs: 40 },
+      metrics: { enabled: true, namespace: 'Custom/Buffer', intervalSeconds: 1 },
+      streams: { events: { table: 'events', key: ['id'], columns: ['id'] } },
+    });
+    const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'b.db'), config, cloudWatch: new CloudWatchClient({ region: 'eu-west-1' }) });
+    buffer.append('events', { id: 'a' });
+    buffer.append('events', { id: 'b' });
+    const daemon = buffer.startDaemon();
+    const deadline = Date.now() + 5000;
+    while (cw.commandCalls(PutMetricDataCommand).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await daemon.stop();
+    await buffer.close();
+    const input = cw.commandCalls(PutMetricDataCommand)[0]!.args[0].input;
+    expect(input.Namespace).toBe('Custom/Buffer');
+    const byName = Object.fromEntries(input.MetricData!.map((d) => [d.MetricName, d]));
+    expect(byName.BufferPendingRows).toMatchObject({ Value: 2, Dimensions: [{ Name: 'ClusterId', Value: 'orders' }, { Name: 'WorkerId', Value: 'w-1' }] });
+    expect(byName.BufferSyncErrors!.Value).toBeGreaterThan(0);
+  });
+
+  it('metrics are off by default: the daemon never calls CloudWatch', async () => {
+    const cw = mockClient(CloudWatchClient);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'metrics-'));
+    const config = parseConfig({ writerUrl: 'postgres://agent:pw@127.0.0.1:1/app', backoff: { initialMs: 20, maxMs: 40 }, streams: { events: { table: 'events', key: ['id'], columns: ['id'] } } });
+    const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'b.db'), config, cloudWatch: new CloudWatchClient({ region: 'eu-west-1' }) });
+    const daemon = buffer.startDaemon();
+    await new Promise((r) => setTimeout(r, 300));
+    await daemon.stop();
+    await buffer.close();
+    expect(cw.calls()).toHaveLength(0);
+  });
+});
