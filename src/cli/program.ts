@@ -60,6 +60,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo(), d
       io.stderr.write(`error: ${error.message}\n`);
       return error.exitCode;
     }
+    if (error instanceof Error && error.name === 'CredentialsProviderError') {
+      io.stderr.write(`error: no AWS credentials (${error.message}): pass --profile <name> or set AWS_PROFILE / AWS credentials as for the AWS CLI; --local acts on the local cluster\n`);
+      return ExitCode.Usage;
+    }
     io.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
     return ExitCode.Failed;
   }

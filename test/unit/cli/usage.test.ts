@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -113,5 +113,16 @@ describe('bad arguments: a message naming the flag, exit 2, nothing started', ()
     const run = await runInProcess(['status', '--local', 'no-such-dir', '--buffer', 'missing.sqlite'], { cwd: '/tmp' });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--buffer: /tmp/missing.sqlite does not exist');
+  });
+});
+
+describe('AWS configuration problems', () => {
+  it('missing AWS credentials: exit 2 with what to set', async () => {
+    const cfn = mockClient(CloudFormationClient);
+    cfn.on(DescribeStacksCommand).rejects(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }));
+    const run = await runInProcess(['status', '--stack', 'RdsFailover-orders']);
+    expect(run.code).toBe(2);
+    cfn.restore();
+    expect(run.stderr).toContain('error: no AWS credentials (Could not load credentials from any providers): pass --profile <name> or set AWS_PROFILE');
   });
 });
