@@ -67,7 +67,7 @@ export class Network extends Construct {
       ipAddresses: ec2.IpAddresses.cidr(props.cidr),
       maxAzs: props.maxAzs,
       natGateways,
-      restrictDefaultSecurityGroup: false,
+      restrictDefaultSecurityGroup: true,
       subnetConfiguration: [
         ...(natGateways > 0 ? [{ name: SUBNET_GROUPS.public, subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 }] : []),
         { name: SUBNET_GROUPS.data, subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
