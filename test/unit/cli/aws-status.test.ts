@@ -14,6 +14,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WORKER_CLUSTER_TAG } from '../../../src/cli/commands/drain.js';
 import type { StatusReport } from '../../../src/cli/commands/status.js';
 import { WORKER_TAGS } from '../../../lib/buffered-workers.js';
+import { stackName } from '../../../lib/failover-stack.js';
+import { defaultStackName } from '../../../src/cli/aws/aws-target.js';
 import { defaultNodeWindows, parseConfig } from '../../../lib/config.js';
 import { runInProcess } from './cli-harness.js';
 
@@ -183,8 +185,9 @@ describe('drain against AWS', () => {
     expect(run.stderr).toContain('error: drain did not complete on i-0bbb (failed); it is idempotent: re-run it');
   });
 
-  it('the worker tag is the one the stack puts on the workers', () => {
+  it('the worker tag and the default stack name are the ones the stack uses', () => {
     expect(WORKER_CLUSTER_TAG).toBe(WORKER_TAGS.cluster);
+    expect(defaultStackName('orders')).toBe(stackName(parseConfig({ clusterId: 'orders' })));
   });
 });
 
