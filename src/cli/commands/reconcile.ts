@@ -69,7 +69,9 @@ export function reconcileConfig(raw: unknown, file: string, live: LiveTopology, 
   if (live.primary !== current.primary || before.primary !== undefined) db.primary = live.primary;
   if (nodes.join() !== current.nodes.join()) {
     db.nodes = nodes;
-    for (const n of live.nodes.filter((x) => !current.nodes.includes(x))) changes.push(`node ${n} joins the topology (created by the runbook's rebuild)`);
+    for (const n of live.nodes.filter((x) => !current.nodes.includes(x))) {
+      changes.push(`node ${n} joins the topology: the runbook's rebuild created ${config.clusterId}-${n} outside CloudFormation, so the stack must adopt it (cdk import), not create it`);
+    }
   }
   for (const n of retiring) changes.push(`node ${n} is retired: the fenced former primary keeps running in the quarantine group, deletion protection off, until you remove it from database.retired`);
   for (const n of dropped) changes.push(`node ${n} leaves the topology: it was a replica, cdk deploy deletes ${config.clusterId}-${n}`);

@@ -46,7 +46,7 @@ describe('reconcileConfig', () => {
     };
     const result = reconcileConfig(afterFirst, 'c.json', live('c', ['c', 'd']), { checkClusterId: true });
     expect(result.after).toMatchObject({ nodes: ['c', 'd'], primary: 'c', originalPrimary: 'a', retired: ['a', 'b'] });
-    expect(result.changes).toContain("node d joins the topology (created by the runbook's rebuild)");
+    expect(result.changes).toContain('node d joins the topology: the runbook\'s rebuild created orders-d outside CloudFormation, so the stack must adopt it (cdk import), not create it');
     // Everyone keeps their window; d gets a free one.
     const before = parseConfig(afterFirst).database.windows;
     const after = parseConfig(result.next).database.windows;
