@@ -228,6 +228,8 @@ describe('FailoverStack with config/default.json', () => {
       synth.template.resourceCountIs('AWS::EC2::InternetGateway', 0);
       synth.template.hasResourceProperties('AWS::EC2::FlowLog', { ResourceType: 'VPC', TrafficType: 'ALL', LogDestinationType: 'cloud-watch-logs' });
       synth.template.hasResourceProperties('AWS::Logs::LogGroup', { KmsKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^LogKey'), 'Arn'] }, RetentionInDays: 90 });
+      // The VPC's default security group is stripped of its rules (nothing uses it).
+      synth.template.hasResourceProperties('Custom::VpcRestrictDefaultSG', { DefaultSecurityGroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^NetworkVpc'), 'DefaultSecurityGroup'] } });
     });
 
     it('reaches AWS APIs through gateway (S3, DynamoDB) and interface endpoints', () => {
