@@ -91,6 +91,10 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
   const { referenceLsn, referenceSource } = referencePosition(primaryUp, reachableReplicas);
   const expectedTimeline = primaryUp?.timelineId ?? Math.max(0, ...reachableReplicas.map((p) => p.timelineId));
   const streamingNames = new Set(primaryUp?.replication.filter((r) => r.state === 'streaming').map((r) => r.applicationName) ?? []);
+  // RDS replicas connect as 'walreceiver', not under their instance id: when no replication row names a node, the
+  // names say nothing and the switchover's wait for lag 0 is the only check (it times out if nothing streams).
+  const namesKnown = (primaryUp?.replication ?? []).some((r) => replicas.some((n) => (n.replicationName ?? n.id) === r.applicationName));
+  const noneStreaming = primaryUp !== undefined && primaryUp.replication.length === 0;
 
   const assessments = replicas.map((node) =>
     assess(node, probes.get(node.id), {
@@ -98,7 +102,7 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
       referenceLsn,
       expectedTimeline,
       maxLag: input.maxLagOnFailoverBytes,
-      streaming: streamingNames.has(node.replicationName ?? node.id),
+      streaming: namesKnown ? streamingNames.has(node.replicationName ?? node.id) : !noneStreaming,
     }),
   );
   const ranked = assessments.filter((a) => a.eligible).sort(byPreference);

@@ -221,6 +221,13 @@ describe('planRunbook: switchover', () => {
     expect(expectPlan(plan({ mode: 'switchover', topology: topo, probes: [primary, replicaProbe('db-replica-1', '0/3000200')] })).candidateId).toBe('db-replica-1');
   });
 
+  it('when replication names are not node ids (RDS: walreceiver), streaming is judged by the primary having any standby', () => {
+    const rdsLike = primaryProbe('pg-0', '0/3000200', { replication: [streaming('walreceiver', '0/3000200'), streaming('walreceiver', '0/3000100')] });
+    expect(expectPlan(plan({ mode: 'switchover', probes: [rdsLike, replicaProbe('pg-1', '0/3000200'), replicaProbe('pg-2', '0/3000100')] })).candidateId).toBe('pg-1');
+    const alone = primaryProbe('pg-0', '0/3000200', { replication: [] });
+    expectRefusal(plan({ mode: 'switchover', probes: [alone, replicaProbe('pg-1', '0/3000200'), replicaProbe('pg-2', '0/3000100')] }), 'no-candidate');
+  });
+
   it('applies the lag guard (the write outage lasts until the candidate caught up), force overrides', () => {
     const primary = primaryProbe('pg-0', '0/9000000', { replication: [streaming('pg-1', '0/3000000'), streaming('pg-2', '0/3000000')] });
     const probes = [primary, replicaProbe('pg-1', '0/3000000'), replicaProbe('pg-2', '0/3000000')];
