@@ -3,7 +3,8 @@ import type { RunbookPorts } from '../core/runbook/env.js';
 import { systemClock, type Clock } from '../ports/clock.js';
 import type { Notifier } from '../ports/notifier.js';
 import { PgDatabaseProbe } from '../pg/probe.js';
-import { FileFailoverLock, FileRunbookJournal } from './file-runbook-store.js';
+import { FileRunbookJournal } from './file-runbook-journal.js';
+import { LocalFailoverLock } from './local-failover-lock.js';
 import type { LocalCluster } from './local-cluster.js';
 import { LocalClusterControl } from './local-cluster-control.js';
 import { LocalWorkerControl, type LocalWorker } from './local-worker-control.js';
@@ -30,7 +31,7 @@ export function createLocalRunbookPorts(options: LocalRunbookPortsOptions): Runb
     probe: new PgDatabaseProbe((id) => options.cluster.clientConfig(id), { connectTimeoutMs }),
     workers: new LocalWorkerControl(options.workers),
     notifier: options.notifier ?? stderrNotifier,
-    lock: new FileFailoverLock(path.join(options.stateDir, 'locks'), clock),
+    lock: new LocalFailoverLock(path.join(options.stateDir, 'locks'), clock),
     journal: new FileRunbookJournal(path.join(options.stateDir, 'journal')),
     clock,
   };

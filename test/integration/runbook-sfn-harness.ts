@@ -12,7 +12,7 @@ import type { RunbookEnv, RunbookPorts } from '../../src/core/runbook/env.js';
 import { RUNBOOK_FUNCTIONS, type RunbookFunctionName } from '../../src/core/runbook/lambda-environment.js';
 import type { RunbookAction } from '../../src/core/runbook/actions.js';
 import { LOCAL_RUNBOOK_CONFIG, type RunbookConfig, type RunbookState } from '../../src/core/runbook/state.js';
-import { FileRunbookJournal } from '../../src/local/file-runbook-store.js';
+import { FileRunbookJournal } from '../../src/local/file-runbook-journal.js';
 import type { LocalCluster } from '../../src/local/local-cluster.js';
 import { LocalClusterControl } from '../../src/local/local-cluster-control.js';
 import { LocalFailoverLock } from '../../src/local/local-failover-lock.js';

@@ -18,7 +18,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadWorkerMessage, LoadWorkerSpec } from '../../src/cli/drill/load-worker-protocol.js';
 import type { RunbookState } from '../../src/core/runbook/state.js';
-import { FileRunbookJournal } from '../../src/local/file-runbook-store.js';
+import { FileRunbookJournal } from '../../src/local/file-runbook-journal.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 import { LocalFailoverLock } from '../../src/local/local-failover-lock.js';
 import type { LocalWorker } from '../../src/local/local-worker-control.js';
