@@ -474,9 +474,3 @@ export function loadConfigFile(file: string): FailoverConfig {
   }
   return parseConfig(raw, file);
 }
-
-/** DB instance identifier of a node. */
-export function instanceIdentifier(clusterId: string, node: string): string {
-  return `${clusterId}-${node}`;
-}
-

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { Match } from 'aws-cdk-lib/assertions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_INTERFACE_ENDPOINTS } from '../../lib/config.js';
 import { parseDailyWindow, parseWeeklyWindow, findCollisions, type NamedWindow } from '../../lib/maintenance-windows.js';
@@ -520,6 +521,12 @@ describe('FailoverStack variants', () => {
     template.resourceCountIs('AWS::EC2::NatGateway', 1);
     template.resourceCountIs('AWS::EC2::Subnet', 6);
     template.allResourcesProperties('AWS::RDS::DBInstance', { PubliclyAccessible: false });
+  });
+
+  it('the cdk-nag check is live: a queue added without TLS enforcement is reported', () => {
+    const { findings } = synthFailoverStack({ configure: (stack) => new sqs.Queue(stack, 'Unsafe', { encryption: sqs.QueueEncryption.SQS_MANAGED }) });
+    expect(findings).toEqual(expect.arrayContaining([expect.stringMatching(/^AwsSolutions-SQS4 RdsFailover-orders\/Unsafe\/Resource: /)]));
+    expect(findings.every((f) => f.includes('/Unsafe/'))).toBe(true);
   });
 
   it('a pinned AMI is used as is', () => {

@@ -99,14 +99,14 @@ export function synthFailoverStack(options: SynthOptions = {}): SynthResult {
 /** Synthesizes any stack of `app` (e.g. a small test stack around one construct) with cdk-nag. */
 export function synthStack<S extends Stack>(app: App, stack: S, options: { nag?: boolean; keepOutdir?: boolean } = {}): SynthResult<S> {
   if (options.nag ?? true) Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  try {
-    app.synth();
-  } catch (e) {
-    // Validation failures are reported as findings below; anything else is a real error.
-    if (!String(e).includes('ValidationFailed')) throw e;
-  }
   const outdir = app.outdir;
   try {
+    try {
+      app.synth();
+    } catch (e) {
+      // Validation failures are reported as findings below; anything else is a real error.
+      if (!String(e).includes('ValidationFailed')) throw e;
+    }
     const template = Template.fromJSON(JSON.parse(fs.readFileSync(path.join(outdir, stack.templateFile), 'utf8')) as Record<string, unknown>);
     return { app, stack, template, findings: readFindings(outdir), outdir };
   } finally {
