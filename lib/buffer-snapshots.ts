@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { ResourceTag } from '../src/core/resource-tags.js';
 
 export interface BufferSnapshotsProps {
   readonly clusterId: string;
@@ -74,7 +75,7 @@ export class BufferSnapshots extends Construct {
       },
     ];
     const tagsToAdd = (schedule: string) => [
-      { key: 'rds-failover:cluster', value: props.clusterId },
+      { key: ResourceTag.Cluster, value: props.clusterId },
       { key: 'rds-failover:schedule', value: schedule },
     ];
     this.policy = new dlm.CfnLifecyclePolicy(this, 'Policy', {

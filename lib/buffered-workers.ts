@@ -8,9 +8,10 @@ import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { Dimension, METRIC_NAMESPACE } from '../src/core/metric-names.js';
 import { AGENT, workerUserData } from './worker-user-data.js';
+import { ResourceTag, WORKER_ROLE } from '../src/core/resource-tags.js';
 
 /** Tags the runbook (SSM SendCommand), the patch window and the snapshot policy target the workers by. */
-export const WORKER_TAGS = { cluster: 'rds-failover:cluster', role: 'rds-failover:role', roleValue: 'worker' } as const;
+export const WORKER_TAGS = { cluster: ResourceTag.Cluster, role: ResourceTag.Role, roleValue: WORKER_ROLE } as const;
 export const DATA_VOLUME_DEVICE = '/dev/sdf';
 const DEFAULT_AGENT_ASSET_DIR = path.join(__dirname, 'assets', 'agent');
 

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { App } from 'aws-cdk-lib';
+import { DEFAULT_FAILOVER_PRIORITY } from '../src/core/resource-tags.js';
 import { ConfigReader, type Json } from './config-reader.js';
 import {
   DAILY_WINDOW_FORM,
@@ -38,8 +39,31 @@ export interface FailoverConfig {
   readonly snapshots: SnapshotsConfig;
   /** Settings of the Monitoring construct, validated by it. @default - its defaults */
   readonly monitoring?: Readonly<Record<string, unknown>>;
-  /** Settings of the Runbook construct, validated by it. @default - its defaults */
-  readonly runbook?: Readonly<Record<string, unknown>>;
+  /** The failover runbook (Step Functions). @default - see RunbookConfig */
+  readonly runbook: RunbookConfig;
+}
+
+type Stages = 'catchUp' | 'promotion' | 'drain' | 'rebuild';
+
+export interface RunbookConfig {
+  /** Never promote a replica further behind the last known primary position than this without --force. @default 1048576 (1 MiB) */
+  readonly maxLagOnFailoverBytes: number;
+  /** Drain window when no fork point is known (max expected lag + detection time), seconds. @default 900 */
+  readonly drainWindowSeconds: number;
+  /** A worker's drain command is given this long, seconds. @default 600 */
+  readonly drainTimeoutSeconds: number;
+  /** Seconds between status checks of the long waits. @default - catchUp 2, promotion 10, drain 5, rebuild 60 */
+  readonly pollSeconds: Partial<Readonly<Record<Stages, number>>>;
+  /** Give up waiting after, seconds. @default - catchUp 300, promotion 1800, drain 900, rebuild 7200 */
+  readonly timeoutSeconds: Partial<Readonly<Record<Stages, number>>>;
+  readonly autoFailover: {
+    /** Start a failover by itself on RDS failure events for the primary. @default false */
+    readonly enabled: boolean;
+    /** ...and only after the primary stayed unreachable by probe this long, seconds. @default 30 */
+    readonly confirmSeconds: number;
+    /** Seconds between probes while confirming. @default 5 */
+    readonly probeIntervalSeconds: number;
+  };
 }
 
 export interface NetworkConfig {
@@ -60,6 +84,13 @@ export interface NodeWindows {
   readonly maintenance: string;
   /** Daily backup window used while this node is the primary, `hh24:mi-hh24:mi` UTC, at least 30 minutes. */
   readonly backup: string;
+}
+
+export interface NodeFailover {
+  /** 0 to 1000, lower wins on equal replay LSN. */
+  readonly priority: number;
+  /** Never promote this node. */
+  readonly noFailover: boolean;
 }
 
 export interface DatabaseConfig {
@@ -111,6 +142,12 @@ export interface DatabaseConfig {
   readonly logRetentionDays: number;
   /** Maintenance and backup windows per node. @default staggered: see defaultNodeWindows */
   readonly windows: Readonly<Record<string, NodeWindows>>;
+  /**
+   * Promotion preferences per node, written as instance tags the runbook's planner reads: `priority` (lower wins
+   * among replicas with the same replay LSN) and `noFailover` (never promote). Only configured nodes are tagged, so a
+   * change of primary changes no tag. @default {} (every node priority 100, none excluded)
+   */
+  readonly failover: Readonly<Record<string, NodeFailover>>;
   /** Extra or overriding parameter-group settings. @default {} */
   readonly parameters: Readonly<Record<string, string>>;
 }
@@ -157,12 +194,12 @@ export interface SnapshotsConfig {
 }
 
 export const INTERFACE_ENDPOINTS = [
-  'ssm', 'ssmmessages', 'ec2messages', 'secretsmanager', 'monitoring', 'logs', 'kms', 'rds', 'sns', 'states', 'sqs', 'ec2', 'sts', 'events',
+  'ssm', 'ssmmessages', 'ec2messages', 'secretsmanager', 'monitoring', 'logs', 'kms', 'rds', 'sns', 'states', 'sqs', 'ec2', 'sts', 'events', 'xray',
 ] as const;
 export type InterfaceEndpointName = (typeof INTERFACE_ENDPOINTS)[number];
-/** What the workers (SSM agent, secrets, metrics) and the VPC Lambdas (secrets, RDS, SNS, Step Functions) call. */
+/** What the workers (SSM agent, secrets, metrics) and the VPC Lambdas (secrets, RDS, SNS, Step Functions, X-Ray traces) call. */
 export const DEFAULT_INTERFACE_ENDPOINTS: readonly InterfaceEndpointName[] = [
-  'ssm', 'ssmmessages', 'ec2messages', 'secretsmanager', 'monitoring', 'logs', 'kms', 'rds', 'sns', 'states',
+  'ssm', 'ssmmessages', 'ec2messages', 'secretsmanager', 'monitoring', 'logs', 'kms', 'rds', 'sns', 'states', 'xray',
 ];
 
 export const MAX_NODES = 6;
@@ -235,7 +272,7 @@ export function parseConfig(raw: unknown, source = 'config'): FailoverConfig {
     workers,
     snapshots,
     monitoring: r.optionalObject(root.monitoring, 'monitoring'),
-    runbook: r.optionalObject(root.runbook, 'runbook'),
+    runbook: readRunbook(r, root.runbook),
   };
   if (r.errors.length > 0) throw new ConfigError(source, r.errors);
   return config;
@@ -272,6 +309,7 @@ function readDatabase(r: ConfigReader, value: Json | undefined): DatabaseConfig 
     'nodes', 'primary', 'originalPrimary', 'retired', 'engineVersion', 'instanceClass', 'allocatedStorageGiB', 'maxAllocatedStorageGiB',
     'databaseName', 'masterUsername', 'port', 'multiAz', 'replicasMultiAz', 'backupRetentionDays', 'deletionProtection', 'removalPolicy',
     'performanceInsightsRetentionDays', 'monitoringIntervalSeconds', 'credentialsRotationDays', 'logRetentionDays', 'windows', 'parameters',
+    'failover',
   ]);
   const nodes = r.stringList(o.nodes, 'database.nodes', ['a', 'b', 'c'], NODE_NAME);
   if (nodes.length < 2 || nodes.length > MAX_NODES) {
@@ -318,6 +356,19 @@ function readDatabase(r: ConfigReader, value: Json | undefined): DatabaseConfig 
     };
   });
 
+  const failoverRaw = r.object(o.failover, 'database.failover', nodes);
+  const failover: Record<string, NodeFailover> = {};
+  for (const node of nodes.filter((n) => failoverRaw[n] !== undefined)) {
+    const f = r.object(failoverRaw[node], `database.failover.${node}`, ['priority', 'noFailover']);
+    failover[node] = {
+      priority: r.integer(f.priority, `database.failover.${node}.priority`, DEFAULT_FAILOVER_PRIORITY, { min: 0, max: 1000 }),
+      noFailover: r.boolean(f.noFailover, `database.failover.${node}.noFailover`, false),
+    };
+  }
+  if (nodes.length > 1 && nodes.every((node) => node === primary || failover[node]?.noFailover)) {
+    r.error('database.failover', `every replica is marked noFailover: a failover of '${primary}' could never promote anything`);
+  }
+
   return {
     nodes,
     primary,
@@ -340,6 +391,7 @@ function readDatabase(r: ConfigReader, value: Json | undefined): DatabaseConfig 
     credentialsRotationDays: r.integer(o.credentialsRotationDays, 'database.credentialsRotationDays', 30, { min: 1, max: 365 }),
     logRetentionDays: r.integer(o.logRetentionDays, 'database.logRetentionDays', 30, { min: 1, max: 3653, allowed: LOG_RETENTION_DAYS }),
     windows,
+    failover,
     parameters: r.scalarMap(o.parameters, 'database.parameters', PARAMETER_NAME),
   };
 }
@@ -473,4 +525,32 @@ export function loadConfigFile(file: string): FailoverConfig {
     throw new ConfigError(file, [`not valid JSON: ${(e as Error).message}`]);
   }
   return parseConfig(raw, file);
+}
+
+function readRunbook(r: ConfigReader, value: Json | undefined): RunbookConfig {
+  const o = r.object(value, 'runbook', ['maxLagOnFailoverBytes', 'drainWindowSeconds', 'drainTimeoutSeconds', 'pollSeconds', 'timeoutSeconds', 'autoFailover']);
+  const stages = ['catchUp', 'promotion', 'drain', 'rebuild'] as const;
+  const perStage = (field: 'pollSeconds' | 'timeoutSeconds', max: number) => {
+    const raw = r.object(o[field], `runbook.${field}`, stages);
+    const out: Partial<Record<Stages, number>> = {};
+    for (const stage of stages) {
+      const v = r.optionalInteger(raw[stage], `runbook.${field}.${stage}`, { min: 1, max });
+      if (v !== undefined) out[stage] = v;
+    }
+    return out;
+  };
+  const auto = r.object(o.autoFailover, 'runbook.autoFailover', ['enabled', 'confirmSeconds', 'probeIntervalSeconds']);
+  const confirmSeconds = r.integer(auto.confirmSeconds, 'runbook.autoFailover.confirmSeconds', 30, { min: 1, max: 3600 });
+  const probeIntervalSeconds = r.integer(auto.probeIntervalSeconds, 'runbook.autoFailover.probeIntervalSeconds', 5, { min: 1, max: 300 });
+  if (probeIntervalSeconds > confirmSeconds) {
+    r.error('runbook.autoFailover.probeIntervalSeconds', `must not exceed confirmSeconds (${confirmSeconds}): the primary would be confirmed down on a single probe`);
+  }
+  return {
+    maxLagOnFailoverBytes: r.integer(o.maxLagOnFailoverBytes, 'runbook.maxLagOnFailoverBytes', 1024 * 1024, { min: 0, max: Number.MAX_SAFE_INTEGER }),
+    drainWindowSeconds: r.integer(o.drainWindowSeconds, 'runbook.drainWindowSeconds', 900, { min: 1, max: 7 * 86400 }),
+    drainTimeoutSeconds: r.integer(o.drainTimeoutSeconds, 'runbook.drainTimeoutSeconds', 600, { min: 1, max: 86400 }),
+    pollSeconds: perStage('pollSeconds', 3600),
+    timeoutSeconds: perStage('timeoutSeconds', 7 * 86400),
+    autoFailover: { enabled: r.boolean(auto.enabled, 'runbook.autoFailover.enabled', false), confirmSeconds, probeIntervalSeconds },
+  };
 }

@@ -10,8 +10,10 @@ import type { Construct } from 'constructs';
 import { BufferSnapshots } from './buffer-snapshots.js';
 import { BufferedWorkers, WORKER_TAGS } from './buffered-workers.js';
 import type { FailoverConfig } from './config.js';
+import { Monitoring } from './monitoring.js';
 import { Network } from './network.js';
 import { PostgresCluster } from './postgres-cluster.js';
+import { Runbook } from './runbook.js';
 import { SecurityGroups } from './security-groups.js';
 import { topologyDocument, topologyParameterName, writerParameterName } from './topology.js';
 import { WorkerMaintenance } from './worker-maintenance.js';
@@ -66,6 +68,10 @@ export class FailoverStack extends Stack {
   readonly workerTargetTags: Readonly<Record<string, string>>;
   readonly snapshots: BufferSnapshots;
   readonly workerMaintenance: WorkerMaintenance;
+  /** Lag monitor, alarms, dashboard, the SNS topic every alert and runbook event goes through, Slack. */
+  readonly monitoring: Monitoring;
+  /** The failover runbook (Step Functions) and its lock. */
+  readonly runbook: Runbook;
 
   constructor(scope: Construct, id: string, props: FailoverStackProps) {
     super(scope, id, {
@@ -187,9 +193,57 @@ export class FailoverStack extends Stack {
       targetTags: this.workerTargetTags,
     });
 
-    // ---- Monitoring (issue 5): the lead adds `new Monitoring(this, 'Monitoring', { ... })` here. ----
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      clusterId: config.clusterId,
+      vpc: this.vpc,
+      vpcSubnets: this.network.workerSubnets,
+      dbInstanceIds: Object.values(this.dbInstanceIds),
+      dbCredentialsSecret: this.dbCredentialsSecret,
+      databaseName: config.database.databaseName,
+      dbClientSecurityGroup: this.controllerSecurityGroup,
+      key: this.key,
+      logKey: this.logKey,
+      settings: config.monitoring,
+    });
 
-    // ---- Runbook (issue 6): the lead adds `new Runbook(this, 'Runbook', { ... })` here. ----
+    const runbook = config.runbook;
+    this.runbook = new Runbook(this, 'Runbook', {
+      clusterId: config.clusterId,
+      vpc: this.vpc,
+      vpcSubnets: this.network.workerSubnets,
+      dbClientSecurityGroup: this.controllerSecurityGroup,
+      dbCredentialsSecret: this.dbCredentialsSecret,
+      databaseName: config.database.databaseName,
+      fenceDatabases: [config.database.databaseName],
+      hostedZone: this.hostedZone,
+      writerRecordName: this.writerRecordName,
+      writerRecordTtlSeconds: config.writerEndpoint.ttlSeconds,
+      writerParameter: this.writerParameter,
+      topologyParameter: this.topologyParameter,
+      quarantineSecurityGroup: this.quarantineSecurityGroup,
+      notificationTopic: this.monitoring.topic,
+      key: this.key,
+      logKey: this.logKey,
+      dbStorageKey: this.key,
+      monitoringRole: this.database.monitoringRole,
+      workers: {
+        tagKey: WORKER_TAGS.cluster,
+        tagValue: config.clusterId,
+        agentCommand: AGENT.command,
+        bufferPath: AGENT.bufferPath,
+        configPath: AGENT.configPath,
+        drainTimeoutSeconds: runbook.drainTimeoutSeconds,
+      },
+      autoFailover: runbook.autoFailover,
+      timing: {
+        maxLagOnFailoverBytes: runbook.maxLagOnFailoverBytes,
+        drainWindowSeconds: runbook.drainWindowSeconds,
+        pollSeconds: runbook.pollSeconds,
+        timeoutSeconds: runbook.timeoutSeconds,
+      },
+      backupRetentionDays: config.database.backupRetentionDays,
+    });
+    this.monitoring.addFailoverStateMachine(this.runbook.stateMachine);
 
     this.addOutputs();
   }
@@ -203,5 +257,9 @@ export class FailoverStack extends Stack {
     output('TopologyParameterName', this.topologyParameterName, 'SSM parameter holding the topology (JSON)');
     output('DatabaseSecretArn', this.dbCredentialsSecret.secretArn, 'Secrets Manager secret with the master credentials');
     output('WorkerInstanceIds', this.workerInstanceIds.join(','), 'EC2 instance ids of the buffered workers');
+    output('RunbookStateMachineArn', this.runbook.stateMachine.stateMachineArn, 'The failover runbook (rds-failover failover/switchover/plan start it)');
+    output('AlertTopicArn', this.monitoring.topic.topicArn, 'SNS topic of lag alerts, alarms and runbook events (Slack subscribes to it)');
+    output('SlackWebhookSecretArn', this.monitoring.webhookSecret.secretArn, 'Put the Slack incoming-webhook URL here: {"url": "https://hooks.slack.com/..."}');
+    output('DashboardName', this.monitoring.dashboard.dashboardName, 'CloudWatch dashboard of lag, backlog, failovers and alarms');
   }
 }

@@ -15,6 +15,7 @@ const ENDPOINT_SERVICES: Record<InterfaceEndpointName, ec2.InterfaceVpcEndpointA
   kms: ec2.InterfaceVpcEndpointAwsService.KMS,
   rds: ec2.InterfaceVpcEndpointAwsService.RDS,
   sns: ec2.InterfaceVpcEndpointAwsService.SNS,
+  xray: ec2.InterfaceVpcEndpointAwsService.XRAY,
   states: ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
   sqs: ec2.InterfaceVpcEndpointAwsService.SQS,
   ec2: ec2.InterfaceVpcEndpointAwsService.EC2,

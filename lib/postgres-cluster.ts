@@ -8,6 +8,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { DatabaseConfig } from './config.js';
 import { planNodes, type NodePlan } from './topology.js';
+import { ResourceTag } from '../src/core/resource-tags.js';
 
 /**
  * WAL, replication and logging settings of every node (primary and replicas share the group, so a promoted replica
@@ -202,8 +203,13 @@ export class PostgresCluster extends Construct {
     });
     instance.applyRemovalPolicy(db.removalPolicy === 'retain' ? RemovalPolicy.RETAIN : RemovalPolicy.SNAPSHOT);
     for (const group of logGroups) instance.node.addDependency(group);
-    Tags.of(instance).add('rds-failover:cluster', props.clusterId);
-    Tags.of(instance).add('rds-failover:node', node.name);
+    Tags.of(instance).add(ResourceTag.Cluster, props.clusterId);
+    Tags.of(instance).add(ResourceTag.Node, node.name);
+    const failover = db.failover[node.name];
+    if (failover) {
+      Tags.of(instance).add(ResourceTag.Priority, String(failover.priority));
+      Tags.of(instance).add(ResourceTag.NoFailover, String(failover.noFailover));
+    }
     this.acknowledgeFindings(instance, node, db);
     return instance;
   }

@@ -323,7 +323,8 @@ export class Runbook extends Construct {
     // cdk-nag names findings by the rendered ARN: tokens as <AWS::Region>, literal values as themselves.
     const region = Token.isUnresolved(stack.region) ? '<AWS::Region>' : stack.region;
     const account = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
-    const rdsArn = (resource: string) => `arn:<AWS::Partition>:rds:${region}:${account}:${resource}`;
+    const partition = Token.isUnresolved(stack.partition) ? '<AWS::Partition>' : stack.partition;
+    const rdsArn = (resource: string) => `arn:${partition}:rds:${region}:${account}:${resource}`;
     for (const [name, fn] of Object.entries(fns) as [RunbookFunctionName, ControllerFunction][]) {
       const reasons: { id: string; reason: string }[] = [
         {
@@ -337,7 +338,7 @@ export class Runbook extends Construct {
       ];
       if (name === 'drain') {
         reasons.push({
-          id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${region}:${account}:instance/*]`,
+          id: `AwsSolutions-IAM5[Resource::arn:${partition}:ec2:${region}:${account}:instance/*]`,
           reason: 'SendCommand on instances is conditioned on the worker tag (ssm:resourceTag); instance ids change when workers are replaced.',
         });
       } else {

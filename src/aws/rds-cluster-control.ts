@@ -25,6 +25,7 @@ import { GetParameterCommand, PutParameterCommand, type SSMClient } from '@aws-s
 import type { WriteFencer } from '../pg/fence.js';
 import type { ClusterControl, ClusterNode, FenceOptions, FenceResult, OperationStatus, Topology } from '../ports/cluster-control.js';
 import type { DatabaseProbe } from '../ports/database-probe.js';
+import { DEFAULT_FAILOVER_PRIORITY, ResourceTag } from '../core/resource-tags.js';
 
 /** The JSON of the topology SSM parameter (same shape as lib/topology.ts TopologyDocument). */
 export interface TopologyDocument {
@@ -35,9 +36,9 @@ export interface TopologyDocument {
   readonly nodes: ReadonlyArray<{ readonly name: string; readonly instanceId: string; readonly role: 'primary' | 'replica' }>;
 }
 
-export const PRIORITY_TAG = 'rds-failover:priority';
-export const NO_FAILOVER_TAG = 'rds-failover:nofailover';
-export const REBUILT_FROM_TAG = 'rds-failover:rebuilt-from';
+export const PRIORITY_TAG = ResourceTag.Priority;
+export const NO_FAILOVER_TAG = ResourceTag.NoFailover;
+export const REBUILT_FROM_TAG = ResourceTag.RebuiltFrom;
 
 export interface RdsClusterControlOptions {
   readonly clusterId: string;
@@ -325,7 +326,7 @@ function assertInstanceId(id: string, from: string): void {
 function toNode(db: DBInstance): ClusterNode {
   const tags = new Map((db.TagList ?? []).map((t) => [t.Key, t.Value]));
   const priorityTag = tags.get(PRIORITY_TAG);
-  const priority = priorityTag !== undefined && /^\d+$/.test(priorityTag) ? Number(priorityTag) : 100;
+  const priority = priorityTag !== undefined && /^\d+$/.test(priorityTag) ? Number(priorityTag) : DEFAULT_FAILOVER_PRIORITY;
   return {
     id: db.DBInstanceIdentifier!,
     role: db.ReadReplicaSourceDBInstanceIdentifier ? 'replica' : 'primary',

@@ -452,8 +452,49 @@ describe('FailoverStack with config/default.json', () => {
       expect(s.key.node.id).toBe('DataKey');
       expect(s.logKey.node.id).toBe('LogKey');
       expect(Object.keys(synth.template.toJSON().Outputs as Json).sort()).toEqual(
-        ['ClusterId', 'DatabaseSecretArn', 'PrimaryInstanceId', 'TopologyParameterName', 'WorkerInstanceIds', 'WriterEndpointName', 'WriterParameterName'],
+        [
+          'AlertTopicArn', 'ClusterId', 'DashboardName', 'DatabaseSecretArn', 'PrimaryInstanceId', 'RunbookStateMachineArn', 'SlackWebhookSecretArn',
+          'TopologyParameterName', 'WorkerInstanceIds', 'WriterEndpointName', 'WriterParameterName',
+        ],
       );
+    });
+
+    it('wires the monitor and the runbook: one state machine reading the writer parameters, alerts through one topic', () => {
+      synth.template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+      // The auto-failover rule exists but is off until runbook.autoFailover.enabled.
+      synth.template.hasResourceProperties('AWS::Events::Rule', { State: 'DISABLED', EventPattern: Match.objectLike({ source: ['aws.rds'] }) });
+      synth.template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 minute)', State: 'ENABLED' });
+      const stack = synth.stack;
+      const ref = (c: { node: { defaultChild?: unknown } }) => ({ Ref: stack.getLogicalId(c.node.defaultChild as never) });
+      // The runbook reads and repoints exactly the stack's writer parameter, topology parameter and writer record.
+      synth.template.hasResourceProperties('AWS::Lambda::Function', {
+        Environment: {
+          Variables: Match.objectLike({
+            WRITER_PARAMETER_NAME: ref(stack.writerParameter),
+            TOPOLOGY_PARAMETER_NAME: ref(stack.topologyParameter),
+            WRITER_RECORD_NAME: 'writer.orders.rds-failover.internal',
+            TOPIC_ARN: ref(stack.monitoring.topic),
+          }),
+        },
+      });
+      // Drains target this cluster's workers by the cluster tag, through SSM Run Command.
+      synth.template.hasResourceProperties('AWS::Lambda::Function', {
+        Environment: { Variables: Match.objectLike({ WORKER_TAG_KEY: 'rds-failover:cluster', WORKER_TAG_VALUE: 'orders' }) },
+      });
+      synth.template.resourceCountIs('AWS::SNS::Topic', 1);
+      expect(synth.stack.runbook.stateMachine.node.path).toBe(`${synth.stack.stackName}/Runbook/StateMachine`);
+    });
+
+    it('tags DB instances with the configured promotion preferences', () => {
+      const variant = synthFailoverStack({ config: makeConfig({ database: { failover: { b: { priority: 5 }, c: { noFailover: true } } } }) });
+      const tagsOf = (id: string) =>
+        Object.values(variant.template.findResources('AWS::RDS::DBInstance') as Record<string, { Properties: { DBInstanceIdentifier: string; Tags: { Key: string; Value: string }[] } }>)
+          .find((r) => r.Properties.DBInstanceIdentifier === id)!
+          .Properties.Tags.filter((t) => t.Key === 'rds-failover:priority' || t.Key === 'rds-failover:nofailover');
+      expect(tagsOf('orders-a')).toEqual([]);
+      expect(tagsOf('orders-b')).toEqual(expect.arrayContaining([{ Key: 'rds-failover:priority', Value: '5' }, { Key: 'rds-failover:nofailover', Value: 'false' }]));
+      expect(tagsOf('orders-c')).toEqual(expect.arrayContaining([{ Key: 'rds-failover:nofailover', Value: 'true' }]));
+      expect(variant.findings).toEqual([]);
     });
 
     it('both KMS keys rotate, and CloudWatch Logs may use the log key only for this account', () => {

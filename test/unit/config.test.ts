@@ -61,6 +61,19 @@ describe('defaults', () => {
     expect(c.database.nodes).toEqual(['a', 'b', 'c']);
   });
 
+  it('reads the runbook section with its defaults and promotion preferences per node', () => {
+    const c = parseConfig(withDefault({ database: { failover: { c: { noFailover: true } } }, runbook: { autoFailover: { enabled: true } } }));
+    expect(c.database.failover).toEqual({ c: { priority: 100, noFailover: true } });
+    expect(c.runbook).toEqual({
+      maxLagOnFailoverBytes: 1048576,
+      drainWindowSeconds: 900,
+      drainTimeoutSeconds: 600,
+      pollSeconds: {},
+      timeoutSeconds: {},
+      autoFailover: { enabled: true, confirmSeconds: 30, probeIntervalSeconds: 5 },
+    });
+  });
+
   it('accepts the post-failover shape: the promoted node is primary, the original primary retired', () => {
     const c = parseConfig(withDefault({ database: { nodes: ['b', 'c'], primary: 'b', originalPrimary: 'a', retired: ['a'] } }));
     expect(c.database).toMatchObject({ nodes: ['b', 'c'], primary: 'b', originalPrimary: 'a', retired: ['a'] });
@@ -129,6 +142,17 @@ describe('bad configs: every error names the field and the expected form', () =>
     ['zone name with upper case', withDefault({ writerEndpoint: { zoneName: 'Orders.internal' } }), "writerEndpoint.zoneName: 'Orders.internal' is not valid: expected a lower-case DNS name"],
     ['parameter value that is an object', withDefault({ database: { parameters: { max_wal_size: { mb: 1 } } } }), 'database.parameters.max_wal_size: expected a string, number or boolean, got an object'],
     ['string where a number belongs', withDefault({ database: { port: '5432' } }), "database.port: expected an integer from 1150 to 65535, got '5432'"],
+    ['failover preference for a node outside the topology', withDefault({ database: { failover: { z: { priority: 1 } } } }), 'database.failover.z: unknown field; expected one of a, b, c'],
+    ['negative candidate priority', withDefault({ database: { failover: { b: { priority: -1 } } } }), 'database.failover.b.priority: expected an integer from 0 to 1000, got -1'],
+    [
+      'every replica excluded from promotion',
+      withDefault({ database: { failover: { b: { noFailover: true }, c: { noFailover: true } } } }),
+      "database.failover: every replica is marked noFailover: a failover of 'a' could never promote anything",
+    ],
+    ['unknown runbook field', withDefault({ runbook: { maxLag: 1 } }), 'runbook.maxLag: unknown field; expected one of maxLagOnFailoverBytes'],
+    ['auto-failover confirmed on one probe', withDefault({ runbook: { autoFailover: { enabled: true, confirmSeconds: 5, probeIntervalSeconds: 10 } } }), 'runbook.autoFailover.probeIntervalSeconds: must not exceed confirmSeconds (5)'],
+    ['runbook poll interval of 0', withDefault({ runbook: { pollSeconds: { promotion: 0 } } }), 'runbook.pollSeconds.promotion: expected an integer from 1 to 3600, got 0'],
+    ['auto-failover flag that is a string', withDefault({ runbook: { autoFailover: { enabled: 'yes' } } }), "runbook.autoFailover.enabled: expected true or false, got 'yes'"],
   ];
 
   it.each(cases)('%s', (_name, raw, message) => {

@@ -27,9 +27,10 @@ import {
 } from '../options.js';
 import type { CliDeps } from '../program.js';
 import { consoleProgress, type Progress } from '../progress.js';
+import { ResourceTag } from '../../core/resource-tags.js';
 
 /** The tag lib/buffered-workers.ts puts on every worker (WORKER_TAGS.cluster); its value is the cluster id. */
-export const WORKER_CLUSTER_TAG = 'rds-failover:cluster';
+export const WORKER_CLUSTER_TAG = ResourceTag.Cluster;
 
 export interface WorkerDrainResult {
   readonly workerId: string;
