@@ -53,6 +53,8 @@ export interface AgentConfig {
     readonly pruneIntervalSeconds: number;
   };
   readonly drain: {
+    /** Rows per statement in a drain (bigger than batchSize: a drain moves a backlog at once). */
+    readonly batchSize: number;
     /** Window used by `drain` given neither a fork point nor --window. */
     readonly defaultWindowSeconds: number;
     /** A drain retries a failing writer until this deadline, then fails. */
@@ -128,7 +130,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
   const retention = optionalObject(root.retention, 'retention');
   allowOnly(retention, 'retention', ['seconds', 'minReplicas', 'pruneIntervalSeconds']);
   const drain = optionalObject(root.drain, 'drain');
-  allowOnly(drain, 'drain', ['defaultWindowSeconds', 'timeoutSeconds']);
+  allowOnly(drain, 'drain', ['batchSize', 'defaultWindowSeconds', 'timeoutSeconds']);
   const metrics = optionalObject(root.metrics, 'metrics');
   allowOnly(metrics, 'metrics', ['enabled', 'namespace', 'dimensions', 'intervalSeconds']);
   const clusterId = optionalString(root.clusterId, 'clusterId');
@@ -150,6 +152,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
       pruneIntervalSeconds: int(retention.pruneIntervalSeconds, 'retention.pruneIntervalSeconds', 600, 1),
     },
     drain: {
+      batchSize: int(drain.batchSize, 'drain.batchSize', 5000, 1, 100_000),
       defaultWindowSeconds: int(drain.defaultWindowSeconds, 'drain.defaultWindowSeconds', 900, 1),
       timeoutSeconds: int(drain.timeoutSeconds, 'drain.timeoutSeconds', 300, 1),
     },

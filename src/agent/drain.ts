@@ -38,13 +38,15 @@ export async function drain(request: DrainRequest, deps: DrainDeps): Promise<Dra
   const examined = outbox.countExamined(maxSeq);
   const deadline = now() + config.drain.timeoutSeconds * 1000;
   const totals = emptyTotals();
-  let afterSeq = 0;
+  const progress = { afterSeq: 0 };
+  const next = (afterSeq: number) => outbox.resendBatch(names, selection, afterSeq, maxSeq, config.drain.batchSize);
   for (;;) {
-    const rows = outbox.resendBatch(names, selection, afterSeq, maxSeq, config.batchSize);
-    if (rows.length === 0) break;
     try {
-      await engine.send(rows, totals, { validate: (row) => (row as { state?: string }).state === 'pending' });
+      await engine.pump(next, progress, totals, (row) => (row as { state?: string }).state === 'pending');
+      break;
     } catch (error) {
+      // Resumes after the last marked batch: rows committed before the failure carry new markers already
+      // and, if still selected, are simply sent again.
       const attempt = await engine.recordFailure(error);
       const wait = Math.min(backoffDelayMs(attempt, config.backoff, deps.random), deadline - now());
       if (wait <= 0) {
@@ -52,9 +54,7 @@ export async function drain(request: DrainRequest, deps: DrainDeps): Promise<Dra
       }
       log('warn', 'drain batch failed, retrying', { error: errorMessage(error), attempt, retryInMs: wait });
       await sleep(wait);
-      continue; // the batch is read again: rows committed before the failure now carry new markers
     }
-    afterSeq = rows[rows.length - 1]!.seq;
   }
   if (request.forkPoint !== undefined) {
     const writerTimeline = totals.marker?.timelineId ?? (await (await engine.session()).marker()).timelineId;

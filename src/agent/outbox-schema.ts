@@ -20,7 +20,6 @@ CREATE TABLE IF NOT EXISTS outbox (
   CHECK (state <> 'synced' OR (synced_at_ms IS NOT NULL AND marker_timeline IS NOT NULL AND marker_lsn IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS outbox_marker ON outbox (marker_timeline, marker_lsn) WHERE state = 'synced';
 CREATE INDEX IF NOT EXISTS outbox_synced_at ON outbox (synced_at_ms) WHERE state = 'synced';
 CREATE TABLE IF NOT EXISTS agent_state (
   key   TEXT PRIMARY KEY,

@@ -48,17 +48,22 @@ export class Outbox {
   private readonly db: Database.Database;
   private readonly insertRow: Database.Statement<[string, string, string, number]>;
   private readonly existingRow: Database.Statement<[string, string], { payload: string }>;
-  private readonly markRow: Database.Statement<[number, number, number, number]>;
+  private readonly markRows: Database.Statement<[number, number, number, string]>;
 
   static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean } = {}): Outbox {
     if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    const db = new Database(file, { timeout: options.busyTimeoutMs ?? 5000 });
+    // No SQLite busy handler (it sleeps 1..100 ms between tries and starves waiters under contention):
+    // `locked()` retries with sub-millisecond jittered waits instead.
+    const db = new Database(file, { timeout: 0 });
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     try {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      ensureSchema(db);
-      return new Outbox(db, file);
+      retryWhileBusy(file, busyTimeoutMs, () => {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = FULL');
+        ensureSchema(db);
+      });
+      return new Outbox(db, file, busyTimeoutMs);
     } catch (error) {
       db.close();
       throw error;
@@ -68,13 +73,20 @@ export class Outbox {
   private constructor(
     db: Database.Database,
     readonly file: string,
+    private readonly busyTimeoutMs: number,
   ) {
     this.db = db;
     this.insertRow = db.prepare('INSERT INTO outbox (stream, id, payload, created_at_ms) VALUES (?, ?, ?, ?) ON CONFLICT (stream, id) DO NOTHING');
     this.existingRow = db.prepare('SELECT payload FROM outbox WHERE stream = ? AND id = ?');
-    this.markRow = db.prepare(
-      "UPDATE outbox SET state = 'synced', synced_at_ms = ?, marker_timeline = ?, marker_lsn = ?, error = NULL WHERE seq = ? AND state <> 'rejected'",
+    this.markRows = db.prepare(
+      `UPDATE outbox SET state = 'synced', synced_at_ms = ?, marker_timeline = ?, marker_lsn = ?, error = NULL
+       WHERE seq IN (SELECT value FROM json_each(?)) AND state <> 'rejected'`,
     );
+  }
+
+  /** Runs `fn` (one statement or one transaction), retrying while another process holds the lock. */
+  private locked<T>(fn: () => T): T {
+    return retryWhileBusy(this.file, this.busyTimeoutMs, fn);
   }
 
   /**
@@ -83,28 +95,29 @@ export class Outbox {
    * different payload it is rejected, since the sink would keep only the first.
    */
   appendMany(streamName: string, stream: StreamConfig | undefined, rows: readonly unknown[], nowMs = Date.now()): AppendResult {
-    const ids: string[] = [];
+    let ids: string[] = [];
     let rejected: AppendResult['rejected'];
-    this.db
-      .transaction(() => {
-        for (let index = 0; index < rows.length; index++) {
-          try {
-            const row = validateRow(streamName, stream, rows[index]);
-            if (this.insertRow.run(streamName, row.id, row.payload, nowMs).changes === 0) {
-              const existing = this.existingRow.get(streamName, row.id);
-              if (existing && existing.payload !== row.payload) {
-                throw new RowRejectedError(`id '${row.id}' is already in the buffer for stream '${streamName}' with a different payload`);
-              }
+    const write = this.db.transaction(() => {
+      ids = [];
+      rejected = undefined;
+      for (let index = 0; index < rows.length; index++) {
+        try {
+          const row = validateRow(streamName, stream, rows[index]);
+          if (this.insertRow.run(streamName, row.id, row.payload, nowMs).changes === 0) {
+            const existing = this.existingRow.get(streamName, row.id);
+            if (existing && existing.payload !== row.payload) {
+              throw new RowRejectedError(`id '${row.id}' is already in the buffer for stream '${streamName}' with a different payload`);
             }
-            ids.push(row.id);
-          } catch (error) {
-            if (!(error instanceof RowRejectedError)) throw error;
-            rejected = { index, error };
-            return;
           }
+          ids.push(row.id);
+        } catch (error) {
+          if (!(error instanceof RowRejectedError)) throw error;
+          rejected = { index, error };
+          return;
         }
-      })
-      .immediate();
+      }
+    });
+    this.locked(() => write.immediate());
     return { ids, rejected };
   }
 
@@ -119,68 +132,89 @@ export class Outbox {
 
   /** The oldest pending rows of the given streams (rows of streams not configured here stay pending). */
   pendingBatch(streams: readonly string[], limit: number, afterSeq = 0): OutboxRow[] {
-    return this.db
-      .prepare<[number, string, number], OutboxRow>(
-        `SELECT seq, stream, id, payload FROM outbox
-         WHERE state = 'pending' AND seq > ? AND +stream IN (SELECT value FROM json_each(?))
-         ORDER BY seq LIMIT ?`,
-      )
-      .all(afterSeq, JSON.stringify(streams), limit);
+    if (streams.length === 0) return [];
+    return this.locked(() =>
+      this.db
+        .prepare(
+          `SELECT seq, stream, id, payload FROM outbox
+           WHERE state = 'pending' AND seq > ? AND +stream IN (${streams.map(() => '?').join(', ')})
+           ORDER BY seq LIMIT ?`,
+        )
+        .raw(true)
+        .all(afterSeq, ...streams, limit)
+        .map(toRow),
+    );
   }
 
   /** Records that these rows are committed on the writer at `marker` (and, in the same transaction, agent state). */
   markSynced(seqs: readonly number[], marker: SyncMarker, syncedAtMs = Date.now(), state?: Record<string, unknown>): void {
     const lsn = lsnToInteger(marker.lsn);
-    this.db.transaction(() => {
-      for (const seq of seqs) this.markRow.run(syncedAtMs, marker.timelineId, lsn, seq);
-      if (state) this.setState(state);
-    })();
+    const write = this.db.transaction(() => {
+      this.markRows.run(syncedAtMs, marker.timelineId, lsn, JSON.stringify(seqs));
+      if (state) this.writeState(state);
+    });
+    this.locked(() => write.immediate());
   }
 
   /** A row PostgreSQL (or validation) refuses for its content: kept, never sent again until re-queued. */
   markRejected(seq: number, error: string): void {
-    this.db.prepare("UPDATE outbox SET state = 'rejected', error = ? WHERE seq = ? AND state = 'pending'").run(error, seq);
+    this.locked(() => this.db.prepare("UPDATE outbox SET state = 'rejected', error = ? WHERE seq = ? AND state = 'pending'").run(error, seq));
   }
 
   maxSeq(): number {
-    return this.db.prepare<[], { m: number | null }>('SELECT max(seq) AS m FROM outbox').get()!.m ?? 0;
+    return this.locked(() => this.db.prepare<[], { m: number | null }>('SELECT max(seq) AS m FROM outbox').get()!.m ?? 0);
   }
 
   /** Rows a drain examines: every pending or synced row up to `maxSeq`. */
   countExamined(maxSeq: number): number {
-    return this.db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM outbox WHERE seq <= ? AND state IN ('pending', 'synced')").get(maxSeq)!.n;
+    return this.locked(
+      () => this.db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM outbox WHERE seq <= ? AND state IN ('pending', 'synced')").get(maxSeq)!.n,
+    );
   }
 
   /** The next rows a drain re-sends: pending rows of the given streams, plus synced rows the selection picks. */
-  resendBatch(streams: readonly string[], selection: ResendSelection, afterSeq: number, maxSeq: number, limit: number): (OutboxRow & { state: 'pending' | 'synced' })[] {
+  resendBatch(streams: readonly string[], selection: ResendSelection, afterSeq: number, maxSeq: number, limit: number): ResendRow[] {
+    if (streams.length === 0) return [];
     const { sql, params } = resendPredicate(selection);
-    return this.db
-      .prepare(
-        `SELECT seq, stream, id, payload, state FROM outbox
-         WHERE seq > ? AND seq <= ? AND +stream IN (SELECT value FROM json_each(?))
-           AND (state = 'pending' OR (state = 'synced' AND ${sql}))
-         ORDER BY seq LIMIT ?`,
-      )
-      .all(afterSeq, maxSeq, JSON.stringify(streams), ...params, limit) as (OutboxRow & { state: 'pending' | 'synced' })[];
+    return this.locked(() =>
+      this.db
+        .prepare(
+          `SELECT seq, stream, id, payload, state FROM outbox
+           WHERE seq > ? AND seq <= ? AND +stream IN (${streams.map(() => '?').join(', ')})
+             AND (state = 'pending' OR (state = 'synced' AND ${sql}))
+           ORDER BY seq LIMIT ?`,
+        )
+        .raw(true)
+        .all(afterSeq, maxSeq, ...streams, ...params, limit)
+        .map((r) => ({ ...toRow(r), state: (r as unknown[])[4] as 'pending' | 'synced' })),
+    );
   }
 
   pendingCount(): number {
-    return this.db.prepare<[], { n: number }>("SELECT count(*) AS n FROM outbox WHERE state = 'pending'").get()!.n;
+    return this.locked(() => this.db.prepare<[], { n: number }>("SELECT count(*) AS n FROM outbox WHERE state = 'pending'").get()!.n);
   }
 
   /** Deletes up to `limit` synced rows synced before `beforeMs` whose marker lies in `ranges`; returns how many. */
   pruneChunk(ranges: readonly HistoryRange[], beforeMs: number, limit: number): number {
     if (ranges.length === 0) return 0;
     const { sql, params } = rangesPredicate(ranges);
-    return this.db
-      .prepare(
-        `DELETE FROM outbox WHERE seq IN (
-           SELECT seq FROM outbox WHERE state = 'synced' AND synced_at_ms < ? AND (${sql}) LIMIT ?)`,
-      )
-      .run(beforeMs, ...params, limit).changes;
+    // Walks the synced_at index (rows past retention), then checks their markers.
+    return this.locked(
+      () =>
+        this.db
+          .prepare(
+            `DELETE FROM outbox WHERE seq IN (
+               SELECT seq FROM outbox WHERE state = 'synced' AND synced_at_ms < ? AND (${sql}) LIMIT ?)`,
+          )
+          .run(beforeMs, ...params, limit).changes,
+    );
   }
 
   counts(syncedBeforeMs: number): OutboxCounts {
+    return this.locked(() => this.readCounts(syncedBeforeMs));
+  }
+
+  private readCounts(syncedBeforeMs: number): OutboxCounts {
     const pending = this.db
       .prepare<[], { stream: string; n: number; oldest: number }>(
         "SELECT stream, count(*) AS n, min(created_at_ms) AS oldest FROM outbox WHERE state = 'pending' GROUP BY stream",
@@ -202,6 +236,10 @@ export class Outbox {
 
   /** Every row with its state and marker, for tests and tooling that audit the buffer. */
   rows(): { seq: number; stream: string; id: string; state: string; markerTimeline: number | null; markerLsn: Lsn | null; error: string | null }[] {
+    return this.locked(() => this.readRows());
+  }
+
+  private readRows(): { seq: number; stream: string; id: string; state: string; markerTimeline: number | null; markerLsn: Lsn | null; error: string | null }[] {
     return this.db
       .prepare<[], { seq: number; stream: string; id: string; state: string; marker_timeline: number | null; marker_lsn: number | null; error: string | null }>(
         'SELECT seq, stream, id, state, marker_timeline, marker_lsn, error FROM outbox ORDER BY seq',
@@ -219,18 +257,25 @@ export class Outbox {
   }
 
   getState<T>(key: string): T | undefined {
-    const row = this.db.prepare<[string], { value: string }>('SELECT value FROM agent_state WHERE key = ?').get(key);
+    const row = this.locked(() => this.db.prepare<[string], { value: string }>('SELECT value FROM agent_state WHERE key = ?').get(key));
     return row === undefined ? undefined : (JSON.parse(row.value) as T);
   }
 
   setState(values: Record<string, unknown>): void {
+    const write = this.db.transaction(() => this.writeState(values));
+    this.locked(() => write.immediate());
+  }
+
+  private writeState(values: Record<string, unknown>): void {
     const upsert = this.db.prepare('INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
-    this.db.transaction(() => {
-      for (const [key, value] of Object.entries(values)) upsert.run(key, JSON.stringify(value ?? null));
-    })();
+    for (const [key, value] of Object.entries(values)) upsert.run(key, JSON.stringify(value ?? null));
   }
 
   recordedForks(): RecordedFork[] {
+    return this.locked(() => this.readForks());
+  }
+
+  private readForks(): RecordedFork[] {
     return this.db
       .prepare<[], { timeline: number; fork_lsn: number; next_timeline: number }>('SELECT timeline, fork_lsn, next_timeline FROM timeline_forks')
       .all()
@@ -239,29 +284,31 @@ export class Outbox {
 
   /** Remembers a drained fork; a second record for the same timeline keeps the lower (safer) LSN. */
   recordFork(fork: RecordedFork, nowMs = Date.now()): void {
-    this.db
+    this.locked(() =>
+      this.db
       .prepare(
         `INSERT INTO timeline_forks (timeline, fork_lsn, next_timeline, recorded_at_ms) VALUES (?, ?, ?, ?)
          ON CONFLICT (timeline) DO UPDATE SET fork_lsn = min(fork_lsn, excluded.fork_lsn), next_timeline = excluded.next_timeline,
            recorded_at_ms = excluded.recorded_at_ms`,
       )
-      .run(fork.timelineId, Number(fork.forkLsn), fork.nextTimelineId, nowMs);
+      .run(fork.timelineId, Number(fork.forkLsn), fork.nextTimelineId, nowMs),
+    );
   }
 
   /** TRUNCATE checkpoint; `busy` when a reader or writer kept it from completing. */
   checkpoint(): { busy: boolean; walFrames: number; checkpointedFrames: number } {
-    const [row] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+    const [row] = this.locked(() => this.db.pragma('wal_checkpoint(TRUNCATE)')) as { busy: number; log: number; checkpointed: number }[];
     return { busy: row!.busy !== 0, walFrames: row!.log, checkpointedFrames: row!.checkpointed };
   }
 
   /** Problems `PRAGMA integrity_check` reports (empty when healthy). */
   integrityProblems(): string[] {
-    const rows = this.db.pragma('integrity_check') as { integrity_check: string }[];
+    const rows = this.locked(() => this.db.pragma('integrity_check')) as { integrity_check: string }[];
     return rows.map((r) => r.integrity_check).filter((r) => r !== 'ok');
   }
 
   journalMode(): string {
-    return String(this.db.pragma('journal_mode', { simple: true }));
+    return String(this.locked(() => this.db.pragma('journal_mode', { simple: true })));
   }
 
   /** Bytes of the database file plus its -wal and -shm files. */
@@ -277,6 +324,35 @@ export class Outbox {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+}
+
+export type ResendRow = OutboxRow & { readonly state: 'pending' | 'synced' };
+
+function toRow(r: unknown): OutboxRow {
+  const [seq, stream, id, payload] = r as [number, string, string, string];
+  return { seq, stream, id, payload };
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Retries `fn` while SQLite answers SQLITE_BUSY (another process holds the write lock, or a reader meets a
+ * WAL reset), waiting 0.05..2 ms with jitter between tries, up to `timeoutMs`. Safe: a statement or
+ * transaction that got SQLITE_BUSY did not take effect.
+ */
+export function retryWhileBusy<T>(file: string, timeoutMs: number, fn: () => T): T {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return fn();
+    } catch (error) {
+      if (!String((error as { code?: unknown }).code ?? '').startsWith('SQLITE_BUSY')) throw error;
+      if (Date.now() >= deadline) {
+        throw new Error(`buffer ${file} stayed locked by another process for ${timeoutMs} ms (busyTimeoutMs): ${(error as Error).message}`);
+      }
+      Atomics.wait(sleepCell, 0, 0, 0.05 + Math.random() * Math.min(2, 0.05 * 2 ** attempt));
+    }
   }
 }
 

@@ -3,7 +3,7 @@ import type { Client, Connection } from 'pg';
 /**
  * `COPY ... FROM STDIN` over pg's own protocol handling, without pg-copy-streams (not installed): pg
  * accepts any object with `submit(connection)` as a query and routes the backend's messages to it.
- * The data is sent in chunks from memory; callers build COPY text with `copyTextField`.
+ * The data is sent from memory; callers build COPY text with `copyTextField`.
  */
 class CopyFromQuery {
   callback?: (error: Error | null, rowCount?: number) => void;
@@ -15,14 +15,16 @@ class CopyFromQuery {
     private readonly chunks: readonly Buffer[],
   ) {}
 
-  submit(connection: Connection): void {
+  // The data goes out right behind the COPY statement instead of after CopyInResponse, so the server can
+  // run the whole COPY while this process is busy with other (synchronous) work. A backend that fails the
+  // statement before entering COPY mode discards the stray CopyData/CopyDone messages (protocol rule).
+  submit(connection: Connection & { sendCopyFromChunk(chunk: Buffer): void; endCopyFrom(): void }): void {
     connection.query(this.text);
-  }
-
-  handleCopyInResponse(connection: Connection & { sendCopyFromChunk(chunk: Buffer): void; endCopyFrom(): void }): void {
     for (const chunk of this.chunks) connection.sendCopyFromChunk(chunk);
     connection.endCopyFrom();
   }
+
+  handleCopyInResponse(): void {}
 
   handleCommandComplete(message: { text: string }): void {
     const match = /^COPY (\d+)/.exec(message.text);

@@ -2,17 +2,6 @@ import pg from 'pg';
 import type { Lsn } from '../core/lsn.js';
 import type { StreamConfig } from './config.js';
 import type { SyncMarker } from './outbox.js';
-import { copyFrom, copyTextField } from './pg-copy.js';
-
-/**
- * How a batch reaches the target table. Both are one transaction ending in
- * `INSERT ... ON CONFLICT (key) DO NOTHING`; bench/buffer.bench.ts measures them side by side.
- * - 'json-recordset': the stored JSON payloads go as one parameter, PostgreSQL maps them onto the table's
- *   row type (json_populate_recordset), so types and big numbers are PostgreSQL's, not JavaScript's.
- * - 'copy-staging': the payloads are COPYed into a session temp table, then upserted from it.
- */
-export type InsertMethod = 'json-recordset' | 'copy-staging';
-export const DEFAULT_INSERT_METHOD: InsertMethod = 'json-recordset';
 
 export interface StreamBatch {
   readonly stream: StreamConfig;
@@ -38,8 +27,8 @@ export function isRowContentError(error: unknown): boolean {
   return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
 }
 
-// Read in the session right after COMMIT. The insert LSN is >= the end of every WAL record already
-// inserted, including our commit record and any commit we saw as a conflict: an upper bound for both.
+// Read in the session right after the statement's commit. The insert LSN is >= the end of every WAL record
+// already inserted, including our commit record and any commit we saw as a conflict: an upper bound for both.
 // pg_walfile_name() names the WAL file with the timeline the server inserts on (right after a promotion too).
 const MARKER_SQL = `SELECT pg_current_wal_insert_lsn()::text AS lsn,
   ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int AS timeline`;
@@ -47,11 +36,10 @@ const MARKER_SQL = `SELECT pg_current_wal_insert_lsn()::text AS lsn,
 /** One session on the writer. A session whose socket failed is `broken` and must be replaced. */
 export class PgSink {
   private brokenReason: string | null = null;
-  private readonly stagingReady = new Set<string>();
 
-  static async connect(config: pg.ClientConfig, method: InsertMethod = DEFAULT_INSERT_METHOD): Promise<PgSink> {
+  static async connect(config: pg.ClientConfig): Promise<PgSink> {
     const client = new pg.Client(config);
-    const sink = new PgSink(client, method);
+    const sink = new PgSink(client);
     // An idle client whose server goes away emits 'error'; without a listener the process would crash.
     client.on('error', (error) => {
       sink.brokenReason = error.message;
@@ -61,6 +49,9 @@ export class PgSink {
     });
     try {
       await client.connect();
+      // 'Committed' must mean flushed to the writer's disk: a server running synchronous_commit=off could
+      // lose a batch the buffer already marked synced. Raised for this session only.
+      await client.query("SELECT set_config('synchronous_commit', 'local', false) WHERE current_setting('synchronous_commit') = 'off'");
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -68,38 +59,32 @@ export class PgSink {
     return sink;
   }
 
-  private constructor(
-    private readonly client: pg.Client,
-    private readonly method: InsertMethod,
-  ) {}
+  private constructor(private readonly client: pg.Client) {}
 
   get broken(): boolean {
     return this.brokenReason !== null;
   }
 
   /**
-   * Inserts every batch in one transaction and returns, after COMMIT, the rows inserted (the others were
-   * already present) and the sync marker. A failure before COMMIT rolls back; a failure reading the marker
-   * after COMMIT throws too, so the caller leaves the rows pending and sends them again.
+   * Sends one stream's rows as ONE autocommit statement:
+   *   INSERT INTO t (cols) SELECT cols FROM json_populate_recordset(NULL::t, $1) ON CONFLICT (key) DO NOTHING
+   * The stored JSON payloads go as one parameter and PostgreSQL maps them onto the table's row type, so
+   * types and numbers beyond 2^53 are PostgreSQL's, not JavaScript's (and the parsing runs on the database
+   * server, not on the worker). Resolves to the rows inserted (the others were already present). The
+   * statement is on the wire when this returns: the caller may work locally while PostgreSQL runs it.
    */
-  async commit(batches: readonly StreamBatch[]): Promise<{ inserted: number; marker: SyncMarker }> {
-    let inserted = 0;
-    await this.client.query('BEGIN');
-    try {
-      for (const batch of batches) {
-        if (batch.payloads.length === 0) continue;
-        inserted += this.method === 'copy-staging' ? await this.insertViaCopy(batch) : await this.insertViaJson(batch);
-      }
-      // COMMIT of a transaction that failed silently answers ROLLBACK: never count that as committed.
-      const outcome = await this.client.query('COMMIT');
-      if (outcome.command !== 'COMMIT') throw new Error(`COMMIT answered ${outcome.command}: the batch was not committed`);
-    } catch (error) {
-      if (!this.broken) await this.client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
-    return { inserted, marker: await this.marker() };
+  insert(batch: StreamBatch): Promise<number> {
+    const { table, columnList, keyList } = identifiers(batch.stream);
+    return this.client
+      .query(
+        `INSERT INTO ${table} (${columnList}) SELECT ${columnList} FROM json_populate_recordset(NULL::${table}, $1::json)
+         ON CONFLICT (${keyList}) DO NOTHING`,
+        [`[${batch.payloads.join(',')}]`],
+      )
+      .then((result) => result.rowCount ?? 0);
   }
 
+  /** The sync marker, read right after a commit in the same session. */
   async marker(): Promise<SyncMarker> {
     const { rows } = await this.client.query<{ lsn: string; timeline: number }>(MARKER_SQL);
     return { timelineId: rows[0]!.timeline, lsn: rows[0]!.lsn };
@@ -121,33 +106,6 @@ export class PgSink {
   async close(): Promise<void> {
     this.brokenReason ??= 'closed';
     await this.client.end().catch(() => undefined);
-  }
-
-  private async insertViaJson(batch: StreamBatch): Promise<number> {
-    const { table, columnList, keyList } = identifiers(batch.stream);
-    const result = await this.client.query(
-      `INSERT INTO ${table} (${columnList}) SELECT ${columnList} FROM json_populate_recordset(NULL::${table}, $1::json)
-       ON CONFLICT (${keyList}) DO NOTHING`,
-      [`[${batch.payloads.join(',')}]`],
-    );
-    return result.rowCount ?? 0;
-  }
-
-  private async insertViaCopy(batch: StreamBatch): Promise<number> {
-    const { table, columnList, keyList } = identifiers(batch.stream);
-    const staging = 'rfa_staging';
-    if (!this.stagingReady.has(staging)) {
-      await this.client.query(`CREATE TEMP TABLE IF NOT EXISTS ${staging} (doc json NOT NULL) ON COMMIT DELETE ROWS`);
-      this.stagingReady.add(staging);
-    }
-    await copyFrom(this.client, `COPY ${staging} (doc) FROM STDIN`, batch.payloads.map((p) => copyTextField(p)).join('\n') + '\n');
-    const result = await this.client.query(
-      `INSERT INTO ${table} (${columnList}) SELECT r.* FROM ${staging} s,
-         LATERAL (SELECT ${columnList} FROM json_populate_record(NULL::${table}, s.doc)) r
-       ON CONFLICT (${keyList}) DO NOTHING`,
-    );
-    await this.client.query(`TRUNCATE ${staging}`);
-    return result.rowCount ?? 0;
   }
 }
 

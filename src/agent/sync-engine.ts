@@ -2,7 +2,7 @@ import type { AgentConfig } from './config.js';
 import { errorMessage, type AgentLog } from './log.js';
 import type { Outbox, OutboxRow, SyncMarker } from './outbox.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
-import { DEFAULT_INSERT_METHOD, isRowContentError, PgSink, type InsertMethod, type StreamBatch } from './sink.js';
+import { isRowContentError, PgSink, type StreamBatch } from './sink.js';
 import type { WriterSource } from './writer-source.js';
 
 export interface SendTotals {
@@ -11,6 +11,7 @@ export interface SendTotals {
   inserted: number;
   /** Rows refused for their content (validation or a PostgreSQL data/constraint error): now 'rejected'. */
   rejected: number;
+  /** Statements committed (one per stream per batch). */
   batches: number;
   marker: SyncMarker | null;
 }
@@ -18,6 +19,11 @@ export interface SendTotals {
 export interface SyncPassResult extends SendTotals {
   /** False when the pass stopped early (stop requested) with pending rows left. */
   readonly complete: boolean;
+}
+
+/** Where a pump has got to: every row up to `afterSeq` is marked (or rejected). A retry resumes from here. */
+export interface PumpProgress {
+  afterSeq: number;
 }
 
 /** Last sync outcome, kept in the buffer's agent_state so `status` in another process can show it. */
@@ -30,6 +36,19 @@ export const StateKey = {
   Writer: 'writer',
   LastPrune: 'lastPrune',
 } as const;
+
+interface Unit {
+  readonly rows: readonly OutboxRow[];
+  readonly batch: StreamBatch;
+  /** Set on a batch's last unit: marking it completes the batch up to this seq. */
+  readonly batchEnd?: number;
+}
+
+interface Committed {
+  readonly unit: Unit;
+  readonly inserted: number;
+  readonly marker: SyncMarker;
+}
 
 /**
  * Moves rows from the outbox to the writer. Owns one writer session; not shared between concurrent callers
@@ -47,7 +66,7 @@ export class SyncEngine {
     private readonly config: () => AgentConfig,
     private readonly writer: WriterSource,
     private readonly log: AgentLog,
-    private readonly options: { readonly insertMethod?: InsertMethod; readonly now?: () => number } = {},
+    private readonly options: { readonly now?: () => number } = {},
   ) {}
 
   private now(): number {
@@ -62,7 +81,7 @@ export class SyncEngine {
     }
     if (this.sink === null) {
       const target = await this.writer.current();
-      this.sink = await PgSink.connect(target.clientConfig, this.options.insertMethod ?? DEFAULT_INSERT_METHOD);
+      this.sink = await PgSink.connect(target.clientConfig);
       if (target.description !== this.writerDescription) this.log('info', 'connected to writer', { writer: target.description });
       this.writerDescription = target.description;
     }
@@ -82,9 +101,8 @@ export class SyncEngine {
     // Counted across processes (sync-once runs, daemon restarts) through the buffer's state.
     this.consecutiveFailures = (this.outbox.getState<number>(StateKey.ConsecutiveFailures) ?? 0) + 1;
     this.syncErrors += 1;
-    const message = errorMessage(error);
     this.outbox.setState({
-      [StateKey.LastSyncError]: message,
+      [StateKey.LastSyncError]: errorMessage(error),
       [StateKey.LastSyncErrorAt]: new Date(this.now()).toISOString(),
       [StateKey.ConsecutiveFailures]: this.consecutiveFailures,
     });
@@ -96,29 +114,94 @@ export class SyncEngine {
     const totals = emptyTotals();
     const { batchSize, streams } = this.config();
     const names = Object.keys(streams);
-    let afterSeq = 0;
-    for (;;) {
-      if (shouldStop()) return { ...totals, complete: this.outbox.pendingBatch(names, 1, afterSeq).length === 0 };
-      const rows = this.outbox.pendingBatch(names, batchSize, afterSeq);
-      if (rows.length === 0) return { ...totals, complete: true };
-      await this.send(rows, totals, { validate: () => true });
-      afterSeq = rows[rows.length - 1]!.seq;
-    }
+    const next = (afterSeq: number) => this.outbox.pendingBatch(names, batchSize, afterSeq);
+    const progress = { afterSeq: 0 };
+    const finished = await this.pump(next, progress, totals, () => true, shouldStop);
+    return { ...totals, complete: finished || next(progress.afterSeq).length === 0 };
   }
 
   /**
-   * Commits `rows` on the writer and marks them synced right after each COMMIT. A content error
-   * (SQLSTATE 22/23) is narrowed by splitting the batch until the offending row is alone; that row becomes
-   * 'rejected' (kept in the buffer, shown in status) so one bad row cannot block the stream. Any other
-   * error is thrown with the uncommitted rows left as they were.
+   * Sends the batches `next` yields (rows after a seq, in seq order) until it yields none, and marks each
+   * statement's rows synced right after its commit. Local work overlaps PostgreSQL's: while a batch's
+   * INSERT runs, the previous one is marked and the next one read from SQLite. Only one statement is ever
+   * outstanding on the session. Rows refused for their content are narrowed down and set aside (see
+   * `narrow`); any other error is thrown with `progress` at the last fully marked batch (committed rows
+   * are marked before the error propagates). Returns false when it stopped because `shouldStop` said so.
    */
+  async pump(
+    next: (afterSeq: number) => OutboxRow[],
+    progress: PumpProgress,
+    totals: SendTotals,
+    validate: (row: OutboxRow) => boolean,
+    shouldStop: () => boolean = () => false,
+  ): Promise<boolean> {
+    let unmarked: Committed | null = null;
+    const markUnmarked = () => {
+      if (unmarked !== null) this.mark(unmarked, progress, totals);
+      unmarked = null;
+    };
+    try {
+      let rows = next(progress.afterSeq);
+      while (rows.length > 0) {
+        const batchEnd = rows[rows.length - 1]!.seq;
+        const units = this.units(rows, batchEnd, totals, validate);
+        if (units.length === 0) progress.afterSeq = Math.max(progress.afterSeq, batchEnd);
+        let upcoming: OutboxRow[] | null = null;
+        for (const [index, unit] of units.entries()) {
+          const sink = await this.session();
+          const inserting = sink.insert(unit.batch);
+          inserting.catch(() => undefined); // awaited below; keeps Node from flagging it meanwhile
+          markUnmarked();
+          if (index === units.length - 1 && !shouldStop()) upcoming = next(batchEnd);
+          try {
+            const inserted = await inserting;
+            unmarked = { unit, inserted, marker: await sink.marker() };
+          } catch (error) {
+            if (!isRowContentError(error)) throw error;
+            await this.narrow(unit.rows, totals, error);
+            if (unit.batchEnd !== undefined) progress.afterSeq = Math.max(progress.afterSeq, unit.batchEnd);
+          }
+        }
+        if (shouldStop()) {
+          markUnmarked();
+          return false;
+        }
+        rows = upcoming ?? next(batchEnd);
+      }
+      markUnmarked();
+      return true;
+    } catch (error) {
+      markUnmarked();
+      throw error;
+    }
+  }
+
+  /** Sends `rows` (one batch) and marks them; the sequential form of `pump` for a single batch. */
   async send(rows: readonly OutboxRow[], totals: SendTotals, options: { validate: (row: OutboxRow) => boolean }): Promise<void> {
+    let given = false;
+    await this.pump(
+      () => {
+        if (given) return [];
+        given = true;
+        return [...rows];
+      },
+      { afterSeq: 0 },
+      totals,
+      options.validate,
+    );
+  }
+
+  /**
+   * Validates rows (those `validate` picks: rows other languages inserted straight into the file are checked
+   * before PostgreSQL sees them) and groups them into one statement per stream, in seq order of first row.
+   */
+  private units(rows: readonly OutboxRow[], batchEnd: number, totals: SendTotals, validate: (row: OutboxRow) => boolean): Unit[] {
     const streams = this.config().streams;
-    const valid: OutboxRow[] = [];
+    const groups = new Map<string, OutboxRow[]>();
     for (const row of rows) {
       const stream = streams[row.stream];
-      // Rows written by other languages straight into the file are checked here, before PostgreSQL sees them.
-      if (options.validate(row)) {
+      if (stream === undefined) continue; // selections only return configured streams
+      if (validate(row)) {
         try {
           validateRow(row.stream, stream, row.payload);
         } catch (error) {
@@ -127,41 +210,56 @@ export class SyncEngine {
           continue;
         }
       }
-      if (stream !== undefined) valid.push(row);
+      let group = groups.get(row.stream);
+      if (group === undefined) groups.set(row.stream, (group = []));
+      group.push(row);
     }
-    if (valid.length > 0) await this.commitNarrowing(valid, totals);
+    const units = [...groups].map(([name, group]) => ({ rows: group, batch: { stream: streams[name]!, payloads: group.map((r) => r.payload) } }));
+    return units.map((unit, i) => (i === units.length - 1 ? { ...unit, batchEnd } : unit));
   }
 
-  private async commitNarrowing(rows: readonly OutboxRow[], totals: SendTotals): Promise<void> {
-    const sink = await this.session();
-    try {
-      const { inserted, marker } = await sink.commit(groupByStream(rows, this.config().streams));
-      const at = this.now();
-      this.consecutiveFailures = 0;
-      this.outbox.markSynced(
-        rows.map((r) => r.seq),
-        marker,
-        at,
-        {
-          [StateKey.LastSyncAt]: new Date(at).toISOString(),
-          [StateKey.LastSyncMarker]: marker,
-          [StateKey.Writer]: this.writerDescription,
-          [StateKey.ConsecutiveFailures]: 0,
-        },
-      );
-      totals.sent += rows.length;
-      totals.inserted += inserted;
-      totals.batches += 1;
-      totals.marker = marker;
-    } catch (error) {
-      if (!isRowContentError(error)) throw error;
-      if (rows.length === 1) {
-        this.reject(rows[0]!, `PostgreSQL refused the row: ${errorMessage(error)}`, totals);
-        return;
+  private mark(committed: Committed, progress: PumpProgress, totals: SendTotals): void {
+    const at = this.now();
+    this.consecutiveFailures = 0;
+    this.outbox.markSynced(
+      committed.unit.rows.map((r) => r.seq),
+      committed.marker,
+      at,
+      {
+        [StateKey.LastSyncAt]: new Date(at).toISOString(),
+        [StateKey.LastSyncMarker]: committed.marker,
+        [StateKey.Writer]: this.writerDescription,
+        [StateKey.ConsecutiveFailures]: 0,
+      },
+    );
+    totals.sent += committed.unit.rows.length;
+    totals.inserted += committed.inserted;
+    totals.batches += 1;
+    totals.marker = committed.marker;
+    if (committed.unit.batchEnd !== undefined) progress.afterSeq = Math.max(progress.afterSeq, committed.unit.batchEnd);
+  }
+
+  /**
+   * A statement failed for its content (SQLSTATE 22/23): split its rows in halves and send each, splitting
+   * again where it fails, until the offending row is alone; that row becomes 'rejected' (kept in the
+   * buffer, shown in status) so one bad row cannot block its stream.
+   */
+  private async narrow(rows: readonly OutboxRow[], totals: SendTotals, cause: unknown): Promise<void> {
+    if (rows.length === 1) {
+      this.reject(rows[0]!, `PostgreSQL refused the row: ${errorMessage(cause)}`, totals);
+      return;
+    }
+    const stream = this.config().streams[rows[0]!.stream]!;
+    const middle = rows.length >> 1;
+    for (const half of [rows.slice(0, middle), rows.slice(middle)]) {
+      const sink = await this.session();
+      try {
+        const inserted = await sink.insert({ stream, payloads: half.map((r) => r.payload) });
+        this.mark({ unit: { rows: half, batch: { stream, payloads: [] } }, inserted, marker: await sink.marker() }, { afterSeq: 0 }, totals);
+      } catch (error) {
+        if (!isRowContentError(error)) throw error;
+        await this.narrow(half, totals, error);
       }
-      const middle = rows.length >> 1;
-      await this.commitNarrowing(rows.slice(0, middle), totals);
-      await this.commitNarrowing(rows.slice(middle), totals);
     }
   }
 
@@ -178,14 +276,4 @@ export class SyncEngine {
 
 export function emptyTotals(): SendTotals {
   return { sent: 0, inserted: 0, rejected: 0, batches: 0, marker: null };
-}
-
-function groupByStream(rows: readonly OutboxRow[], streams: AgentConfig['streams']): StreamBatch[] {
-  const groups = new Map<string, string[]>();
-  for (const row of rows) {
-    let payloads = groups.get(row.stream);
-    if (payloads === undefined) groups.set(row.stream, (payloads = []));
-    payloads.push(row.payload);
-  }
-  return [...groups].map(([name, payloads]) => ({ stream: streams[name]!, payloads }));
 }

@@ -8,7 +8,6 @@ import { errorMessage, silentLog, type AgentLog } from './log.js';
 import { MetricsPublisher } from './metrics-publisher.js';
 import { Outbox, type AppendResult } from './outbox.js';
 import { prune, type PruneResult } from './retention.js';
-import type { InsertMethod } from './sink.js';
 import { bufferStatus, type BufferStatus } from './status.js';
 import { SyncEngine, type SyncPassResult } from './sync-engine.js';
 import { SyncLoop } from './sync-loop.js';
@@ -22,7 +21,6 @@ export interface WriteBufferOptions {
   readonly log?: AgentLog;
   /** Only for commands that must not create a missing buffer (status, checkpoint, drain, prune). */
   readonly mustExist?: boolean;
-  readonly insertMethod?: InsertMethod;
   readonly secretsManager?: SecretsManagerClient;
   readonly cloudWatch?: CloudWatchClient;
 }
@@ -174,7 +172,7 @@ export class WriteBuffer {
   }
 
   private engine(): SyncEngine {
-    return new SyncEngine(this.outbox, () => this.config, this.writerView(), this.log, { insertMethod: this.options.insertMethod });
+    return new SyncEngine(this.outbox, () => this.config, this.writerView(), this.log);
   }
 
   private writerSourceConfig(): WriterSourceConfig | undefined {

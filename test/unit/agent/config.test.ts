@@ -14,7 +14,7 @@ describe('agent config', () => {
     expect(config.batchSize).toBe(1000);
     expect(config.retention).toEqual({ seconds: 86400, minReplicas: 1, pruneIntervalSeconds: 600 });
     expect(config.backoff).toEqual({ initialMs: 250, maxMs: 30000 });
-    expect(config.drain).toEqual({ defaultWindowSeconds: 900, timeoutSeconds: 300 });
+    expect(config.drain).toEqual({ batchSize: 5000, defaultWindowSeconds: 900, timeoutSeconds: 300 });
     expect(config.metrics).toEqual({ enabled: false, namespace: 'RdsFailover', dimensions: {}, intervalSeconds: 60 });
   });
 
