@@ -21,9 +21,10 @@ beforeAll(async () => {
     await cluster.createDatabase(db);
     await sql(cluster, 'pg-0', EVENTS_DDL, db);
   }
-  // The agent runs as a plain role, as on RDS: INSERT/SELECT on its tables, pg_read_all_stats for prune.
+  // The agent runs as a plain role, as on RDS: INSERT on its tables plus SELECT on the key columns (ON CONFLICT
+  // reads them), pg_read_all_stats for prune. Nothing else.
   await sql(cluster, 'pg-0', "CREATE ROLE agent LOGIN PASSWORD 'agent-pw'; GRANT pg_read_all_stats TO agent");
-  for (const db of ['sync', 'sync_b', 'outage', 'prune']) await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT ON events TO agent', db);
+  for (const db of ['sync', 'sync_b', 'outage', 'prune']) await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT (id) ON events TO agent', db);
   agentUrl = (node, database) => cluster.connectionString(node, database).replace(/\/\/[^@]*@/, '//agent:agent-pw@');
 });
 
