@@ -21,7 +21,7 @@ export const ExitCode = { Ok: 0, Failed: 1, BadInput: 2 } as const;
 class UsageError extends Error {}
 
 interface CommonOptions {
-  buffer: string;
+  buffer?: string;
   config?: string;
   writer?: string;
   json?: boolean;
@@ -41,7 +41,7 @@ export async function runCli(argv: readonly string[], io: CliIo = { stdin: proce
     program
       .command(name)
       .description(description)
-      .requiredOption('--buffer <file>', 'the SQLite buffer file')
+      .option('--buffer <file>', 'the SQLite buffer file (default: bufferPath in the config)')
       .option('--config <file>', `agent config (JSON); default: $${CONFIG_ENV}`)
       .option('--writer <postgres-url>', 'writer URL, overrides the config');
 
@@ -139,7 +139,9 @@ async function withBuffer(
   fn: (buffer: WriteBuffer, config: AgentConfig) => Promise<number>,
 ): Promise<number> {
   const config = resolveConfig(options, io, needs.needsConfig);
-  const buffer = WriteBuffer.open({ bufferPath: options.buffer, config, writerUrl: options.writer, log: jsonLineLog(io.stderr), mustExist: needs.mustExist });
+  const bufferPath = options.buffer ?? config.bufferPath;
+  if (bufferPath === undefined) throw new UsageError('--buffer <file> is required (or bufferPath in the config)');
+  const buffer = WriteBuffer.open({ bufferPath, config, writerUrl: options.writer, log: jsonLineLog(io.stderr), mustExist: needs.mustExist });
   try {
     return await fn(buffer, config);
   } finally {
@@ -218,7 +220,7 @@ async function runCommand(o: CommonOptions, io: CliIo): Promise<number> {
   return withBuffer(o, io, { needsConfig: true }, async (buffer) => {
     const log = jsonLineLog(io.stderr);
     const daemon = buffer.startDaemon();
-    log('info', 'agent started', { buffer: o.buffer, pending: buffer.outbox.pendingCount() });
+    log('info', 'agent started', { buffer: buffer.outbox.file, pending: buffer.outbox.pendingCount() });
     await new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals) => {
         log('info', 'stopping: finishing the in-flight batch', { signal });

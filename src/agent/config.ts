@@ -31,6 +31,8 @@ export interface StreamConfig {
 
 export interface AgentConfig {
   readonly writer?: WriterSourceConfig;
+  /** The buffer file, used when the CLI gets no --buffer (the worker's systemd unit passes both). */
+  readonly bufferPath?: string;
   readonly streams: Readonly<Record<string, StreamConfig>>;
   readonly clusterId?: string;
   readonly workerId?: string;
@@ -109,6 +111,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     'database',
     'secretArn',
     'tlsCaFile',
+    'bufferPath',
     'streams',
     'clusterId',
     'workerId',
@@ -135,8 +138,10 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
   allowOnly(metrics, 'metrics', ['enabled', 'namespace', 'dimensions', 'intervalSeconds']);
   const clusterId = optionalString(root.clusterId, 'clusterId');
   const workerId = optionalString(root.workerId, 'workerId');
+  const bufferPath = optionalString(root.bufferPath, 'bufferPath');
   return {
     writer: parseWriter(root, baseDir),
+    bufferPath: bufferPath === undefined ? undefined : path.resolve(baseDir, bufferPath),
     streams: options.allowNoStreams && root.streams === undefined ? {} : parseStreams(root.streams),
     clusterId,
     workerId,

@@ -86,6 +86,14 @@ describe('rds-failover-agent CLI', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ bufferPath: buffer, pendingRows: 1, pendingByStream: { events: 1 }, syncedRows: 0, rejectedRows: 0, currentWriter: null });
   });
 
+  it('takes the buffer from the config when --buffer is absent, and asks for one when neither gives it', async () => {
+    const buffer = path.join(dir, 'from-config.db');
+    const withPath = writeConfig(path.join(dir, 'with-path.json'), { bufferPath: 'from-config.db', writerUrl: 'postgres://a:b@127.0.0.1:1/x', streams: { events: EVENTS_STREAM } });
+    expect(await cli(['append', '--stream', 'events', '--config', withPath], '{"id":"cfg"}\n')).toMatchObject({ code: 0, stdout: 'cfg\n' });
+    expect(storedIds(buffer)).toEqual(['cfg']);
+    expect(await cli(['status', '--json'])).toMatchObject({ code: 2, stderr: 'error: --buffer <file> is required (or bufferPath in the config)\n' });
+  });
+
   it('status and checkpoint print a readable table without --json; a missing buffer is an error, not a new file', async () => {
     const buffer = path.join(dir, 'table.db');
     await cli(['append', '--stream', 'events', '--buffer', buffer, '--config', config], '{"id":"t"}\n');

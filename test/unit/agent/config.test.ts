@@ -66,6 +66,25 @@ describe('agent config', () => {
     expect(() => parseConfig(raw)).toThrow(message);
   });
 
+  it('reads the config the CDK worker user data writes (AWS writer, bufferPath, metrics with the instance id)', () => {
+    const config = parseConfig(
+      {
+        writerHost: 'writer.orders.rds-failover.internal',
+        writerPort: 5432,
+        database: 'orders',
+        secretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf',
+        bufferPath: '/var/lib/rds-failover/outbox.sqlite',
+        streams,
+        metrics: { enabled: true, namespace: 'RdsFailover', dimensions: { ClusterId: 'orders', WorkerId: 'i-0123456789abcdef0' } },
+      },
+      '/etc/rds-failover',
+    );
+    expect(config.bufferPath).toBe('/var/lib/rds-failover/outbox.sqlite');
+    expect(config.writer).toMatchObject({ kind: 'aws', host: 'writer.orders.rds-failover.internal', port: 5432, database: 'orders' });
+    expect(config.metrics).toEqual({ enabled: true, namespace: 'RdsFailover', dimensions: { ClusterId: 'orders', WorkerId: 'i-0123456789abcdef0' }, intervalSeconds: 60 });
+    expect(parseConfig({ bufferPath: 'data/b.db', streams }, '/srv/agent').bufferPath).toBe('/srv/agent/data/b.db');
+  });
+
   it('names the file when it is not JSON', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-config-'));
     const file = path.join(dir, 'bad.json');
