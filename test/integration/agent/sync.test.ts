@@ -1,8 +1,10 @@
+import Database from 'better-sqlite3';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/agent/config.js';
+import { SCHEMA_SQL, SCHEMA_VERSION } from '../../../src/agent/outbox-schema.js';
 import { Outbox } from '../../../src/agent/outbox.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
 import { compareLsn } from '../../../src/core/lsn.js';
@@ -132,6 +134,36 @@ describe('sync to the writer', () => {
     expect((await sql(cluster, 'pg-0', "SELECT count(*)::int AS n FROM events WHERE id LIKE 'poison-%'", 'sync'))[0]).toEqual({ n: 39 });
     const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
     expect(status.rejectedRows).toBe(1);
+  });
+
+  it('rows another program inserts with plain SQL (docs/buffer.md contract) are synced; malformed ones are set aside', async () => {
+    const buffer = path.join(dir, 'foreign.db');
+    const config = writeConfig(path.join(dir, 'foreign.json'), { writerUrl: agentUrl('pg-0', 'sync'), streams: { events: EVENTS_STREAM } });
+    // A non-Node writer: its own connection, the documented pragmas and statement, the documented schema.
+    const db = new Database(buffer, { timeout: 5000 });
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec(SCHEMA_SQL);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    const insert = db.prepare('INSERT INTO outbox (stream, id, payload) VALUES (?, ?, ?) ON CONFLICT (stream, id) DO NOTHING');
+    insert.run('events', 'py-1', '{"id": "py-1", "body": "from python", "n": 12345678901234567}');
+    insert.run('events', 'py-1', '{"id": "py-1", "body": "from python", "n": 12345678901234567}'); // a retried insert
+    insert.run('events', 'py-2', '[1, 2]');
+    insert.run('events', 'py-3', '{"id": "py-3", "colour": "red"}');
+    insert.run('later', 'py-4', '{"id": "py-4"}'); // a stream this agent does not know (yet)
+    db.close();
+
+    const result = JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout);
+    expect(result).toMatchObject({ sent: 1, inserted: 1, rejected: 2, pendingRows: 1 });
+    expect(await sql(cluster, 'pg-0', "SELECT id, body, n::text FROM events WHERE id LIKE 'py-%'", 'sync')).toEqual([{ id: 'py-1', body: 'from python', n: '12345678901234567' }]);
+    const outbox = Outbox.open(buffer);
+    expect(outbox.rows().map((r) => [r.id, r.state, r.error])).toEqual([
+      ['py-1', 'synced', null],
+      ['py-2', 'rejected', "row must be a JSON object with the stream's columns, got an array"],
+      ['py-3', 'rejected', "field 'colour' is not a column of stream 'events' (columns: id, body, n)"],
+      ['py-4', 'pending', null],
+    ]);
+    outbox.close();
   });
 
   it('the daemon follows the writer file, re-reads its config on SIGHUP and finishes on SIGTERM with exit 0', async () => {
