@@ -221,7 +221,7 @@ async function runCommand(o: CommonOptions, io: CliIo): Promise<number> {
     const log = jsonLineLog(io.stderr);
     const daemon = buffer.startDaemon();
     log('info', 'agent started', { buffer: buffer.outbox.file, pending: buffer.outbox.pendingCount() });
-    await new Promise<void>((resolve) => {
+    const stopped = new Promise<void>((resolve) => {
       const stop = (signal: NodeJS.Signals) => {
         log('info', 'stopping: finishing the in-flight batch', { signal });
         process.off('SIGHUP', reload);
@@ -241,6 +241,9 @@ async function runCommand(o: CommonOptions, io: CliIo): Promise<number> {
       process.once('SIGINT', stop);
       process.on('SIGHUP', reload);
     });
+    // A crashed loop must not leave a process that looks alive but syncs nothing: exit, let systemd restart it.
+    const crashed = await Promise.race([stopped.then(() => false), daemon.done.then(() => false, () => true)]);
+    if (crashed) return ExitCode.Failed;
     log('info', 'agent stopped', { pending: buffer.outbox.pendingCount() });
     return ExitCode.Ok;
   });

@@ -50,19 +50,27 @@ export class SyncLoop {
 
   private async loop(): Promise<void> {
     const { engine, config, log } = this.options;
+    let localFailures = 0;
     try {
       while (!this.stopping) {
         let result: SyncPassResult;
         try {
           result = await engine.syncPending(() => this.stopping);
         } catch (error) {
-          const attempt = await engine.recordFailure(error);
+          localFailures += 1;
+          // Recording the failure writes to the buffer, which can itself fail (a lock held for busyTimeoutMs):
+          // the loop must go on regardless, with its own count for the backoff.
+          const attempt = await engine.recordFailure(error).catch((recordError: unknown) => {
+            log('error', 'could not record the sync failure in the buffer', { error: errorMessage(recordError) });
+            return localFailures;
+          });
           const delay = backoffDelayMs(attempt, config().backoff, this.options.random);
           log('warn', 'sync failed, retrying', { error: errorMessage(error), attempt, retryInMs: delay });
           this.options.onFailure?.(error, attempt, delay);
           await this.sleep(delay, 'backoff');
           continue;
         }
+        localFailures = 0;
         if (result.sent > 0 || result.rejected > 0) {
           log('info', 'synced', { rows: result.sent, inserted: result.inserted, rejected: result.rejected, batches: result.batches, marker: result.marker });
         }

@@ -28,6 +28,8 @@ export interface WriteBufferOptions {
 export interface Daemon {
   /** Finishes the in-flight batch and stops syncing (SIGTERM). */
   stop(): Promise<void>;
+  /** Settles when the loop ends: resolves after stop(), rejects if it crashed (the agent then exits non-zero). */
+  readonly done: Promise<void>;
   /** Re-reads the writer now, even during a backoff wait (SIGHUP). */
   retryNow(): void;
 }
@@ -143,6 +145,7 @@ export class WriteBuffer {
     const running = loop.start();
     running.catch((error) => this.log('error', 'sync loop crashed', { error: errorMessage(error) }));
     return {
+      done: running,
       stop: async () => {
         stopMetrics();
         await loop.stop();
