@@ -176,21 +176,6 @@ export class SyncEngine {
     }
   }
 
-  /** Sends `rows` (one batch) and marks them; the sequential form of `pump` for a single batch. */
-  async send(rows: readonly OutboxRow[], totals: SendTotals, options: { validate: (row: OutboxRow) => boolean }): Promise<void> {
-    let given = false;
-    await this.pump(
-      () => {
-        if (given) return [];
-        given = true;
-        return [...rows];
-      },
-      { afterSeq: 0 },
-      totals,
-      options.validate,
-    );
-  }
-
   /**
    * Validates rows (those `validate` picks: rows other languages inserted straight into the file are checked
    * before PostgreSQL sees them) and groups them into one statement per stream, in seq order of first row.
