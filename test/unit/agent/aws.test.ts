@@ -1,15 +1,25 @@
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
-import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/agent/config.js';
 import { bufferMetricData, MetricsPublisher } from '../../../src/agent/metrics-publisher.js';
 import type { BufferStatus } from '../../../src/agent/status.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
 import { createWriterSource } from '../../../src/agent/writer-source.js';
+
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 const settings = { connectTimeoutMs: 5000, queryTimeoutMs: 60000 };
 const secretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf';
@@ -41,7 +51,7 @@ describe('writer sources', () => {
   it('AWS: reads credentials from Secrets Manager, requires verified TLS to the DNS name, refetches after invalidate()', async () => {
     const sm = mockClient(SecretsManagerClient);
     sm.on(GetSecretValueCommand, { SecretId: secretArn }).resolves({ SecretString: JSON.stringify({ username: 'agent', password: 's3cret' }) });
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'writer-'));
+    const dir = tempDir('writer-');
     writeFileSync(path.join(dir, 'rds-ca.pem'), 'PEM');
     const source = createWriterSource(
       { kind: 'aws', host: 'writer.orders.internal', port: 5432, database: 'orders', secretArn, tlsCaFile: path.join(dir, 'rds-ca.pem') },
@@ -70,7 +80,7 @@ describe('writer sources', () => {
   });
 
   it('writer file: re-read when replaced (rename) and rejected with the file named when it holds no postgres URL', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'writer-'));
+    const dir = tempDir('writer-');
     const file = path.join(dir, 'writer.url');
     writeFileSync(file, 'postgres://app:pw@10.0.0.1:5432/app\n');
     const source = createWriterSource({ kind: 'file', path: file }, settings);
@@ -126,7 +136,7 @@ describe('CloudWatch metrics', () => {
   it('the daemon publishes on its interval when metrics are enabled, with failed syncs counted', async () => {
     const cw = mockClient(CloudWatchClient);
     cw.on(PutMetricDataCommand).resolves({});
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'metrics-'));
+    const dir = tempDir('metrics-');
     const config = parseConfig({
       writerUrl: 'postgres://agent:pw@127.0.0.1:1/app',
       clusterId: 'orders',
@@ -152,7 +162,7 @@ describe('CloudWatch metrics', () => {
 
   it('metrics are off by default: the daemon never calls CloudWatch', async () => {
     const cw = mockClient(CloudWatchClient);
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'metrics-'));
+    const dir = tempDir('metrics-');
     const config = parseConfig({ writerUrl: 'postgres://agent:pw@127.0.0.1:1/app', backoff: { initialMs: 20, maxMs: 40 }, streams: { events: { table: 'events', key: ['id'], columns: ['id'] } } });
     const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'b.db'), config, cloudWatch: new CloudWatchClient({ region: 'eu-west-1' }) });
     const daemon = buffer.startDaemon();

@@ -1,8 +1,18 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseConfig, redactUrl } from '../../../src/agent/config.js';
+
+const tempDirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
 
 const streams = { events: { table: 'app.events', key: ['id'], columns: ['id', 'body'] } };
 
@@ -19,7 +29,7 @@ describe('agent config', () => {
   });
 
   it('resolves writerFile against the config file directory', () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-config-'));
+    const dir = tempDir('agent-config-');
     const file = path.join(dir, 'agent.json');
     writeFileSync(file, JSON.stringify({ writerFile: 'writer.url', streams }));
     expect(loadConfig(file).writer).toEqual({ kind: 'file', path: path.join(dir, 'writer.url') });
@@ -86,7 +96,7 @@ describe('agent config', () => {
   });
 
   it('names the file when it is not JSON', () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'agent-config-'));
+    const dir = tempDir('agent-config-');
     const file = path.join(dir, 'bad.json');
     writeFileSync(file, '{ nope');
     expect(() => loadConfig(file)).toThrow(`config file ${file} is not valid JSON`);

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -24,7 +24,10 @@ beforeEach(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'outbox-'));
   outbox = Outbox.open(path.join(dir, 'buffer.db'));
 });
-afterEach(() => outbox.close());
+afterEach(() => {
+  outbox.close();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 function rowCount(): number {
   const db = new Database(outbox.file, { readonly: true });
