@@ -44,10 +44,9 @@ export interface BufferedWorkersProps {
   /** Database credentials; the workers may read it. */
   readonly secret: secretsmanager.ISecret;
   /**
-   * The agent's stream -> table mapping, copied into its config.
-   * @default {}
+   * The agent's stream -> table mapping, copied into its config (validated by the CDK config with the agent's parser).
    */
-  readonly streams?: Readonly<Record<string, unknown>>;
+  readonly streams: Readonly<Record<string, unknown>>;
   /**
    * Folder shipped to the workers as the agent bundle; must contain `rds-failover-agent.cjs`.
    * @default lib/assets/agent
@@ -71,6 +70,7 @@ export class BufferedWorkers extends Construct {
   constructor(scope: Construct, id: string, props: BufferedWorkersProps) {
     super(scope, id);
     if (!Number.isInteger(props.count) || props.count < 1 || props.count > 20) throw new Error(`BufferedWorkers ${id}: count must be 1 to 20, got ${props.count}`);
+    if (Object.keys(props.streams).length === 0) throw new Error(`BufferedWorkers ${id}: streams must map at least one stream to its table: an agent without streams accepts no write`);
     if (!Number.isInteger(props.dataVolumeGiB) || props.dataVolumeGiB < 1) throw new Error(`BufferedWorkers ${id}: dataVolumeGiB must be a positive integer, got ${props.dataVolumeGiB}`);
     const rootVolumeGiB = props.rootVolumeGiB ?? 16;
     if (!Number.isInteger(rootVolumeGiB) || rootVolumeGiB < 8) throw new Error(`BufferedWorkers ${id}: rootVolumeGiB must be an integer of at least 8, got ${rootVolumeGiB}`);
@@ -152,7 +152,7 @@ export class BufferedWorkers extends Construct {
       database: props.databaseName,
       secretArn: props.secret.secretArn,
       bufferPath: AGENT.bufferPath,
-      streams: props.streams ?? {},
+      streams: props.streams,
       metrics: {
         enabled: true,
         namespace: METRIC_NAMESPACE,

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { App } from 'aws-cdk-lib';
+import { parseStreams } from '../src/agent/config.js';
 import { DEFAULT_FAILOVER_PRIORITY } from '../src/core/resource-tags.js';
 import { ConfigReader, type Json } from './config-reader.js';
 import {
@@ -176,7 +177,11 @@ export interface WorkersConfig {
   readonly maintenanceWindow: string;
   /** Hours before the window ends when no new patch task starts. @default 1 */
   readonly patchCutoffHours: number;
-  /** The agent's stream -> table mapping, passed through to its config. @default {} */
+  /**
+   * The agent's streams: each maps to a target table, its key columns and its columns, e.g.
+   * `{"events": {"table": "events", "key": ["id"], "columns": ["id", "body"]}}` (docs/buffer.md). Required: an agent
+   * without streams cannot accept a write. Validated with the agent's own parser.
+   */
   readonly streams: Readonly<Record<string, unknown>>;
 }
 
@@ -415,7 +420,7 @@ function readWorkers(r: ConfigReader, value: Json | undefined): WorkersConfig {
     dataVolumeGiB: r.integer(o.dataVolumeGiB, 'workers.dataVolumeGiB', 20, { min: 1, max: 16384 }),
     maintenanceWindow: r.string(o.maintenanceWindow, 'workers.maintenanceWindow', 'sun:12:00-sun:14:00'),
     patchCutoffHours: r.integer(o.patchCutoffHours, 'workers.patchCutoffHours', 1, { min: 0, max: 23 }),
-    streams: r.optionalObject(o.streams, 'workers.streams') ?? {},
+    streams: readStreams(r, o.streams),
   };
 }
 
@@ -553,4 +558,19 @@ function readRunbook(r: ConfigReader, value: Json | undefined): RunbookConfig {
     timeoutSeconds: perStage('timeoutSeconds', 7 * 86400),
     autoFailover: { enabled: r.boolean(auto.enabled, 'runbook.autoFailover.enabled', false), confirmSeconds, probeIntervalSeconds },
   };
+}
+
+function readStreams(r: ConfigReader, value: Json | undefined): Readonly<Record<string, unknown>> {
+  if (value === undefined) {
+    r.error('workers.streams', 'required: map each stream the workers write to its table, key and columns, e.g. {"events": {"table": "events", "key": ["id"], "columns": ["id", "body"]}}');
+    return {};
+  }
+  try {
+    parseStreams(value);
+  } catch (error) {
+    // The agent's messages start with 'streams...'; name the field where it sits in this config.
+    r.error('workers', (error as Error).message);
+    return {};
+  }
+  return value as Readonly<Record<string, unknown>>;
 }

@@ -205,7 +205,8 @@ function parseWriter(root: Json, baseDir: string): WriterSourceConfig | undefine
   };
 }
 
-function parseStreams(value: unknown): Record<string, StreamConfig> {
+/** The `streams` map (also validated by the CDK config, which writes it into every worker's agent config). */
+export function parseStreams(value: unknown): Record<string, StreamConfig> {
   const streams = object(value, 'streams');
   const names = Object.keys(streams);
   if (names.length === 0) throw new ConfigError('streams: expected at least one stream, e.g. {"events": {"table": "events", "key": ["id"], "columns": ["id", "body"]}}');

@@ -372,7 +372,7 @@ describe('FailoverStack with config/default.json', () => {
           database: 'app',
           secretArn: expect.stringMatching(/^<Ref:DatabaseCredentials[0-9A-F]+>$/),
           bufferPath: '/var/lib/rds-failover/outbox.sqlite',
-          streams: {},
+          streams: synth.stack.config.workers.streams,
           metrics: { enabled: true, namespace: 'RdsFailover', dimensions: { ClusterId: 'orders', WorkerId: '__INSTANCE_ID__' } },
         });
       }

@@ -18,10 +18,12 @@ function errorsOf(raw: unknown): readonly string[] {
 }
 
 const withDefault = (patch: ConfigPatch) => mergeRaw(defaultRawConfig(), patch);
+/** The one field a minimal config needs besides clusterId. */
+const workers = { streams: { events: { table: 'events', key: ['id'], columns: ['id', 'body'] } } };
 
 describe('defaults', () => {
   it('completes a config that only names the cluster', () => {
-    const c = parseConfig({ clusterId: 'orders' });
+    const c = parseConfig({ clusterId: 'orders', workers });
     expect(c.env).toBeUndefined();
     expect(c.network).toEqual({ cidr: '10.40.0.0/16', maxAzs: 2, natGateways: 0, flowLogRetentionDays: 90, interfaceEndpoints: [...DEFAULT_INTERFACE_ENDPOINTS] });
     expect(c.database).toMatchObject({
@@ -44,7 +46,7 @@ describe('defaults', () => {
   });
 
   it('staggers the default windows so that none overlap, for the largest cluster too', () => {
-    const c = parseConfig({ clusterId: 'big', database: { nodes: ['a', 'b', 'c', 'd', 'e', 'f'] } });
+    const c = parseConfig({ clusterId: 'big', workers, database: { nodes: ['a', 'b', 'c', 'd', 'e', 'f'] } });
     const windows = c.database.nodes.flatMap((n) => [
       { name: `${n}.maintenance`, window: parseWeeklyWindow(c.database.windows[n].maintenance) },
     ]);
@@ -152,6 +154,12 @@ describe('bad configs: every error names the field and the expected form', () =>
     ['unknown runbook field', withDefault({ runbook: { maxLag: 1 } }), 'runbook.maxLag: unknown field; expected one of maxLagOnFailoverBytes'],
     ['auto-failover confirmed on one probe', withDefault({ runbook: { autoFailover: { enabled: true, confirmSeconds: 5, probeIntervalSeconds: 10 } } }), 'runbook.autoFailover.probeIntervalSeconds: must not exceed confirmSeconds (5)'],
     ['runbook poll interval of 0', withDefault({ runbook: { pollSeconds: { promotion: 0 } } }), 'runbook.pollSeconds.promotion: expected an integer from 1 to 3600, got 0'],
+    ['no streams for the workers', withDefault({ workers: { streams: undefined } }), 'workers.streams: required: map each stream the workers write to its table'],
+    [
+      'a stream whose key is not among its columns',
+      withDefault({ workers: { streams: { events: { table: 'events', key: ['id'], columns: ['body'] } } } }),
+      "workers: streams.events.key: key column 'id' must also be listed in streams.events.columns",
+    ],
     ['auto-failover flag that is a string', withDefault({ runbook: { autoFailover: { enabled: 'yes' } } }), "runbook.autoFailover.enabled: expected true or false, got 'yes'"],
   ];
 
@@ -191,7 +199,7 @@ describe('loadConfig', () => {
 
   it('reads the file named by -c config=<path>', () => {
     const file = path.join(dir, 'staging.json');
-    fs.writeFileSync(file, JSON.stringify({ clusterId: 'staging', workers: { count: 3 } }));
+    fs.writeFileSync(file, JSON.stringify({ clusterId: 'staging', workers: { ...workers, count: 3 } }));
     const config = loadConfig(new App({ context: { config: file } }));
     expect(config.clusterId).toBe('staging');
     expect(config.workers.count).toBe(3);

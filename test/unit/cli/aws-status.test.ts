@@ -187,7 +187,7 @@ describe('drain against AWS', () => {
 
   it('the worker tag and the default stack name are the ones the stack uses', () => {
     expect(WORKER_CLUSTER_TAG).toBe(WORKER_TAGS.cluster);
-    expect(defaultStackName('orders')).toBe(stackName(parseConfig({ clusterId: 'orders' })));
+    expect(defaultStackName('orders')).toBe(stackName(parseConfig({ clusterId: 'orders', workers: { streams: { events: { table: 'events', key: ['id'], columns: ['id'] } } } })));
   });
 });
 
@@ -204,7 +204,7 @@ describe('reconcile against AWS', () => {
   const config = {
     clusterId: 'orders',
     database: { nodes: ['a', 'b', 'c'], instanceClass: 'db.r7g.large', windows: { c: { maintenance: 'sun:06:00-sun:06:30', backup: '23:10-23:40' } } },
-    workers: { count: 2 },
+    workers: { count: 2, streams: { events: { table: 'events', key: ['id'], columns: ['id', 'body'] } } },
   };
 
   it('shows the change without --write, writes it with --write, and prints the cdk diff command', async () => {

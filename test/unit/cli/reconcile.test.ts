@@ -4,7 +4,8 @@ import { CliError } from '../../../src/cli/options.js';
 import { parseConfig } from '../../../lib/config.js';
 
 const live = (primary: string, nodes: string[]): LiveTopology => ({ clusterId: 'orders', primary, nodes, source: 'test' });
-const base = { clusterId: 'orders', database: { nodes: ['a', 'b', 'c'] } };
+const workers = { streams: { events: { table: 'events', key: ['id'], columns: ['id', 'body'] } } };
+const base = { clusterId: 'orders', workers, database: { nodes: ['a', 'b', 'c'] } };
 
 function errorOf(fn: () => unknown): CliError {
   try {
@@ -42,6 +43,7 @@ describe('reconcileConfig', () => {
   it('an explicit originalPrimary is kept as written, and a second failover b -> c retires b too', () => {
     const afterFirst = {
       clusterId: 'orders',
+      workers,
       database: { nodes: ['b', 'c'], primary: 'b', originalPrimary: 'a', retired: ['a'] },
     };
     const result = reconcileConfig(afterFirst, 'c.json', live('c', ['c', 'd']), { checkClusterId: true });
@@ -58,6 +60,7 @@ describe('reconcileConfig', () => {
   it('a replica that left the topology is dropped (cdk deploy deletes it); its explicit window goes with it', () => {
     const config = {
       clusterId: 'orders',
+      workers,
       database: { nodes: ['a', 'b', 'c'], windows: { c: { maintenance: 'sat:03:00-sat:03:30', backup: '20:00-20:30' } } },
     };
     const result = reconcileConfig(config, 'c.json', live('a', ['a', 'b']), { checkClusterId: true });
@@ -76,7 +79,7 @@ describe('reconcileConfig', () => {
   });
 
   it('refuses a config that is invalid already (exit 2) and a live primary outside its nodes (exit 1)', () => {
-    const invalid = errorOf(() => reconcileConfig({ clusterId: 'orders', database: { nodes: ['a'] } }, 'c.json', live('a', ['a']), { checkClusterId: true }));
+    const invalid = errorOf(() => reconcileConfig({ clusterId: 'orders', workers, database: { nodes: ['a'] } }, 'c.json', live('a', ['a']), { checkClusterId: true }));
     expect(invalid.exitCode).toBe(2);
     expect(invalid.message).toContain('c.json is not a valid config already (fix it first)');
     expect(invalid.message).toContain('database.nodes: expected 2 to 6 node names');
