@@ -175,7 +175,7 @@ describe('rds-failover --local against a real cluster', () => {
 
   it('reconcile: shows, then writes the new topology into a CDK config', async () => {
     const file = path.join(work, 'local.json');
-    writeFileSync(file, `${JSON.stringify({ clusterId: 'local', database: { nodes: ['pg0', 'pg1', 'pg2'] } }, null, 2)}\n`);
+    writeFileSync(file, `${JSON.stringify({ clusterId: 'local', workers: { streams: { events: { table: 'events', key: ['id'], columns: ['id', 'body'] } } }, database: { nodes: ['pg0', 'pg1', 'pg2'] } }, null, 2)}\n`);
     const preview = await runInProcess(['reconcile', '--local', dir, '--config', file]);
     expect(preview.code).toBe(0);
     expect(preview.stdout).toContain('primary: pg0 -> pg2');
