@@ -14,7 +14,7 @@ import { compareLsn, lsnDiff, maxLsn, type Lsn } from '../lsn.js';
 import type { ClusterNode, Topology } from '../../ports/cluster-control.js';
 import type { NodeProbe, ReachableProbe } from '../../ports/database-probe.js';
 import type { CandidateAssessment, PlanOutcome, PlanRefusal, RunbookPlan } from './plan-types.js';
-import type { RunbookMode, StepName } from './state.js';
+import { STEP_NAMES, type RunbookMode, type StepName } from './state.js';
 
 export interface PlannerInput {
   readonly mode: RunbookMode;
@@ -29,18 +29,8 @@ export interface PlannerInput {
   readonly now: string;
 }
 
-export const RUNBOOK_STEPS: readonly StepName[] = [
-  'fence',
-  'forkPoint',
-  'promote',
-  'waitWritable',
-  'isolate',
-  'repoint',
-  'drain',
-  'verify',
-  'rebuild',
-  'notify',
-];
+/** The steps a plan commits to: every step after the plan itself. */
+export const RUNBOOK_STEPS: readonly StepName[] = STEP_NAMES.slice(STEP_NAMES.indexOf('plan') + 1);
 
 export function planRunbook(input: PlannerInput): PlanOutcome {
   const { topology, mode } = input;
