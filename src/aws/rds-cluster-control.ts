@@ -36,6 +36,27 @@ export interface TopologyDocument {
   readonly nodes: ReadonlyArray<{ readonly name: string; readonly instanceId: string; readonly role: 'primary' | 'replica' }>;
 }
 
+/**
+ * DBInstanceStatus values in which RDS is bringing the instance back by itself (Multi-AZ failover, reboot,
+ * maintenance, storage or class changes): unreachable then is not dead.
+ */
+export const RDS_RECOVERING_STATUSES: ReadonlySet<string> = new Set([
+  'rebooting',
+  'failing-over',
+  'modifying',
+  'maintenance',
+  'upgrading',
+  'starting',
+  'configuring-enhanced-monitoring',
+  'configuring-iam-database-auth',
+  'configuring-log-exports',
+  'moving-to-vpc',
+  'renaming',
+  'resetting-master-credentials',
+  'storage-optimization',
+  'backing-up',
+]);
+
 export const PRIORITY_TAG = ResourceTag.Priority;
 export const NO_FAILOVER_TAG = ResourceTag.NoFailover;
 export const REBUILT_FROM_TAG = ResourceTag.RebuiltFrom;
@@ -152,6 +173,11 @@ export class RdsClusterControl implements ClusterControl {
       if (!now.ReadReplicaSourceDBInstanceIdentifier || BUSY_STATUSES.has(now.DBInstanceStatus ?? '')) return;
       throw error;
     }
+  }
+
+  async managedState(nodeId: string): Promise<{ status: string; recovering: boolean }> {
+    const status = (await this.describe(nodeId)).DBInstanceStatus ?? 'unknown';
+    return { status, recovering: RDS_RECOVERING_STATUSES.has(status) };
   }
 
   async promotionStatus(nodeId: string): Promise<OperationStatus> {

@@ -77,4 +77,10 @@ export interface ClusterControl {
   rebuildReplica(replicaId: string, primaryId: string): Promise<{ readonly nodeId: string }>;
   /** 'done' once the rebuilt replica streams from the new primary. */
   rebuildStatus(nodeId: string): Promise<OperationStatus>;
+  /**
+   * What the platform itself is doing to the node (RDS: DBInstanceStatus). `recovering` means the platform is
+   * bringing it back by itself (Multi-AZ failover, reboot, maintenance...): a node that does not answer then is not
+   * dead, and promoting a replica would leave two primaries once it returns. Absent where nothing manages the nodes.
+   */
+  managedState?(nodeId: string): Promise<{ readonly status: string; readonly recovering: boolean }>;
 }

@@ -93,7 +93,7 @@ export interface RebuildProgress {
 }
 
 export interface ConfirmProgress {
-  readonly status: 'pending' | 'confirmed' | 'reachable' | 'not-primary';
+  readonly status: 'pending' | 'confirmed' | 'reachable' | 'not-primary' | 'recovering';
   readonly unreachableSince?: string;
   readonly detail?: string;
 }

@@ -184,6 +184,20 @@ describe('RdsClusterControl.fence', () => {
   });
 });
 
+describe('RdsClusterControl.managedState', () => {
+  it('reads DBInstanceStatus: a Multi-AZ failover or a reboot is RDS recovering the node, a failed instance is not', async () => {
+    describes(instance('orders-a', { DBInstanceStatus: 'failing-over' }), instance('orders-b', { DBInstanceStatus: 'rebooting' }), instance('orders-c', { DBInstanceStatus: 'failed' }));
+    await expect(control().managedState('orders-a')).resolves.toEqual({ status: 'failing-over', recovering: true });
+    await expect(control().managedState('orders-b')).resolves.toEqual({ status: 'rebooting', recovering: true });
+    await expect(control().managedState('orders-c')).resolves.toEqual({ status: 'failed', recovering: false });
+    expect(rds.commandCalls(DescribeDBInstancesCommand).map((c) => c.args[0].input)).toEqual([
+      { DBInstanceIdentifier: 'orders-a' },
+      { DBInstanceIdentifier: 'orders-b' },
+      { DBInstanceIdentifier: 'orders-c' },
+    ]);
+  });
+});
+
 describe('RdsClusterControl.promote and promotionStatus', () => {
   it('promotes an available replica with backups on', async () => {
     describes(instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a' }));

@@ -146,6 +146,14 @@ export class SimCluster implements ClusterControl, DatabaseProbe {
     };
   }
 
+  /** What the platform reports per node (RDS DBInstanceStatus); unset = nothing manages the nodes. */
+  platformStatus: Record<string, string> = {};
+
+  async managedState(nodeId: string): Promise<{ status: string; recovering: boolean }> {
+    const status = this.platformStatus[nodeId] ?? 'available';
+    return { status, recovering: status === 'failing-over' || status === 'rebooting' };
+  }
+
   async unfence(nodeId: string): Promise<void> {
     this.calls.push(`unfence:${nodeId}`);
     this.get(nodeId).readOnly = false;

@@ -384,6 +384,27 @@ describe('runRunbook: switchover', () => {
   });
 });
 
+describe('runRunbook: an old primary that can be neither isolated nor reached', () => {
+  it('is not promoted over while the platform is recovering it: two primaries would follow', async () => {
+    const f = fakes();
+    f.cluster.canIsolate = false;
+    f.cluster.platformStatus['pg-0'] = 'rebooting';
+    const result = await run(f, { mode: 'failover' });
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.message).toMatch(/pg-0 does not answer and could not be isolated, and the platform is recovering it \(status rebooting\)/);
+    expect(f.cluster.promotions).toBe(0);
+  });
+
+  it('is promoted over when the platform says it is not coming back by itself (isolation retried after promotion)', async () => {
+    const f = fakes();
+    f.cluster.canIsolate = false;
+    f.cluster.platformStatus['pg-0'] = 'failed';
+    const result = await run(f, { mode: 'failover' });
+    expect(result.outcome).toBe('succeeded');
+    expect(f.cluster.promotions).toBe(1);
+  });
+});
+
 describe('runRunbook: auto-trigger confirmation', () => {
   it('starts only after the primary stayed unreachable for confirmUnreachableMs', async () => {
     const f = fakes();
@@ -401,6 +422,16 @@ describe('runRunbook: auto-trigger confirmation', () => {
     expect(result.state.confirm?.status).toBe('reachable');
     expect(f.cluster.calls).toEqual([]);
     expect(f.lock.held.size).toBe(0);
+  });
+
+  it('does not fail over while the platform recovers the primary itself (RDS Multi-AZ failover)', async () => {
+    const f = fakes();
+    f.cluster.platformStatus['pg-0'] = 'failing-over';
+    const result = await run(f, { mode: 'failover', trigger: { source: 'rds-event', sourceId: 'pg-0' } });
+    expect(result.outcome).toBe('not-confirmed');
+    expect(result.state.confirm).toEqual({ status: 'recovering', detail: 'pg-0 does not answer, but the platform is recovering it (status failing-over); no failover' });
+    expect(f.cluster.calls).toEqual([]);
+    expect(f.cluster.promotions).toBe(0);
   });
 
   it('ignores events about a node that is not the writer', async () => {

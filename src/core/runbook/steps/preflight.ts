@@ -25,6 +25,11 @@ export const confirm: ActionFn = async (state, env): Promise<ActionResult> => {
     const detail = `${topology.writerId} answered the probe (in recovery: ${probe.inRecovery}); no failover`;
     return { state: { ...state, confirm: { status: 'reachable', detail }, outcome: 'not-confirmed' }, done: true, figures: { writer: topology.writerId }, message: detail };
   }
+  const managed = await env.ports.cluster.managedState?.(topology.writerId);
+  if (managed?.recovering) {
+    const detail = `${topology.writerId} does not answer, but the platform is recovering it (status ${managed.status}); no failover`;
+    return { state: { ...state, confirm: { status: 'recovering', detail }, outcome: 'not-confirmed' }, done: true, figures: { writer: topology.writerId, status: managed.status }, message: detail };
+  }
   const since = state.confirm?.unreachableSince ?? now;
   const downMs = env.ports.clock.now() - Date.parse(since);
   if (downMs >= env.config.confirmUnreachableMs) {
