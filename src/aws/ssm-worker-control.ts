@@ -26,7 +26,14 @@ export interface SsmWorkerControlOptions {
   readonly executionTimeoutSeconds?: number;
   /** Where command output goes besides the 24 kB inline copy (CloudWatch Logs group). @default none */
   readonly outputLogGroupName?: string;
+  /**
+   * The agent daemon's systemd unit: sent SIGHUP before the drain, so its sync loop drops its connection and
+   * resolves the (repointed) writer again instead of waiting for an error. @default rds-failover-agent.service
+   */
+  readonly daemonUnit?: string;
 }
+
+const DEFAULT_DAEMON_UNIT = 'rds-failover-agent.service';
 
 const SAFE_PATH = /^\/[A-Za-z0-9._\/-]+$/;
 
@@ -62,7 +69,7 @@ export class SsmWorkerControl implements WorkerControl {
         DocumentName: 'AWS-RunShellScript',
         Comment: 'rds-failover: drain the write buffer after failover',
         TimeoutSeconds: 60,
-        Parameters: { commands: [drainCommand(this.o, request)], executionTimeout: [String(timeout)] },
+        Parameters: { commands: [reconnectCommand(this.o.daemonUnit ?? DEFAULT_DAEMON_UNIT), drainCommand(this.o, request)], executionTimeout: [String(timeout)] },
         ...(this.o.outputLogGroupName ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: this.o.outputLogGroupName } } : {}),
       }),
     );
@@ -99,6 +106,12 @@ export class SsmWorkerControl implements WorkerControl {
 }
 
 /** The shell line Run Command executes; every interpolated value is validated first (no injection). */
+/** Tells the daemon to reconnect now; a worker without the daemon running still drains. */
+export function reconnectCommand(unit: string): string {
+  if (!/^[A-Za-z0-9@._-]+\.service$/.test(unit)) throw new Error(`daemonUnit '${unit}' must be a systemd service name like rds-failover-agent.service`);
+  return `systemctl kill --signal=HUP ${unit} 2>/dev/null || true`;
+}
+
 export function drainCommand(o: Pick<SsmWorkerControlOptions, 'agentCommand' | 'bufferPath' | 'configPath'>, request: DrainRequest): string {
   const parts = [o.agentCommand ?? '/usr/local/bin/rds-failover-agent', 'drain', '--json', '--buffer', o.bufferPath];
   if (o.configPath) parts.push('--config', o.configPath);

@@ -50,6 +50,7 @@ describe('SsmWorkerControl', () => {
         TimeoutSeconds: 60,
         Parameters: {
           commands: [
+            'systemctl kill --signal=HUP rds-failover-agent.service 2>/dev/null || true',
             '/usr/local/bin/rds-failover-agent drain --json --buffer /data/buffer/outbox.db --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/5000A28',
           ],
           executionTimeout: ['300'],

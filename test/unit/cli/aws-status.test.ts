@@ -174,8 +174,14 @@ describe('drain against AWS', () => {
       NextToken: undefined,
     });
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input.Parameters!.commands)).toEqual([
-      ['/usr/local/bin/rds-failover-agent drain --json --buffer /var/lib/rds-failover/outbox.sqlite --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/A000028'],
-      ['/usr/local/bin/rds-failover-agent drain --json --buffer /var/lib/rds-failover/outbox.sqlite --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/A000028'],
+      [
+        'systemctl kill --signal=HUP rds-failover-agent.service 2>/dev/null || true',
+        '/usr/local/bin/rds-failover-agent drain --json --buffer /var/lib/rds-failover/outbox.sqlite --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/A000028',
+      ],
+      [
+        'systemctl kill --signal=HUP rds-failover-agent.service 2>/dev/null || true',
+        '/usr/local/bin/rds-failover-agent drain --json --buffer /var/lib/rds-failover/outbox.sqlite --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/A000028',
+      ],
     ]);
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input.InstanceIds)).toEqual([['i-0aaa'], ['i-0bbb']]);
     expect(run.code).toBe(1);
