@@ -177,6 +177,11 @@ export interface RunbookConfig {
   };
   /** A failed worker drain is restarted this many times in total before the step fails. */
   readonly drainAttempts: number;
+  /**
+   * How many workers must be found to drain (the stack's worker count). Fewer is a failure: a worker that is
+   * not listed (re-registering, replaced) would never re-send its rows. @default - any number, none is a warning
+   */
+  readonly expectedWorkers?: number;
   /** Notifications are awaited at most this long (a slow Slack never slows the failover). */
   readonly notifyTimeoutMs: number;
   /** Retry of transient errors (throttling, connection resets), like the state machine's Retry. */

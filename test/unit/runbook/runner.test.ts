@@ -345,8 +345,19 @@ describe('runRunbook: failover with fake ports', () => {
     f.cluster.get('pg-1').inRecovery = false; // promoted behind the runbook's back
     state = await runAction('forkPoint', state, env(f));
     expect(state.forkPoint).toBeNull();
-    for (const a of ['promote', 'promotionStatus', 'isolate', 'repoint', 'startDrains'] as const) state = await runAction(a, state, env(f));
-    expect(f.workers.requests[0]!.request).toEqual({ windowSeconds: config.drainWindowSeconds });
+    for (const a of ['promote', 'promotionStatus', 'isolate', 'repoint'] as const) state = await runAction(a, state, env(f));
+    // Ten minutes pass before the drain starts (an RDS promotion): the window still reaches back before the failure.
+    f.clock.t += 600_000;
+    state = await runAction('startDrains', state, env(f));
+    expect(f.workers.requests[0]!.request).toEqual({ windowSeconds: config.drainWindowSeconds + 600 });
+  });
+
+  it('refuses to drain fewer workers than the stack has: a missing worker would never re-send its rows', async () => {
+    const f = fakes();
+    const result = await run(f, { mode: 'failover' }, { config: { ...config, expectedWorkers: f.workers.workers.length + 1 } });
+    expect(result.outcome).toBe('failed');
+    expect(result.error?.message).toMatch(new RegExp(`found ${f.workers.workers.length} of ${f.workers.workers.length + 1} workers to drain`));
+    expect(f.workers.requests).toEqual([]);
   });
 });
 

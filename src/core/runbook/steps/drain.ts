@@ -15,6 +15,13 @@ export const startDrains: ActionFn = async (state, env): Promise<ActionResult> =
   if (state.forkPoint === undefined) throw new RunbookStepError('refusing to drain: no fork point decision was recorded');
   if (!state.writer) throw new RunbookStepError('refusing to drain: the writer endpoint was not repointed yet');
   const workers = await env.ports.workers.listWorkers();
+  const expected = env.config.expectedWorkers;
+  if (expected !== undefined && workers.length < expected) {
+    throw new RunbookStepError(
+      `found ${workers.length} of ${expected} workers to drain (${workers.map((w) => w.id).join(', ') || 'none'}): the missing ones would never re-send ` +
+        `their rows; the writer already points at the new primary — re-run when every worker is registered (it resumes), or drain the rest by hand`,
+    );
+  }
   const request = drainRequest(state, env);
   const drains: DrainProgress[] = [];
   for (const worker of workers) {
@@ -84,8 +91,16 @@ export function drainTotals(drains: readonly DrainProgress[]) {
   };
 }
 
+/**
+ * With no fork point the agent re-sends what it synced within a window ending now; the window must reach back
+ * drainWindowSeconds before the failure began, not before now (confirmation, catch-up and an RDS promotion can
+ * take many minutes), so the time since the failure is added.
+ */
 function drainRequest(state: RunbookState, env: RunbookEnv): DrainRequest {
-  return state.forkPoint ? { forkPoint: state.forkPoint } : { windowSeconds: env.config.drainWindowSeconds };
+  if (state.forkPoint) return { forkPoint: state.forkPoint };
+  const failureAt = Date.parse(state.confirm?.unreachableSince ?? state.fence?.at ?? state.startedAt);
+  const sinceFailureSeconds = Math.max(0, Math.ceil((env.ports.clock.now() - failureAt) / 1000));
+  return { windowSeconds: env.config.drainWindowSeconds + sinceFailureSeconds };
 }
 
 async function restart(d: DrainProgress, state: RunbookState, env: RunbookEnv): Promise<string> {
