@@ -49,6 +49,9 @@ export class Outbox {
   private readonly insertRow: Database.Statement<[string, string, string, number]>;
   private readonly existingRow: Database.Statement<[string, string], { payload: string }>;
   private readonly markRows: Database.Statement<[number, number, number, string]>;
+  private readonly overlappingRanges: Database.Statement<[number, number], ResyncRange>;
+  private readonly insertRange: Database.Statement<[ResyncRange]>;
+  private readonly deleteRange: Database.Statement<[number]>;
 
   static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean } = {}): Outbox {
     if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
@@ -82,6 +85,12 @@ export class Outbox {
       `UPDATE outbox SET state = 'synced', synced_at_ms = ?, marker_timeline = ?, marker_lsn = ?, error = NULL
        WHERE seq IN (SELECT value FROM json_each(?)) AND state <> 'rejected'`,
     );
+    this.overlappingRanges = db.prepare('SELECT * FROM outbox_resync WHERE first_seq <= ? AND last_seq >= ? ORDER BY first_seq');
+    this.insertRange = db.prepare(
+      `INSERT INTO outbox_resync (first_seq, last_seq, synced_at_ms, marker_timeline, marker_lsn)
+       VALUES (@first_seq, @last_seq, @synced_at_ms, @marker_timeline, @marker_lsn)`,
+    );
+    this.deleteRange = db.prepare('DELETE FROM outbox_resync WHERE first_seq = ?');
   }
 
   /** Runs `fn` (one statement or one transaction), retrying while another process holds the lock. */
@@ -146,14 +155,72 @@ export class Outbox {
     );
   }
 
-  /** Records that these rows are committed on the writer at `marker` (and, in the same transaction, agent state). */
-  markSynced(seqs: readonly number[], marker: SyncMarker, syncedAtMs = Date.now(), state?: Record<string, unknown>): void {
+  /**
+   * Records that rows are committed on the writer at `marker` (and, in the same transaction, agent state):
+   * `seqs` row by row, and each of `ranges` (first, last seq; drains only) as one outbox_resync record,
+   * which is valid only if every row in it was in the committed statement (see `resendBatch`). A row
+   * marked row by row first gets the values of any resync range over it, which is dropped: so a range is
+   * always newer than the own marker of every synced row it covers.
+   */
+  markSynced(
+    seqs: readonly number[],
+    marker: SyncMarker,
+    syncedAtMs = Date.now(),
+    state?: Record<string, unknown>,
+    ranges: readonly (readonly [number, number])[] = [],
+  ): void {
     const lsn = lsnToInteger(marker.lsn);
     const write = this.db.transaction(() => {
-      this.markRows.run(syncedAtMs, marker.timelineId, lsn, JSON.stringify(seqs));
+      if (seqs.length > 0) {
+        let low = seqs[0]!;
+        let high = seqs[0]!;
+        for (const seq of seqs) {
+          if (seq < low) low = seq;
+          if (seq > high) high = seq;
+        }
+        for (const range of this.overlappingRanges.all(high, low)) this.foldRange(range);
+        this.markRows.run(syncedAtMs, marker.timelineId, lsn, JSON.stringify(seqs));
+      }
+      for (const [first, last] of ranges) this.putRange({ first_seq: first, last_seq: last, synced_at_ms: syncedAtMs, marker_timeline: marker.timelineId, marker_lsn: lsn });
       if (state) this.writeState(state);
     });
     this.locked(() => write.immediate());
+  }
+
+  /** The new range replaces the parts of older ranges it overlaps: its claim is the newest for those rows. */
+  private putRange(range: ResyncRange): void {
+    for (const old of this.overlappingRanges.all(range.last_seq, range.first_seq)) {
+      this.deleteRange.run(old.first_seq);
+      if (old.first_seq < range.first_seq) this.insertRange.run({ ...old, last_seq: range.first_seq - 1 });
+      if (old.last_seq > range.last_seq) this.insertRange.run({ ...old, first_seq: range.last_seq + 1 });
+    }
+    this.insertRange.run(range);
+  }
+
+  /** Writes a range's marker into the synced rows it covers and drops it (inside a transaction). */
+  private foldRange(range: ResyncRange): void {
+    this.db
+      .prepare("UPDATE outbox SET synced_at_ms = ?, marker_timeline = ?, marker_lsn = ? WHERE seq BETWEEN ? AND ? AND state = 'synced'")
+      .run(range.synced_at_ms, range.marker_timeline, range.marker_lsn, range.first_seq, range.last_seq);
+    this.deleteRange.run(range.first_seq);
+  }
+
+  /**
+   * Moves every outbox_resync range into its rows' own marker columns, one range per transaction (row by
+   * row work, kept off the drain's path; prune runs it before it reads markers).
+   */
+  foldResyncRanges(): number {
+    let folded = 0;
+    for (;;) {
+      const range = this.locked(() => this.db.prepare<[], ResyncRange>('SELECT * FROM outbox_resync ORDER BY first_seq LIMIT 1').get());
+      if (range === undefined) return folded;
+      const write = this.db.transaction(() => {
+        const current = this.db.prepare<[number], ResyncRange>('SELECT * FROM outbox_resync WHERE first_seq = ?').get(range.first_seq);
+        if (current) this.foldRange(current);
+      });
+      this.locked(() => write.immediate());
+      folded += 1;
+    }
   }
 
   /** A row PostgreSQL (or validation) refuses for its content: kept, never sent again until re-queued. */
@@ -172,22 +239,38 @@ export class Outbox {
     );
   }
 
-  /** The next rows a drain re-sends: pending rows of the given streams, plus synced rows the selection picks. */
+  /**
+   * The next rows a drain re-sends: pending rows of the given streams, plus synced rows the selection picks
+   * (by their effective marker, see EFFECTIVE_JOIN), in seq order, scanning at most `limit` rows at a time.
+   * `adjacent` says that no other row lies between a row and the one returned before it (so a run of
+   * adjacent rows sent in one statement may be marked as one outbox_resync range).
+   */
   resendBatch(streams: readonly string[], selection: ResendSelection, afterSeq: number, maxSeq: number, limit: number): ResendRow[] {
     if (streams.length === 0) return [];
     const { sql, params } = resendPredicate(selection);
-    return this.locked(() =>
-      this.db
-        .prepare(
-          `SELECT seq, stream, id, payload, state FROM outbox
-           WHERE seq > ? AND seq <= ? AND +stream IN (${streams.map(() => '?').join(', ')})
-             AND (state = 'pending' OR (state = 'synced' AND ${sql}))
-           ORDER BY seq LIMIT ?`,
-        )
-        .raw(true)
-        .all(afterSeq, maxSeq, ...streams, ...params, limit)
-        .map((r) => ({ ...toRow(r), state: (r as unknown[])[4] as 'pending' | 'synced' })),
-    );
+    const statement = this.db
+      .prepare(
+        `SELECT seq, stream, id, CASE WHEN selected THEN payload END, state, selected FROM (
+           SELECT o.seq, o.stream, o.id, o.payload, o.state,
+             (o.stream IN (${streams.map(() => '?').join(', ')}) AND (o.state = 'pending' OR (o.state = 'synced' AND ${sql}))) AS selected
+           FROM outbox o ${EFFECTIVE_JOIN}
+           WHERE o.seq > ? AND o.seq <= ? ORDER BY o.seq LIMIT ?)`,
+      )
+      .raw(true);
+    return this.locked(() => {
+      const out: ResendRow[] = [];
+      let after = afterSeq;
+      for (;;) {
+        const rows = statement.all(...streams, ...params, after, maxSeq, limit) as [number, string, string, string | null, 'pending' | 'synced', number][];
+        let previousSelected = false;
+        for (const [seq, stream, id, payload, state, selected] of rows) {
+          if (selected) out.push({ seq, stream, id, payload: payload!, state, adjacent: previousSelected });
+          previousSelected = selected === 1;
+        }
+        if (out.length > 0 || rows.length < limit) return out;
+        after = rows[rows.length - 1]![0];
+      }
+    });
   }
 
   pendingCount(): number {
@@ -197,6 +280,7 @@ export class Outbox {
   /** Deletes up to `limit` synced rows synced before `beforeMs` whose marker lies in `ranges`; returns how many. */
   pruneChunk(ranges: readonly HistoryRange[], beforeMs: number, limit: number): number {
     if (ranges.length === 0) return 0;
+    this.foldResyncRanges();
     const { sql, params } = rangesPredicate(ranges);
     // Walks the synced_at index (rows past retention), then checks their markers.
     return this.locked(
@@ -229,7 +313,10 @@ export class Outbox {
       oldestPendingCreatedAtMs: oldest,
       pendingByStream,
       syncedRows: count("SELECT count(*) AS n FROM outbox WHERE state = 'synced'"),
-      syncedBeforeMs: count("SELECT count(*) AS n FROM outbox WHERE state = 'synced' AND synced_at_ms < ?", syncedBeforeMs),
+      syncedBeforeMs: count(
+        `SELECT count(*) AS n FROM outbox o ${EFFECTIVE_JOIN} WHERE o.state = 'synced' AND coalesce(r.synced_at_ms, o.synced_at_ms) < ?`,
+        syncedBeforeMs,
+      ),
       rejectedRows: count("SELECT count(*) AS n FROM outbox WHERE state = 'rejected'"),
     };
   }
@@ -242,7 +329,8 @@ export class Outbox {
   private readRows(): { seq: number; stream: string; id: string; state: string; markerTimeline: number | null; markerLsn: Lsn | null; error: string | null }[] {
     return this.db
       .prepare<[], { seq: number; stream: string; id: string; state: string; marker_timeline: number | null; marker_lsn: number | null; error: string | null }>(
-        'SELECT seq, stream, id, state, marker_timeline, marker_lsn, error FROM outbox ORDER BY seq',
+        `SELECT o.seq, o.stream, o.id, o.state, coalesce(r.marker_timeline, o.marker_timeline) AS marker_timeline,
+           coalesce(r.marker_lsn, o.marker_lsn) AS marker_lsn, o.error FROM outbox o ${EFFECTIVE_JOIN} ORDER BY o.seq`,
       )
       .all()
       .map((r) => ({
@@ -327,7 +415,23 @@ export class Outbox {
   }
 }
 
-export type ResendRow = OutboxRow & { readonly state: 'pending' | 'synced' };
+export type ResendRow = OutboxRow & { readonly state: 'pending' | 'synced'; readonly adjacent: boolean };
+
+interface ResyncRange {
+  first_seq: number;
+  last_seq: number;
+  synced_at_ms: number;
+  marker_timeline: number;
+  marker_lsn: number;
+}
+
+/**
+ * A synced row's effective marker and synced time: those of the outbox_resync range over it if any (ranges
+ * never overlap and are always newer than the row's own columns), else its own. Use as
+ * `FROM outbox o ${EFFECTIVE_JOIN}` and read `coalesce(r.col, o.col)`.
+ */
+const EFFECTIVE_JOIN = `LEFT JOIN outbox_resync r ON o.state = 'synced'
+  AND r.first_seq = (SELECT max(first_seq) FROM outbox_resync WHERE first_seq <= o.seq) AND r.last_seq >= o.seq`;
 
 function toRow(r: unknown): OutboxRow {
   const [seq, stream, id, payload] = r as [number, string, string, string];
@@ -374,16 +478,17 @@ function ensureSchema(db: Database.Database): void {
   }).immediate();
 }
 
-function rangesPredicate(ranges: readonly HistoryRange[]): { sql: string; params: number[] } {
+function rangesPredicate(ranges: readonly HistoryRange[], timeline = 'marker_timeline', lsn = 'marker_lsn'): { sql: string; params: number[] } {
   return {
-    sql: ranges.map(() => '(marker_timeline = ? AND marker_lsn <= ?)').join(' OR '),
+    sql: ranges.map(() => `(${timeline} = ? AND ${lsn} <= ?)`).join(' OR '),
     params: ranges.flatMap((r) => [r.timelineId, Number(r.maxLsn)]),
   };
 }
 
+/** The drain's choice of synced rows, on effective columns (`o` joined with `r`, EFFECTIVE_JOIN). */
 function resendPredicate(selection: ResendSelection): { sql: string; params: number[] } {
-  if (selection.kind === 'synced-since') return { sql: 'synced_at_ms >= ?', params: [selection.sinceMs] };
+  if (selection.kind === 'synced-since') return { sql: 'coalesce(r.synced_at_ms, o.synced_at_ms) >= ?', params: [selection.sinceMs] };
   if (selection.ranges.length === 0) return { sql: '1', params: [] };
-  const inHistory = rangesPredicate(selection.ranges);
+  const inHistory = rangesPredicate(selection.ranges, 'coalesce(r.marker_timeline, o.marker_timeline)', 'coalesce(r.marker_lsn, o.marker_lsn)');
   return { sql: `NOT (${inHistory.sql})`, params: inHistory.params };
 }

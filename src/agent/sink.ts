@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Lsn } from '../core/lsn.js';
 import type { StreamConfig } from './config.js';
+import type { ColumnKind } from './copy-rows.js';
+import { copyFrom } from './pg-copy.js';
 import type { SyncMarker } from './outbox.js';
 
 export interface StreamBatch {
@@ -82,6 +84,42 @@ export class PgSink {
         [`[${batch.payloads.join(',')}]`],
       )
       .then((result) => result.rowCount ?? 0);
+  }
+
+  /**
+   * Loads the rows (COPY text lines for the stream's columns, see copy-rows.ts) with ONE autocommit
+   * `COPY t (cols) FROM STDIN`. Not idempotent by itself: it fails as a whole (unique_violation) when any row
+   * is already there, and the caller then sends the same rows with `insert`. Resolves to the rows inserted.
+   */
+  copy(stream: StreamConfig, lines: readonly string[]): Promise<number> {
+    const { table, columnList } = identifiers(stream);
+    return copyFrom(this.client, `COPY ${table} (${columnList}) FROM STDIN`, `${lines.join('\n')}\n`);
+  }
+
+  /**
+   * How each of the stream's columns maps JSON (copy-rows.ts), from the catalog (domains resolved to their
+   * base type); null when a column is missing from the table (the INSERT path then reports PostgreSQL's error).
+   */
+  async columnKinds(stream: StreamConfig): Promise<ColumnKind[] | null> {
+    const { rows } = await this.client.query<{ name: string; is_json: boolean; typcategory: string; typtype: string }>(
+      `WITH RECURSIVE base AS (
+         SELECT a.attname AS name, t.oid, t.typname, t.typcategory, t.typtype, t.typbasetype
+           FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+          WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY($2::text[])
+         UNION ALL
+         SELECT b.name, t.oid, t.typname, t.typcategory, t.typtype, t.typbasetype FROM base b JOIN pg_type t ON t.oid = b.typbasetype
+          WHERE b.typtype = 'd')
+       SELECT name, oid IN ('json'::regtype, 'jsonb'::regtype) AS is_json, typcategory::text, typtype::text FROM base WHERE typtype <> 'd'`,
+      [quoteTable(stream.table), stream.columns],
+    );
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    const kinds: ColumnKind[] = [];
+    for (const column of stream.columns) {
+      const type = byName.get(column);
+      if (type === undefined) return null;
+      kinds.push(type.is_json ? 'json' : type.typcategory === 'A' || type.typtype === 'c' || type.typtype === 'p' ? 'other' : 'scalar');
+    }
+    return kinds;
   }
 
   /** The sync marker, read right after a commit in the same session. */

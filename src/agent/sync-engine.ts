@@ -2,6 +2,7 @@ import type { AgentConfig } from './config.js';
 import { errorMessage, type AgentLog } from './log.js';
 import type { Outbox, OutboxRow, SyncMarker } from './outbox.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
+import { payloadToCopyLine, type ColumnKind } from './copy-rows.js';
 import { isRowContentError, PgSink, type StreamBatch } from './sink.js';
 import type { WriterSource } from './writer-source.js';
 
@@ -38,10 +39,26 @@ export const StateKey = {
 } as const;
 
 interface Unit {
+  readonly name: string;
   readonly rows: readonly OutboxRow[];
   readonly batch: StreamBatch;
   /** Set on a batch's last unit: marking it completes the batch up to this seq. */
   readonly batchEnd?: number;
+  /** The rows as COPY text lines once converted; null when some row cannot be converted exactly. */
+  copyLines?: string[] | null;
+  /**
+   * Drains only: runs of rows with no other row between them (first, last seq), marked as ranges, and the
+   * rows marked one by one (pending ones, whose state changes, and rows outside a run). Without them,
+   * every row is marked one by one.
+   */
+  readonly ranges?: readonly (readonly [number, number])[];
+  readonly rowByRow?: readonly number[];
+}
+
+/** How a stream's payloads become COPY lines on the current writer (copy-rows.ts); null: never COPY. */
+interface CopyPlan {
+  readonly columns: ReadonlyMap<string, number>;
+  readonly kinds: readonly ColumnKind[];
 }
 
 interface Committed {
@@ -60,6 +77,10 @@ export class SyncEngine {
   private consecutiveFailures = 0;
   /** Failed attempts since this engine started (the SyncErrors metric). */
   syncErrors = 0;
+  /** Per stream, for the current session: how to build COPY text, or null when the stream always uses INSERT. */
+  private copyPlans = new Map<string, CopyPlan | null>();
+  /** Streams whose last COPY met a row already present: INSERT ... ON CONFLICT until one inserts every row again. */
+  private readonly copyPaused = new Set<string>();
 
   constructor(
     private readonly outbox: Outbox,
@@ -91,6 +112,7 @@ export class SyncEngine {
   async dropSession(): Promise<void> {
     const sink = this.sink;
     this.sink = null;
+    this.copyPlans = new Map();
     await sink?.close();
   }
 
@@ -140,19 +162,25 @@ export class SyncEngine {
       if (unmarked !== null) this.mark(unmarked, progress, totals);
       unmarked = null;
     };
+    const read = (afterSeq: number): { rows: OutboxRow[]; units: Unit[] } => {
+      const rows = next(afterSeq);
+      const units = rows.length === 0 ? [] : this.units(rows, rows[rows.length - 1]!.seq, totals, validate);
+      for (const unit of units) if (!this.copyPaused.has(unit.name)) this.convert(unit);
+      return { rows, units };
+    };
     try {
-      let rows = next(progress.afterSeq);
+      let { rows, units } = read(progress.afterSeq);
       while (rows.length > 0) {
         const batchEnd = rows[rows.length - 1]!.seq;
-        const units = this.units(rows, batchEnd, totals, validate);
         if (units.length === 0) progress.afterSeq = Math.max(progress.afterSeq, batchEnd);
-        let upcoming: OutboxRow[] | null = null;
+        let upcoming: { rows: OutboxRow[]; units: Unit[] } | null = null;
         for (const [index, unit] of units.entries()) {
           const sink = await this.session();
-          const inserting = sink.insert(unit.batch);
+          const inserting = this.send(sink, unit);
           inserting.catch(() => undefined); // awaited below; keeps Node from flagging it meanwhile
           markUnmarked();
-          if (index === units.length - 1 && !shouldStop()) upcoming = next(batchEnd);
+          // The next batch is read, validated and converted while PostgreSQL runs this statement.
+          if (index === units.length - 1 && !shouldStop()) upcoming = read(batchEnd);
           try {
             const inserted = await inserting;
             unmarked = { unit, inserted, marker: await sink.marker() };
@@ -166,7 +194,7 @@ export class SyncEngine {
           markUnmarked();
           return false;
         }
-        rows = upcoming ?? next(batchEnd);
+        ({ rows, units } = upcoming ?? read(batchEnd));
       }
       markUnmarked();
       return true;
@@ -177,13 +205,74 @@ export class SyncEngine {
   }
 
   /**
+   * Sends one unit as ONE autocommit statement and resolves to the rows inserted. Rows that are not there yet
+   * go fastest with COPY (several times faster than INSERT ... ON CONFLICT in PostgreSQL), which fails as a
+   * whole, committing nothing, if one of them is present. So: COPY when every row converts exactly
+   * (copy-rows.ts); if PostgreSQL refuses the COPY for any reason, the same rows go out with the idempotent
+   * INSERT (whose own failure is handled as before), and the stream keeps using INSERT until one inserts
+   * every row it sent (rows present again mostly come in runs: a re-drain, a crash before marking).
+   */
+  private send(sink: PgSink, unit: Unit): Promise<number> {
+    // Synchronous up to the statement going on the wire (the caller works locally meanwhile), except for
+    // the one catalog query per stream and session.
+    if (this.copyPaused.has(unit.name) || this.copyPlans.has(unit.name)) return this.dispatch(sink, unit);
+    const stream = unit.batch.stream;
+    return sink
+      .columnKinds(stream)
+      .catch(() => null)
+      .then((kinds) => {
+        this.copyPlans.set(unit.name, kinds && { columns: new Map(stream.columns.map((c, i) => [c, i])), kinds });
+        return this.dispatch(sink, unit);
+      });
+  }
+
+  private dispatch(sink: PgSink, unit: Unit): Promise<number> {
+    const lines = this.copyPaused.has(unit.name) ? null : (this.convert(unit) ?? null);
+    if (lines === null) return this.upsert(sink, unit);
+    return sink.copy(unit.batch.stream, lines).catch((error: unknown) => {
+      if (sink.broken || typeof (error as { code?: unknown }).code !== 'string') throw error;
+      this.copyPaused.add(unit.name);
+      return this.upsert(sink, unit);
+    });
+  }
+
+  private async upsert(sink: PgSink, unit: Unit): Promise<number> {
+    const inserted = await sink.insert(unit.batch);
+    if (inserted === unit.rows.length) this.copyPaused.delete(unit.name);
+    return inserted;
+  }
+
+  /** Converts the unit's rows to COPY lines once, when the stream's plan is known (null if any row does not convert). */
+  private convert(unit: Unit): string[] | null | undefined {
+    if (unit.copyLines !== undefined) return unit.copyLines;
+    const plan = this.copyPlans.get(unit.name);
+    if (plan === undefined) return undefined;
+    let lines: string[] | null = null;
+    if (plan !== null) {
+      lines = [];
+      for (const payload of unit.batch.payloads) {
+        const line = payloadToCopyLine(payload, plan.columns, plan.kinds);
+        if (line === null) {
+          lines = null;
+          break;
+        }
+        lines.push(line);
+      }
+    }
+    return (unit.copyLines = lines);
+  }
+
+  /**
    * Validates rows (those `validate` picks: rows other languages inserted straight into the file are checked
    * before PostgreSQL sees them) and groups them into one statement per stream, in seq order of first row.
    */
   private units(rows: readonly OutboxRow[], batchEnd: number, totals: SendTotals, validate: (row: OutboxRow) => boolean): Unit[] {
     const streams = this.config().streams;
-    const groups = new Map<string, OutboxRow[]>();
+    const groups = new Map<string, { rows: OutboxRow[]; runs: OutboxRow[][] }>();
+    let previous: OutboxRow | undefined;
     for (const row of rows) {
+      const before = previous;
+      previous = row;
       const stream = streams[row.stream];
       if (stream === undefined) continue; // selections only return configured streams
       if (validate(row)) {
@@ -196,18 +285,34 @@ export class SyncEngine {
         }
       }
       let group = groups.get(row.stream);
-      if (group === undefined) groups.set(row.stream, (group = []));
-      group.push(row);
+      if (group === undefined) groups.set(row.stream, (group = { rows: [], runs: [] }));
+      // A run continues only if the row directly before this one (no row between, see resendBatch) is the
+      // last row of this statement: then every row in [first, last] is in it.
+      const run = group.runs[group.runs.length - 1];
+      if ((row as { adjacent?: boolean }).adjacent === true && run !== undefined && run[run.length - 1] === before) run.push(row);
+      else group.runs.push([row]);
+      group.rows.push(row);
     }
-    const units = [...groups].map(([name, group]) => ({ rows: group, batch: { stream: streams[name]!, payloads: group.map((r) => r.payload) } }));
+    const units: Unit[] = [...groups].map(([name, group]) => {
+      const unit = { name, rows: group.rows, batch: { stream: streams[name]!, payloads: group.rows.map((r) => r.payload) } };
+      if (!group.rows.some((r) => (r as { adjacent?: boolean }).adjacent !== undefined)) return unit;
+      const ranges: [number, number][] = [];
+      const rowByRow: number[] = [];
+      for (const run of group.runs) {
+        if (run.length > 1) ranges.push([run[0]!.seq, run[run.length - 1]!.seq]);
+        for (const r of run) if (run.length === 1 || (r as { state?: string }).state !== 'synced') rowByRow.push(r.seq);
+      }
+      return { ...unit, ranges, rowByRow };
+    });
     return units.map((unit, i) => (i === units.length - 1 ? { ...unit, batchEnd } : unit));
   }
 
   private mark(committed: Committed, progress: PumpProgress, totals: SendTotals): void {
     const at = this.now();
     this.consecutiveFailures = 0;
+    const { unit } = committed;
     this.outbox.markSynced(
-      committed.unit.rows.map((r) => r.seq),
+      unit.rowByRow ?? unit.rows.map((r) => r.seq),
       committed.marker,
       at,
       {
@@ -216,6 +321,7 @@ export class SyncEngine {
         [StateKey.Writer]: this.writerDescription,
         [StateKey.ConsecutiveFailures]: 0,
       },
+      unit.ranges,
     );
     totals.sent += committed.unit.rows.length;
     totals.inserted += committed.inserted;
@@ -240,7 +346,7 @@ export class SyncEngine {
       const sink = await this.session();
       try {
         const inserted = await sink.insert({ stream, payloads: half.map((r) => r.payload) });
-        this.mark({ unit: { rows: half, batch: { stream, payloads: [] } }, inserted, marker: await sink.marker() }, { afterSeq: 0 }, totals);
+        this.mark({ unit: { name: rows[0]!.stream, rows: half, batch: { stream, payloads: [] } }, inserted, marker: await sink.marker() }, { afterSeq: 0 }, totals);
       } catch (error) {
         if (!isRowContentError(error)) throw error;
         await this.narrow(half, totals, error);

@@ -2,10 +2,11 @@ import Database from 'better-sqlite3';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../../../src/agent/config.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from '../../../src/agent/outbox-schema.js';
 import { Outbox } from '../../../src/agent/outbox.js';
+import { PgSink } from '../../../src/agent/sink.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
 import { compareLsn } from '../../../src/core/lsn.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
@@ -19,7 +20,7 @@ beforeAll(async () => {
   // Standbys report their replay position every second (default 10 s): prune reads it from pg_stat_replication.
   cluster = await LocalCluster.start({ replicas: 1, settings: { wal_receiver_status_interval: '1s' } });
   dir = mkdtempSync(path.join(os.tmpdir(), 'agent-sync-'));
-  for (const db of ['sync', 'sync_b', 'outage', 'prune']) {
+  for (const db of ['sync', 'sync_b', 'outage', 'prune', 'typed']) {
     await cluster.createDatabase(db);
     await sql(cluster, 'pg-0', EVENTS_DDL, db);
   }
@@ -27,6 +28,7 @@ beforeAll(async () => {
   // reads them), pg_read_all_stats for prune. Nothing else.
   await sql(cluster, 'pg-0', "CREATE ROLE agent LOGIN PASSWORD 'agent-pw'; GRANT pg_read_all_stats TO agent");
   for (const db of ['sync', 'sync_b', 'outage', 'prune']) await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT (id) ON events TO agent', db);
+  await sql(cluster, 'pg-0', `${TYPED_DDL.replace('TABLE typed', 'TABLE reference')}; ${TYPED_DDL}; GRANT INSERT, SELECT (id) ON typed TO agent`, 'typed');
   agentUrl = (node, database) => cluster.connectionString(node, database).replace(/\/\/[^@]*@/, '//agent:agent-pw@');
 });
 
@@ -46,6 +48,10 @@ async function waitForReportedReplay(): Promise<void> {
     await sleep(50);
   }
 }
+
+const TYPED_DDL = `CREATE TABLE typed (id text PRIMARY KEY, t text, i int, big numeric, f float8, b bool, ts timestamptz, u uuid, d date, j jsonb,
+  arr int[], pos int CHECK (pos >= 0))`;
+const TYPED_STREAM = { table: 'typed', key: ['id'], columns: ['id', 't', 'i', 'big', 'f', 'b', 'ts', 'u', 'd', 'j', 'arr', 'pos'] };
 
 const rows = (prefix: string, count: number, extra: object = {}) => Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${i}`, body: `row ${i}`, n: i, ...extra }));
 
@@ -86,6 +92,54 @@ describe('sync to the writer', () => {
     const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
     expect(status).toMatchObject({ pendingRows: 0, syncedRows: 250, rejectedRows: 0, lastSyncError: null, consecutiveFailures: 0, currentWriter: agentUrl('pg-0', 'sync').replace(':agent-pw@', ':***@') });
     expect(status.lastSyncMarker).toEqual(result.marker);
+  });
+
+  it('rows reach PostgreSQL exactly as json_populate_record maps them, by COPY where it is exact, by INSERT otherwise or on conflict', async () => {
+    // Payload texts as stored (other writers' spacing, number spellings and escapes included).
+    const payloads = [
+      '{"id":"k1","t":"plain","i":1,"big":12345678901234567890.000100,"f":1.5e3,"b":true,"ts":"2026-01-02T03:04:05.123+02:00","u":"6ec0bd7f-11c0-43da-975e-2a8ad9ebae0b","d":"2026-01-02","j":42,"pos":0}',
+      '{ "id" : "k2" , "t" : "tab\\there, line\\nbreak, back\\\\slash, cr\\r, \\\\N, quote \\" and \\u00e9\\ud83d\\ude00" , "i" : -7 , "b" : "t" , "f" : -0.0 }',
+      '{"id":"k3","t":42,"i":"8","big":"-1e-3","b":false,"j":null,"ts":null}',
+      '{"id":"k4","t":true,"i":0,"f":1E+2,"d":"epoch"}',
+      '{"id":"k5","j":{"nested":[1,"two",{"x":null}]},"arr":[1,2,3]}', // nested: INSERT path
+      '{"id":"k6","j":"a json string"}', // a string for jsonb: INSERT path
+      '{"id":"k7","t":"\\\\.","i":2147483647}',
+      '{"id":"k8","t":"already there"}', // present in PostgreSQL before the sync: its COPY fails, INSERT goes through
+      '{"id":"k9","pos":-1}', // violates the CHECK: narrowed down and rejected alone
+      '{"id":"k10","t":"after the conflict"}',
+    ];
+    await sql(cluster, 'pg-0', `INSERT INTO typed (id, t) VALUES ('k8', 'first copy wins')`, 'typed');
+    const file = path.join(dir, 'typed.db');
+    const config = parseConfig({ writerUrl: agentUrl('pg-0', 'typed'), batchSize: 2, streams: { typed: TYPED_STREAM } });
+    const buffer = WriteBuffer.open({ bufferPath: file, config });
+    const appended = payloads.map((p) => buffer.append('typed', p));
+    const copy = vi.spyOn(PgSink.prototype, 'copy');
+    const insert = vi.spyOn(PgSink.prototype, 'insert');
+    try {
+      expect(await buffer.syncOnce()).toMatchObject({ sent: 9, inserted: 8, rejected: 1, complete: true });
+      // batches: [k1,k2] COPY; [k3,k4] COPY; [k5,k6] INSERT (not convertible); [k7,k8] COPY fails on k8 -> INSERT;
+      // [k9,k10] INSERT (after a conflict, until an INSERT adds every row it sent): fails on the CHECK, narrowed.
+      expect(copy.mock.calls.map(([, lines]) => lines.length)).toEqual([2, 2, 2]);
+      expect(insert.mock.calls.map(([batch]) => batch.payloads.length)).toEqual([2, 2, 2, 1, 1]);
+    } finally {
+      copy.mockRestore();
+      insert.mockRestore();
+    }
+    expect(buffer.outbox.rows().map((r) => [r.id, r.state])).toEqual(appended.map((id) => [id, id === 'k9' ? 'rejected' : 'synced']));
+    await buffer.close();
+
+    // The reference: the same payloads through json_populate_recordset by the table owner.
+    await sql(
+      cluster,
+      'pg-0',
+      `INSERT INTO reference SELECT * FROM json_populate_recordset(NULL::reference, '[${payloads.filter((p) => !p.includes('"k9"')).join(',').replace(/'/g, "''")}]'::json)
+       ON CONFLICT (id) DO NOTHING; UPDATE reference SET t = 'first copy wins' WHERE id = 'k8'`,
+      'typed',
+    );
+    const dump = (table: string) => sql<{ row: unknown }>(cluster, 'pg-0', `SELECT to_jsonb(x) - 'id' || jsonb_build_object('id', x.id) AS row FROM ${table} x ORDER BY id`, 'typed');
+    const reference = await dump('reference');
+    expect(reference).toHaveLength(9);
+    expect(await dump('typed')).toEqual(reference);
   });
 
   it('a read-only writer (a standby, a fenced primary) is a sync failure: rows stay pending, status shows why', async () => {

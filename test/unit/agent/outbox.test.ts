@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkpoint } from '../../../src/agent/checkpoint.js';
 import { parseConfig, type StreamConfig } from '../../../src/agent/config.js';
 import { historyRanges } from '../../../src/agent/lineage.js';
+import { SCHEMA_SQL, SCHEMA_VERSION } from '../../../src/agent/outbox-schema.js';
 import { Outbox } from '../../../src/agent/outbox.js';
 import { RowRejectedError } from '../../../src/agent/row-validation.js';
 
@@ -44,7 +45,7 @@ describe('outbox', () => {
     const columns = (db.prepare('PRAGMA table_info(outbox)').all() as { name: string }[]).map((c) => c.name);
     expect(columns).toEqual(['seq', 'stream', 'id', 'payload', 'created_at_ms', 'state', 'synced_at_ms', 'marker_timeline', 'marker_lsn', 'error']);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(db.pragma('user_version', { simple: true })).toBe(1);
+    expect(db.pragma('user_version', { simple: true })).toBe(2);
     db.close();
   });
 
@@ -142,6 +143,89 @@ describe('outbox', () => {
     const ranges = historyRanges({ timelineId: 1, lsn: 0x500n }, []);
     expect(outbox.pruneChunk(ranges, 5_000, 100)).toBe(1);
     expect(outbox.rows().map((r) => r.id)).toEqual(['p2', 'p3', 'p4']);
+  });
+
+  it('a drain marks runs of adjacent re-sent rows as resync ranges: effective markers everywhere, folded into rows before prune', () => {
+    for (let i = 1; i <= 8; i++) outbox.append('events', events, { id: `s${i}` });
+    outbox.append('other', { ...events, name: 'other' }, { id: 'o9' }); // unknown stream: stays pending
+    const seqs = outbox.pendingBatch(['events'], 10).map((r) => r.seq);
+    outbox.markSynced(seqs.slice(0, 3), { timelineId: 1, lsn: '0/100' }, 1_000); // s1-s3: in the history below
+    outbox.markRejected(seqs[4]!, 'bad'); // s5: not re-sent, so it splits the run
+    outbox.markSynced(seqs.slice(3, 7), { timelineId: 1, lsn: '0/900' }, 2_000); // s4, s6, s7: past the fork
+    const fork = { kind: 'outside-history' as const, ranges: historyRanges({ timelineId: 1, lsn: 0x500n }, []) };
+    const max = outbox.maxSeq();
+    const batch = outbox.resendBatch(['events'], fork, 0, max, 100);
+    expect(batch.map((r) => [r.id, r.state, r.adjacent])).toEqual([
+      ['s4', 'synced', false],
+      ['s6', 'synced', false],
+      ['s7', 'synced', true],
+      ['s8', 'pending', true],
+    ]);
+    // what the engine does after the statement committed on a timeline 2 writer: s8 row by row (pending), s6-s8 as a range
+    outbox.markSynced([seqs[3]!, seqs[7]!], { timelineId: 2, lsn: '0/2000' }, 5_000, undefined, [[seqs[5]!, seqs[7]!]]);
+    const effective = () => outbox.rows().map((r) => [r.id, r.state, r.markerTimeline, r.markerLsn]);
+    const expected = [
+      ['s1', 'synced', 1, '0/100'],
+      ['s2', 'synced', 1, '0/100'],
+      ['s3', 'synced', 1, '0/100'],
+      ['s4', 'synced', 2, '0/2000'],
+      ['s5', 'rejected', null, null],
+      ['s6', 'synced', 2, '0/2000'],
+      ['s7', 'synced', 2, '0/2000'],
+      ['s8', 'synced', 2, '0/2000'],
+      ['o9', 'pending', null, null],
+    ];
+    expect(effective()).toEqual(expected);
+    // the next drain and a window drain read the range's marker and time
+    const fork2 = { kind: 'outside-history' as const, ranges: historyRanges({ timelineId: 2, lsn: 0x1000n }, []) };
+    expect(outbox.resendBatch(['events'], fork2, 0, max, 100).map((r) => r.id)).toEqual(['s1', 's2', 's3', 's4', 's6', 's7', 's8']);
+    expect(outbox.resendBatch(['events'], fork2, 0, max, 3).map((r) => r.id)).toEqual(['s1', 's2', 's3']);
+    expect(outbox.resendBatch(['events'], { kind: 'outside-history', ranges: historyRanges({ timelineId: 2, lsn: 0x3000n }, []) }, 0, max, 100).map((r) => r.id)).toEqual(['s1', 's2', 's3']);
+    expect(outbox.resendBatch(['events'], { kind: 'synced-since', sinceMs: 4_000 }, 0, max, 100).map((r) => r.id)).toEqual(['s4', 's6', 's7', 's8']);
+    expect(outbox.counts(4_000).syncedBeforeMs).toBe(3);
+
+    // a newer range over part of an older one replaces that part only
+    outbox.markSynced([], { timelineId: 3, lsn: '0/3000' }, 6_000, undefined, [[seqs[6]!, seqs[6]!]]);
+    expect(effective().map((r) => r[2])).toEqual([1, 1, 1, 2, null, 2, 3, 2, null]);
+    // a row marked row by row takes over from the range (the range is folded into its rows first)
+    outbox.markSynced([seqs[5]!], { timelineId: 4, lsn: '0/4000' }, 7_000);
+    expect(effective().map((r) => r[2])).toEqual([1, 1, 1, 2, null, 4, 3, 2, null]);
+
+    // prune folds the ranges into the rows' own columns, then applies its rule to them
+    const raw = () => {
+      const db = new Database(outbox.file, { readonly: true });
+      try {
+        return {
+          ranges: (db.prepare('SELECT count(*) AS n FROM outbox_resync').get() as { n: number }).n,
+          timelines: (db.prepare('SELECT marker_timeline AS t FROM outbox ORDER BY seq').all() as { t: number | null }[]).map((r) => r.t),
+        };
+      } finally {
+        db.close();
+      }
+    };
+    expect(raw().ranges).toBe(2);
+    expect(outbox.pruneChunk(historyRanges({ timelineId: 2, lsn: 0x2000n }, []), 5_500, 100)).toBe(2); // s4 and s8
+    expect(raw()).toEqual({ ranges: 0, timelines: [1, 1, 1, null, 4, 3, null] });
+    expect(outbox.rows().map((r) => r.id)).toEqual(['s1', 's2', 's3', 's5', 's6', 's7', 'o9']);
+  });
+
+  it('opens a version 1 buffer and migrates it to version 2 in place', () => {
+    outbox.close();
+    const file = path.join(dir, 'v1.db');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.exec(SCHEMA_SQL.replace(/CREATE TABLE IF NOT EXISTS outbox_resync \([^;]*\);/, ''));
+    db.pragma('user_version = 1');
+    db.prepare('INSERT INTO outbox (stream, id, payload) VALUES (?, ?, ?)').run('events', 'v1', '{"id":"v1"}');
+    expect((db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'outbox_resync'").get() as { n: number }).n).toBe(0);
+    db.close();
+    outbox = Outbox.open(file);
+    expect(outbox.pendingBatch(['events'], 10).map((r) => r.id)).toEqual(['v1']);
+    outbox.markSynced([], { timelineId: 1, lsn: '0/10' }, 1, undefined, [[1, 1]]);
+    const check = new Database(file, { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect((check.prepare('SELECT count(*) AS n FROM outbox_resync').get() as { n: number }).n).toBe(1);
+    check.close();
   });
 
   it('checkpoint truncates the WAL and reports a healthy file', async () => {
