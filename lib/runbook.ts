@@ -15,6 +15,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { ControllerFunction } from './controller-function.js';
+import { ResourceTag } from '../src/core/resource-tags.js';
 import { RUNBOOK_FUNCTIONS, RunbookEnvVar, type RunbookFunctionName } from '../src/core/runbook/lambda-environment.js';
 
 /** Timing of the runbook in AWS (seconds: Step Functions waits whole seconds). Every field optional. */
@@ -206,7 +207,8 @@ export class Runbook extends Construct {
       rebuild: 'Failover runbook: rebuild replicas from the new primary',
       finish: 'Failover runbook: final report and failure path',
     };
-    const timeouts: Record<RunbookFunctionName, number> = { probe: 60, fence: 120, promote: 60, repoint: 30, drain: 60, rebuild: 60, finish: 60 };
+    // fence: the pg fence, then up to 60 s waiting for the quarantine group to apply and the reboot (RdsClusterControl).
+    const timeouts: Record<RunbookFunctionName, number> = { probe: 60, fence: 180, promote: 60, repoint: 30, drain: 60, rebuild: 60, finish: 60 };
     const make = (name: RunbookFunctionName) =>
       new ControllerFunction(this, `${capitalise(name)}Function`, {
         handlerDir: `runbook-${name}`,
@@ -239,6 +241,13 @@ export class Runbook extends Construct {
     props.writerParameter.grantRead(fns.probe.function);
     props.topologyParameter.grantRead(fns.probe.function);
     allow('fence', ['rds:ModifyDBInstance'], [clusterDbs]);
+    // Security groups do not cut established connections: the fence reboots the quarantined old primary once and
+    // records it in the fenced-at tag (and removes a stale one before a new quarantine). Only that tag key.
+    allow('fence', ['rds:RebootDBInstance'], [clusterDbs]);
+    allow('fence', ['rds:AddTagsToResource', 'rds:RemoveTagsFromResource'], [clusterDbs], {
+      'ForAllValues:StringEquals': { 'aws:TagKeys': [ResourceTag.FencedAt] },
+      Null: { 'aws:TagKeys': 'false' },
+    });
     allow('promote', ['rds:PromoteReadReplica'], [clusterDbs]);
     allow('repoint', ['route53:ChangeResourceRecordSets'], [props.hostedZone.hostedZoneArn], {
       'ForAllValues:StringEquals': {

@@ -2,8 +2,11 @@
  * ClusterControl over RDS, Route 53 and SSM Parameter Store: what the failover runbook does in AWS.
  * - topology: the writer instance id and topology document from SSM, each instance described by RDS
  *   (role from ReadReplicaSourceDBInstanceIdentifier, priority and nofailover from tags).
- * - fence: read-only + sessions terminated over `pg` when the node answers (src/pg/fence.ts), then
- *   ModifyDBInstance to the quarantine security group (no ingress) unless writes-only.
+ * - fence: read-only + sessions terminated over `pg` when the node answers (src/pg/fence.ts), then (unless
+ *   writes-only) ModifyDBInstance to the quarantine security group (no ingress). Isolated only once RDS shows the
+ *   quarantine group alone and 'active' AND the sessions opened before it applied are gone: a security group does not
+ *   cut tracked connections, so the fence reboots the instance (RebootDBInstance, no failover) once, recorded in the
+ *   rds-failover:fenced-at tag. It polls for that within a bounded wait; past it, isolated:false with what is pending.
  * - promote: PromoteReadReplica (with backups on, so the new primary can have replicas); no-op when the
  *   instance is no longer a replica or is busy (promotion under way).
  * - promotionStatus: done once RDS no longer lists a source, the status is not a failure, and PostgreSQL
@@ -13,16 +16,20 @@
  *   under a deterministic next-generation id (so a re-run finds it instead of creating a second).
  */
 import {
+  AddTagsToResourceCommand,
   CreateDBInstanceReadReplicaCommand,
   DescribeDBInstancesCommand,
   ModifyDBInstanceCommand,
   PromoteReadReplicaCommand,
+  RebootDBInstanceCommand,
+  RemoveTagsFromResourceCommand,
   type DBInstance,
   type RDSClient,
 } from '@aws-sdk/client-rds';
 import { ChangeResourceRecordSetsCommand, type Route53Client } from '@aws-sdk/client-route-53';
 import { GetParameterCommand, PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import type { WriteFencer } from '../pg/fence.js';
+import { systemClock, type Clock } from '../ports/clock.js';
 import type { ClusterControl, ClusterNode, FenceOptions, FenceResult, OperationStatus, Topology } from '../ports/cluster-control.js';
 import type { DatabaseProbe } from '../ports/database-probe.js';
 import { DEFAULT_FAILOVER_PRIORITY, ResourceTag } from '../core/resource-tags.js';
@@ -60,6 +67,7 @@ export const RDS_RECOVERING_STATUSES: ReadonlySet<string> = new Set([
 export const PRIORITY_TAG = ResourceTag.Priority;
 export const NO_FAILOVER_TAG = ResourceTag.NoFailover;
 export const REBUILT_FROM_TAG = ResourceTag.RebuiltFrom;
+export const FENCED_AT_TAG = ResourceTag.FencedAt;
 
 export interface RdsClusterControlOptions {
   readonly clusterId: string;
@@ -81,6 +89,16 @@ export interface RdsClusterControlOptions {
   readonly probe?: DatabaseProbe;
   /** Automated backup retention of the promoted instance (replicas need it on their source). @default 7 */
   readonly backupRetentionDays?: number;
+  /**
+   * How long one fence call waits for the quarantine group to apply and the instance to take its reboot (the
+   * runbook calls fence once before promotion and once after; each call must fit the fence Lambda's timeout).
+   * @default 60000
+   */
+  readonly isolationWaitMs?: number;
+  /** Between two DescribeDBInstances while waiting. @default 5000 */
+  readonly isolationPollMs?: number;
+  /** @default systemClock */
+  readonly clock?: Clock;
 }
 
 const FAILED_STATUSES = new Set([
@@ -102,9 +120,17 @@ const WRITABLE_STATUSES = new Set(['available', 'backing-up', 'configuring-enhan
 
 export class RdsClusterControl implements ClusterControl {
   private readonly ttl: number;
+  private readonly clock: Clock;
+  private readonly isolationWaitMs: number;
+  private readonly isolationPollMs: number;
 
   constructor(private readonly o: RdsClusterControlOptions) {
     this.ttl = o.writerRecordTtlSeconds ?? 30;
+    this.clock = o.clock ?? systemClock;
+    this.isolationWaitMs = o.isolationWaitMs ?? 60_000;
+    this.isolationPollMs = o.isolationPollMs ?? 5_000;
+    if (!Number.isInteger(this.isolationWaitMs) || this.isolationWaitMs < 0) throw new Error(`RdsClusterControl: isolationWaitMs must be a whole number of ms >= 0, got ${this.isolationWaitMs}`);
+    if (!Number.isInteger(this.isolationPollMs) || this.isolationPollMs < 1) throw new Error(`RdsClusterControl: isolationPollMs must be a whole number of ms >= 1, got ${this.isolationPollMs}`);
     if (!/^sg-[0-9a-f]+$/.test(o.quarantineSecurityGroupId)) {
       throw new Error(`RdsClusterControl: quarantineSecurityGroupId '${o.quarantineSecurityGroupId}' is not a security group id (sg-...)`);
     }
@@ -261,23 +287,67 @@ export class RdsClusterControl implements ClusterControl {
     return { state: 'done', detail: `${nodeId} replicates from ${db.ReadReplicaSourceDBInstanceIdentifier}` };
   }
 
-  /** Moves the instance into the quarantine security group; refused states are reported, not thrown. */
+  /**
+   * Moves the instance into the quarantine security group, waits (bounded) until RDS shows it alone and active, then
+   * drops the sessions opened before it applied with one reboot. Refused or unfinished states are reported, not thrown.
+   */
   private async isolate(nodeId: string): Promise<{ isolated: boolean; detail?: string }> {
-    const db = await this.describe(nodeId);
-    const groups = (db.VpcSecurityGroups ?? []).filter((g) => g.Status !== 'removing').map((g) => g.VpcSecurityGroupId);
-    if (groups.length === 1 && groups[0] === this.o.quarantineSecurityGroupId) return { isolated: true };
-    try {
-      await this.o.rds.send(
-        new ModifyDBInstanceCommand({ DBInstanceIdentifier: nodeId, VpcSecurityGroupIds: [this.o.quarantineSecurityGroupId], ApplyImmediately: true }),
-      );
-      return { isolated: true };
-    } catch (error) {
-      const name = (error as Error).name;
-      if (name === 'InvalidDBInstanceStateFault' || name === 'InvalidVPCNetworkStateFault') {
-        return { isolated: false, detail: `RDS refused the quarantine security group while ${nodeId} is ${db.DBInstanceStatus}: ${(error as Error).message}` };
+    const deadline = this.clock.now() + this.isolationWaitMs;
+    let db = await this.describe(nodeId);
+    if (!quarantineRequested(db, this.o.quarantineSecurityGroupId)) {
+      // A new quarantine: a fenced-at tag left by an earlier one says nothing about this one's sessions.
+      if (tagValue(db, FENCED_AT_TAG) !== undefined) {
+        await this.o.rds.send(new RemoveTagsFromResourceCommand({ ResourceName: instanceArn(db), TagKeys: [FENCED_AT_TAG] }));
       }
+      try {
+        await this.o.rds.send(
+          new ModifyDBInstanceCommand({ DBInstanceIdentifier: nodeId, VpcSecurityGroupIds: [this.o.quarantineSecurityGroupId], ApplyImmediately: true }),
+        );
+      } catch (error) {
+        const name = (error as Error).name;
+        if (name === 'InvalidDBInstanceStateFault' || name === 'InvalidVPCNetworkStateFault') {
+          return { isolated: false, detail: `RDS refused the quarantine security group while ${nodeId} is ${db.DBInstanceStatus}: ${(error as Error).message}` };
+        }
+        throw error;
+      }
+      db = await this.describe(nodeId);
+    }
+    for (;;) {
+      const status = db.DBInstanceStatus ?? 'unknown';
+      if (quarantineApplied(db, this.o.quarantineSecurityGroupId)) {
+        if (tagValue(db, FENCED_AT_TAG) !== undefined) return { isolated: true };
+        // Any reboot (ours from a run that died before tagging, or RDS's own) drops the open sessions; a stopped one has none.
+        if (status === 'rebooting' || status === 'stopped') return { isolated: true, detail: `${nodeId} is ${status}: no session opened before the quarantine survives it` };
+        if (status === 'available') {
+          const dropped = await this.dropSessions(db);
+          if (dropped) return dropped;
+        }
+      }
+      const now = this.clock.now();
+      if (now >= deadline) return { isolated: false, detail: isolationPending(db, this.o.quarantineSecurityGroupId, this.isolationWaitMs) };
+      await this.clock.sleep(Math.min(this.isolationPollMs, deadline - now));
+      db = await this.describe(nodeId);
+    }
+  }
+
+  /** One reboot (no failover) drops every session; the tag records it so a re-run does not reboot again. Null: RDS refused, poll again. */
+  private async dropSessions(db: DBInstance): Promise<{ isolated: true; detail?: string } | null> {
+    const nodeId = db.DBInstanceIdentifier!;
+    try {
+      await this.o.rds.send(new RebootDBInstanceCommand({ DBInstanceIdentifier: nodeId, ForceFailover: false }));
+    } catch (error) {
+      if ((error as Error).name === 'InvalidDBInstanceStateFault') return null; // it just left 'available'
       throw error;
     }
+    try {
+      await this.o.rds.send(
+        new AddTagsToResourceCommand({ ResourceName: instanceArn(db), Tags: [{ Key: FENCED_AT_TAG, Value: new Date(this.clock.now()).toISOString() }] }),
+      );
+    } catch (error) {
+      // The reboot is what isolates; a missing tag only costs a second reboot if fence runs again after this one finished.
+      return { isolated: true, detail: `rebooted ${nodeId} to drop its sessions, but could not tag it ${FENCED_AT_TAG}: ${(error as Error).message}` };
+    }
+    return { isolated: true };
   }
 
   private async describe(nodeId: string): Promise<DBInstance> {
@@ -347,6 +417,41 @@ function assertInstanceId(id: string, from: string): void {
   if (id.length > 63 || !/^[A-Za-z](?:[A-Za-z0-9]|-(?!-))*[A-Za-z0-9]$/.test(id)) {
     throw new Error(`cannot rebuild ${from}: the new instance id '${id}' is not a valid DB instance identifier (letters, digits, single hyphens, at most 63)`);
   }
+}
+
+function securityGroups(db: DBInstance) {
+  return (db.VpcSecurityGroups ?? []).map((g) => ({ id: g.VpcSecurityGroupId ?? '?', status: g.Status ?? 'unknown' }));
+}
+
+/** The quarantine group is the instance's only group, or the only one not on its way out: the change was asked for. */
+function quarantineRequested(db: DBInstance, quarantine: string): boolean {
+  const staying = securityGroups(db).filter((g) => g.status !== 'removing');
+  return staying.length === 1 && staying[0]!.id === quarantine;
+}
+
+/** RDS lists the quarantine group alone and active: new connections are refused. */
+function quarantineApplied(db: DBInstance, quarantine: string): boolean {
+  const groups = securityGroups(db);
+  return groups.length === 1 && groups[0]!.id === quarantine && groups[0]!.status === 'active';
+}
+
+function isolationPending(db: DBInstance, quarantine: string, waitedMs: number): string {
+  const id = db.DBInstanceIdentifier;
+  const status = db.DBInstanceStatus ?? 'unknown';
+  const groups = securityGroups(db).map((g) => `${g.id} ${g.status}`).join(', ') || 'none';
+  const what = quarantineApplied(db, quarantine)
+    ? `quarantine security group active, but the sessions opened before it are not dropped yet: ${id} is ${status}, the reboot waits for 'available'`
+    : `quarantine security group ${quarantine} requested, not applied yet (${id} is ${status}; security groups: ${groups})`;
+  return `isolation pending after ${Math.round(waitedMs / 1000)} s: ${what}`;
+}
+
+function tagValue(db: DBInstance, key: string): string | undefined {
+  return db.TagList?.find((t) => t.Key === key)?.Value;
+}
+
+function instanceArn(db: DBInstance): string {
+  if (!db.DBInstanceArn) throw new Error(`RDS described ${db.DBInstanceIdentifier} without its DBInstanceArn`);
+  return db.DBInstanceArn;
 }
 
 function toNode(db: DBInstance): ClusterNode {

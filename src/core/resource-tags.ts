@@ -15,6 +15,11 @@ export const ResourceTag = {
   NoFailover: 'rds-failover:nofailover',
   /** Replicas the runbook created: the node they replace. */
   RebuiltFrom: 'rds-failover:rebuilt-from',
+  /**
+   * Old primaries the fence isolated: when its reboot dropped the sessions opened before the quarantine security
+   * group applied (ISO time). Removed when a new quarantine is requested, so it never speaks for an older one.
+   */
+  FencedAt: 'rds-failover:fenced-at',
 } as const;
 
 export const WORKER_ROLE = 'worker';

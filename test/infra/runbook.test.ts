@@ -163,7 +163,7 @@ describe('Runbook: functions and least privilege', () => {
   it('each function is allowed exactly the actions of its steps', () => {
     const expected: Record<RunbookFunctionName, string[]> = {
       probe: [...base, 'rds:DescribeDBInstances', ...secret, ...paramRead],
-      fence: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:ModifyDBInstance'],
+      fence: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:ModifyDBInstance', 'rds:RebootDBInstance', 'rds:AddTagsToResource', 'rds:RemoveTagsFromResource'],
       promote: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:PromoteReadReplica'],
       repoint: [...base, 'rds:DescribeDBInstances', 'route53:ChangeResourceRecordSets', ...paramRead, 'ssm:PutParameter'],
       drain: [...base, 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:SendCommand'],
@@ -194,6 +194,10 @@ describe('Runbook: functions and least privilege', () => {
     expect(sendToInstances.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/rds-failover:role': 'worker' } });
     const modify = actionsOf('fence').find((s) => s.Action === 'rds:ModifyDBInstance')!;
     expect(modify.Resource).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':rds:eu-west-1:123456789012:db:prod-*']] });
+    const tagging = actionsOf('fence').find((s) => Array.isArray(s.Action) && s.Action.includes('rds:AddTagsToResource'))!;
+    expect(tagging.Action).toEqual(['rds:AddTagsToResource', 'rds:RemoveTagsFromResource']);
+    expect(tagging.Resource).toEqual(modify.Resource);
+    expect(tagging.Condition).toEqual({ 'ForAllValues:StringEquals': { 'aws:TagKeys': ['rds-failover:fenced-at'] }, Null: { 'aws:TagKeys': 'false' } });
   });
 
   it('functions: ARM64, Node 22, X-Ray, in the VPC only when they talk to PostgreSQL, no secret in the environment', () => {

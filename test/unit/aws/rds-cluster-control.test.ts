@@ -1,4 +1,5 @@
 import {
+  AddTagsToResourceCommand,
   CreateDBInstanceReadReplicaCommand,
   DBInstanceNotFoundFault,
   DescribeDBInstancesCommand,
@@ -6,6 +7,8 @@ import {
   ModifyDBInstanceCommand,
   PromoteReadReplicaCommand,
   RDSClient,
+  RebootDBInstanceCommand,
+  RemoveTagsFromResourceCommand,
   type DBInstance,
 } from '@aws-sdk/client-rds';
 import { ChangeResourceRecordSetsCommand, Route53Client } from '@aws-sdk/client-route-53';
@@ -14,6 +17,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { nextGenerationName, RdsClusterControl, type TopologyDocument } from '../../../src/aws/rds-cluster-control.js';
 import type { DatabaseWriteFence, WriteFencer } from '../../../src/pg/fence.js';
+import type { Clock } from '../../../src/ports/clock.js';
 import type { DatabaseProbe, NodeProbe } from '../../../src/ports/database-probe.js';
 
 const rds = mockClient(RDSClient);
@@ -47,6 +51,27 @@ function describes(...instances: DBInstance[]) {
   for (const db of instances) rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: db.DBInstanceIdentifier }).resolves({ DBInstances: [db] });
 }
 
+/** One instance described differently on each call; the last state repeats. */
+function describeSequence(...states: DBInstance[]) {
+  let stub = rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: states[0]!.DBInstanceIdentifier });
+  for (const db of states.slice(0, -1)) stub = stub.resolvesOnce({ DBInstances: [db] });
+  stub.resolves({ DBInstances: [states.at(-1)!] });
+}
+
+/** Time moves only when the code sleeps: the bounded isolation wait runs instantly and its sleeps are recorded. */
+class FakeClock implements Clock {
+  sleeps: number[] = [];
+  constructor(public t = Date.parse('2025-03-01T10:00:00.000Z')) {}
+  now() {
+    return this.t;
+  }
+  async sleep(ms: number) {
+    this.sleeps.push(ms);
+    this.t += ms;
+  }
+}
+let clock: FakeClock;
+
 class FakeFencer implements WriteFencer {
   calls: string[] = [];
   constructor(private outcome: DatabaseWriteFence | { unreachable: string }) {}
@@ -75,7 +100,7 @@ const writable = (nodeId: string): NodeProbe => ({
   replication: [],
 });
 
-function control(extra: { writeFencer?: WriteFencer; probe?: DatabaseProbe } = {}) {
+function control(extra: { writeFencer?: WriteFencer; probe?: DatabaseProbe; isolationWaitMs?: number } = {}) {
   return new RdsClusterControl({
     clusterId: 'orders',
     rds: new RDSClient({}),
@@ -88,11 +113,13 @@ function control(extra: { writeFencer?: WriteFencer; probe?: DatabaseProbe } = {
     writerRecordTtlSeconds: 15,
     quarantineSecurityGroupId: QUARANTINE,
     backupRetentionDays: 14,
+    clock,
     ...extra,
   });
 }
 
 beforeEach(() => {
+  clock = new FakeClock();
   rds.reset();
   route53.reset();
   ssm.reset();
@@ -138,44 +165,136 @@ describe('RdsClusterControl.topology', () => {
 
 describe('RdsClusterControl.fence', () => {
   const fenced: DatabaseWriteFence = { wasPrimary: true, fencedDatabases: ['app', 'postgres'], failures: [], skipped: [], sessionsTerminated: 4, lsn: '0/7000060' };
+  const ARN = 'arn:aws:rds:eu-west-1:123456789012:db:orders-a';
+  const OLD_SG = 'sg-0db0db0db0db0db01';
+  const primary = (extra: Partial<DBInstance> = {}) => instance('orders-a', { DBInstanceArn: ARN, ...extra });
+  const requested = (status = 'modifying') =>
+    primary({ DBInstanceStatus: status, VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'adding' }, { VpcSecurityGroupId: OLD_SG, Status: 'removing' }] });
+  const applied = (status = 'available', tags: DBInstance['TagList'] = []) =>
+    primary({ DBInstanceStatus: status, VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'active' }], TagList: tags });
+  const fencedTag = { Key: 'rds-failover:fenced-at', Value: '2025-02-01T00:00:00.000Z' };
+  const calls = () => ({
+    modify: rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input),
+    reboot: rds.commandCalls(RebootDBInstanceCommand).map((c) => c.args[0].input),
+    tag: rds.commandCalls(AddTagsToResourceCommand).map((c) => c.args[0].input),
+    untag: rds.commandCalls(RemoveTagsFromResourceCommand).map((c) => c.args[0].input),
+  });
 
-  it('sets read-only over pg, then moves the instance to the quarantine security group with ApplyImmediately', async () => {
-    describes(instance('orders-a'));
+  it('sets read-only over pg, quarantines, waits until the group is active alone, then reboots once (no failover) and tags it', async () => {
+    describeSequence(primary(), requested(), requested(), applied());
     rds.on(ModifyDBInstanceCommand).resolves({});
+    rds.on(RebootDBInstanceCommand).resolves({});
+    rds.on(AddTagsToResourceCommand).resolves({});
     const fencer = new FakeFencer(fenced);
     const result = await control({ writeFencer: fencer }).fence('orders-a');
     expect(result).toEqual({ isolated: true, readOnly: true, sessionsTerminated: 4, lsn: '0/7000060' });
     expect(fencer.calls).toEqual(['fence:orders-a']);
-    expect(rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input)).toEqual([
-      { DBInstanceIdentifier: 'orders-a', VpcSecurityGroupIds: [QUARANTINE], ApplyImmediately: true },
-    ]);
+    expect(calls()).toEqual({
+      modify: [{ DBInstanceIdentifier: 'orders-a', VpcSecurityGroupIds: [QUARANTINE], ApplyImmediately: true }],
+      reboot: [{ DBInstanceIdentifier: 'orders-a', ForceFailover: false }],
+      // the fake clock advanced by the two polls
+      tag: [{ ResourceName: ARN, Tags: [{ Key: 'rds-failover:fenced-at', Value: '2025-03-01T10:00:10.000Z' }] }],
+      untag: [],
+    });
+    expect(clock.sleeps).toEqual([5000, 5000]);
+    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(4);
+  });
+
+  it('is not isolated while the quarantine group is still being added: pending, after a bounded wait, with no reboot', async () => {
+    describeSequence(primary(), requested());
+    rds.on(ModifyDBInstanceCommand).resolves({});
+    const result = await control({ writeFencer: new FakeFencer(fenced), isolationWaitMs: 12_000 }).fence('orders-a');
+    expect(result).toEqual({
+      isolated: false,
+      readOnly: true,
+      sessionsTerminated: 4,
+      lsn: '0/7000060',
+      detail: `isolation pending after 12 s: quarantine security group ${QUARANTINE} requested, not applied yet (orders-a is modifying; security groups: ${QUARANTINE} adding, ${OLD_SG} removing)`,
+    });
+    expect(clock.sleeps).toEqual([5000, 5000, 2000]);
+    expect(calls().reboot).toEqual([]);
+  });
+
+  it('a re-run finds the quarantine pending: it does not modify again, and completes the isolation once it applies', async () => {
+    describeSequence(requested(), applied());
+    rds.on(RebootDBInstanceCommand).resolves({});
+    rds.on(AddTagsToResourceCommand).resolves({});
+    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-a');
+    expect(result).toEqual({ isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: 'no connection: timeout expired' });
+    expect(calls().modify).toEqual([]);
+    expect(calls().reboot).toEqual([{ DBInstanceIdentifier: 'orders-a', ForceFailover: false }]);
+  });
+
+  it('never reboots twice: the fenced-at tag (a re-run) or a reboot under way means the old sessions are gone', async () => {
+    describeSequence(applied('available', [fencedTag]));
+    const tagged = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-a');
+    expect(tagged).toEqual({ isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: 'no connection: timeout expired' });
+
+    rds.reset();
+    describeSequence(applied('rebooting'));
+    const rebooting = await control().fence('orders-a');
+    expect(rebooting).toEqual({
+      isolated: true,
+      readOnly: 'unreachable',
+      sessionsTerminated: 0,
+      detail: 'no database access configured: read-only not attempted; orders-a is rebooting: no session opened before the quarantine survives it',
+    });
+    expect(calls()).toEqual({ modify: [], reboot: [], tag: [], untag: [] });
+    expect(clock.sleeps).toEqual([]);
+  });
+
+  it('waits for "available" to reboot: a backing-up instance stays not isolated, a refused reboot is polled again', async () => {
+    describeSequence(applied('backing-up'));
+    const busy = await control({ writeFencer: new FakeFencer(fenced), isolationWaitMs: 10_000 }).fence('orders-a');
+    expect(busy.isolated).toBe(false);
+    expect(busy.detail).toBe(
+      "isolation pending after 10 s: quarantine security group active, but the sessions opened before it are not dropped yet: orders-a is backing-up, the reboot waits for 'available'",
+    );
+    expect(calls().reboot).toEqual([]);
+
+    rds.reset();
+    describeSequence(applied(), applied('rebooting'));
+    rds.on(RebootDBInstanceCommand).rejects(new InvalidDBInstanceStateFault({ message: 'not available', $metadata: {} }));
+    const raced = await control({ writeFencer: new FakeFencer(fenced) }).fence('orders-a');
+    expect(raced.isolated).toBe(true);
+    expect(calls().reboot).toHaveLength(1);
+    expect(calls().tag).toEqual([]);
+  });
+
+  it('a fenced-at tag from an earlier quarantine is removed before a new one is requested', async () => {
+    describeSequence(primary({ TagList: [fencedTag] }), applied());
+    rds.on(RemoveTagsFromResourceCommand).resolves({});
+    rds.on(ModifyDBInstanceCommand).resolves({});
+    rds.on(RebootDBInstanceCommand).resolves({});
+    rds.on(AddTagsToResourceCommand).resolves({});
+    const result = await control({ writeFencer: new FakeFencer(fenced) }).fence('orders-a');
+    expect(result.isolated).toBe(true);
+    expect(calls()).toEqual({
+      untag: [{ ResourceName: ARN, TagKeys: ['rds-failover:fenced-at'] }],
+      modify: [{ DBInstanceIdentifier: 'orders-a', VpcSecurityGroupIds: [QUARANTINE], ApplyImmediately: true }],
+      reboot: [{ DBInstanceIdentifier: 'orders-a', ForceFailover: false }],
+      tag: [{ ResourceName: ARN, Tags: [{ Key: 'rds-failover:fenced-at', Value: '2025-03-01T10:00:00.000Z' }] }],
+    });
   });
 
   it('writes-only (switchover) leaves the security groups alone so replicas keep streaming', async () => {
-    describes(instance('orders-a'));
+    describes(primary());
     const result = await control({ writeFencer: new FakeFencer(fenced) }).fence('orders-a', { writesOnly: true });
     expect(result).toEqual({ isolated: false, readOnly: true, sessionsTerminated: 4, lsn: '0/7000060' });
-    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
-  });
-
-  it('an unreachable node is still isolated; a node already in quarantine is not modified again', async () => {
-    describes(instance('orders-a', { VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'active' }, { VpcSecurityGroupId: 'sg-0db0db0db0db0db01', Status: 'removing' }] }));
-    const result = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-a');
-    expect(result).toEqual({ isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: 'no connection: timeout expired' });
-    expect(rds.commandCalls(ModifyDBInstanceCommand)).toHaveLength(0);
+    expect(calls()).toEqual({ modify: [], reboot: [], tag: [], untag: [] });
   });
 
   it('reports (not throws) RDS refusing to modify a failed instance', async () => {
-    describes(instance('orders-a', { DBInstanceStatus: 'failed' }));
+    describes(primary({ DBInstanceStatus: 'failed' }));
     rds.on(ModifyDBInstanceCommand).rejects(new InvalidDBInstanceStateFault({ message: 'Instance is not in available state', $metadata: {} }));
     const result = await control({ writeFencer: new FakeFencer({ unreachable: 'ECONNREFUSED' }) }).fence('orders-a');
     expect(result.isolated).toBe(false);
     expect(result.detail).toBe('no connection: ECONNREFUSED; RDS refused the quarantine security group while orders-a is failed: Instance is not in available state');
+    expect(clock.sleeps).toEqual([]);
   });
 
   it('reports databases it could not set read-only', async () => {
-    describes(instance('orders-a'));
-    rds.on(ModifyDBInstanceCommand).resolves({});
+    describes(applied('available', [fencedTag]));
     const fencer = new FakeFencer({ ...fenced, failures: ['billing: must be owner of database billing'] });
     const result = await control({ writeFencer: fencer }).fence('orders-a');
     expect(result.readOnly).toBe(false);
