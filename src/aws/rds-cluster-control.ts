@@ -8,9 +8,10 @@
  *   cut tracked connections, so the fence reboots the instance (RebootDBInstance, no failover) once, recorded in the
  *   rds-failover:fenced-at tag. It polls for that within a bounded wait; past it, isolated:false with what is pending.
  * - promote: PromoteReadReplica (with backups on, so the new primary can have replicas); no-op when the
- *   instance is no longer a replica or is busy (promotion under way).
+ *   instance is no longer a replica or is busy (promotion under way, or a backup RDS would refuse it during).
  * - promotionStatus: done once RDS no longer lists a source, the status is not a failure, and PostgreSQL
- *   answers out of recovery and writable (the replayed write fence is cleared first).
+ *   answers out of recovery and writable (the replayed write fence is cleared first). A node still a replica and
+ *   'available' has no promotion under way (promote found it busy): it requests it again.
  * - repointWriter: Route 53 UPSERT of the writer CNAME, SSM writer id, SSM topology document.
  * - rebuildReplica: CreateDBInstanceReadReplica of the new primary, shaped like the replica it replaces,
  *   under a deterministic next-generation id (so a re-run finds it instead of creating a second).
@@ -188,16 +189,23 @@ export class RdsClusterControl implements ClusterControl {
   async promote(nodeId: string): Promise<void> {
     const db = await this.describe(nodeId);
     if (!db.ReadReplicaSourceDBInstanceIdentifier) return; // already standalone: promoted earlier
-    if (db.DBInstanceStatus !== 'available') return; // busy: a promotion already under way (promotionStatus tells)
+    if (db.DBInstanceStatus !== 'available') return; // busy (promotion under way, backing-up...): promotionStatus asks again once available
+    const outcome = await this.requestPromotion(nodeId);
+    if (outcome.refused) throw outcome.refused;
+  }
+
+  /** PromoteReadReplica; RDS refusing it because the node just became busy or standalone is not an error. */
+  private async requestPromotion(nodeId: string): Promise<{ requested: boolean; refused?: Error; busy?: string }> {
     try {
       await this.o.rds.send(
         new PromoteReadReplicaCommand({ DBInstanceIdentifier: nodeId, BackupRetentionPeriod: this.o.backupRetentionDays ?? 7 }),
       );
+      return { requested: true };
     } catch (error) {
       if ((error as Error).name !== 'InvalidDBInstanceStateFault') throw error;
       const now = await this.describe(nodeId);
-      if (!now.ReadReplicaSourceDBInstanceIdentifier || BUSY_STATUSES.has(now.DBInstanceStatus ?? '')) return;
-      throw error;
+      if (!now.ReadReplicaSourceDBInstanceIdentifier || BUSY_STATUSES.has(now.DBInstanceStatus ?? '')) return { requested: false, busy: now.DBInstanceStatus ?? 'unknown' };
+      return { requested: false, refused: error as Error };
     }
   }
 
@@ -210,7 +218,15 @@ export class RdsClusterControl implements ClusterControl {
     const db = await this.describe(nodeId);
     const status = db.DBInstanceStatus ?? 'unknown';
     if (FAILED_STATUSES.has(status)) return { state: 'failed', detail: `${nodeId} is ${status}` };
-    if (db.ReadReplicaSourceDBInstanceIdentifier) return { state: 'pending', detail: `${nodeId} is still a replica of ${db.ReadReplicaSourceDBInstanceIdentifier} (${status})` };
+    if (db.ReadReplicaSourceDBInstanceIdentifier) {
+      const replicaOf = `${nodeId} is still a replica of ${db.ReadReplicaSourceDBInstanceIdentifier}`;
+      // 'available' while still a replica: nothing is promoting it (promote found it busy, or RDS dropped the request).
+      if (status !== 'available') return { state: 'pending', detail: `${replicaOf} (${status})` };
+      const again = await this.requestPromotion(nodeId);
+      if (again.requested) return { state: 'pending', detail: `${replicaOf} and was available with no promotion under way: PromoteReadReplica requested again` };
+      if (again.busy) return { state: 'pending', detail: `${replicaOf} (${again.busy})` };
+      return { state: 'pending', detail: `${replicaOf}; RDS refused PromoteReadReplica, asking again at the next check: ${again.refused!.message}` };
+    }
     if (!WRITABLE_STATUSES.has(status)) return { state: 'pending', detail: `${nodeId} is ${status}` };
     if (!this.o.probe) return status === 'available' || status === 'backing-up' ? { state: 'done' } : { state: 'pending', detail: `${nodeId} is ${status}` };
     // The old primary's write fence is WAL-logged: a candidate that replayed it starts read-only.

@@ -362,6 +362,32 @@ describe('RdsClusterControl.promote and promotionStatus', () => {
     expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(3);
   });
 
+  it('a promotion promote skipped (candidate backing-up) is requested by promotionStatus once the replica is available, once', async () => {
+    const replica = (status: string) => instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', DBInstanceStatus: status });
+    describeSequence(replica('backing-up'), replica('backing-up'), replica('available'), replica('modifying'), instance('orders-b'));
+    rds.on(PromoteReadReplicaCommand).resolves({});
+    const probe: DatabaseProbe = { probe: async (id) => writable(id) };
+    const c = control({ probe });
+    await c.promote('orders-b');
+    expect(rds.commandCalls(PromoteReadReplicaCommand)).toHaveLength(0);
+    expect(await c.promotionStatus('orders-b')).toEqual({ state: 'pending', detail: 'orders-b is still a replica of orders-a (backing-up)' });
+    expect(await c.promotionStatus('orders-b')).toEqual({
+      state: 'pending',
+      detail: 'orders-b is still a replica of orders-a and was available with no promotion under way: PromoteReadReplica requested again',
+    });
+    expect(await c.promotionStatus('orders-b')).toEqual({ state: 'pending', detail: 'orders-b is still a replica of orders-a (modifying)' });
+    expect(await c.promotionStatus('orders-b')).toEqual({ state: 'done', detail: 'orders-b accepts writes on timeline 2' });
+    expect(rds.commandCalls(PromoteReadReplicaCommand).map((x) => x.args[0].input)).toEqual([{ DBInstanceIdentifier: 'orders-b', BackupRetentionPeriod: 14 }]);
+  });
+
+  it('promotionStatus: RDS refusing the repeated request because a promotion just started is pending, not a failure', async () => {
+    const replica = (status: string) => instance('orders-b', { ReadReplicaSourceDBInstanceIdentifier: 'orders-a', DBInstanceStatus: status });
+    describeSequence(replica('available'), replica('modifying'));
+    rds.on(PromoteReadReplicaCommand).rejects(new InvalidDBInstanceStateFault({ message: 'busy', $metadata: {} }));
+    expect(await control().promotionStatus('orders-b')).toEqual({ state: 'pending', detail: 'orders-b is still a replica of orders-a (modifying)' });
+    expect(rds.commandCalls(PromoteReadReplicaCommand)).toHaveLength(1);
+  });
+
   it('stays pending while PostgreSQL is read-only, fails on a failed instance', async () => {
     describes(instance('orders-b'), instance('orders-c', { DBInstanceStatus: 'storage-full' }));
     const probe: DatabaseProbe = { probe: async (id) => ({ ...writable(id), acceptsWrites: false }) };
