@@ -240,15 +240,21 @@ export class Runbook extends Construct {
     for (const name of ['probe', 'fence', 'promote', 'finish'] as const) props.dbCredentialsSecret.grantRead(fns[name].function);
     props.writerParameter.grantRead(fns.probe.function);
     props.topologyParameter.grantRead(fns.probe.function);
-    allow('fence', ['rds:ModifyDBInstance'], [clusterDbs]);
+    // `db:<clusterId>-*` also matches another cluster whose id starts with this one plus '-' (orders / orders-eu):
+    // the actions that change an instance also require the instance's cluster tag. All of them authorize against the
+    // `db` resource type, which supports aws:ResourceTag/${TagKey} (Service Authorization Reference, Amazon RDS).
+    // DescribeDBInstances stays unconditioned: read-only, and it lists no tags to match before the call.
+    const inCluster = { StringEquals: { [`aws:ResourceTag/${ResourceTag.Cluster}`]: props.clusterId } };
+    allow('fence', ['rds:ModifyDBInstance'], [clusterDbs], inCluster);
     // Security groups do not cut established connections: the fence reboots the quarantined old primary once and
     // records it in the fenced-at tag (and removes a stale one before a new quarantine). Only that tag key.
-    allow('fence', ['rds:RebootDBInstance'], [clusterDbs]);
+    allow('fence', ['rds:RebootDBInstance'], [clusterDbs], inCluster);
     allow('fence', ['rds:AddTagsToResource', 'rds:RemoveTagsFromResource'], [clusterDbs], {
+      ...inCluster,
       'ForAllValues:StringEquals': { 'aws:TagKeys': [ResourceTag.FencedAt] },
       Null: { 'aws:TagKeys': 'false' },
     });
-    allow('promote', ['rds:PromoteReadReplica'], [clusterDbs]);
+    allow('promote', ['rds:PromoteReadReplica'], [clusterDbs], inCluster);
     allow('repoint', ['route53:ChangeResourceRecordSets'], [props.hostedZone.hostedZoneArn], {
       'ForAllValues:StringEquals': {
         'route53:ChangeResourceRecordSetsNormalizedRecordNames': [props.writerRecordName.toLowerCase().replace(/\.$/, '')],

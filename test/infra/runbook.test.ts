@@ -197,7 +197,32 @@ describe('Runbook: functions and least privilege', () => {
     const tagging = actionsOf('fence').find((s) => Array.isArray(s.Action) && s.Action.includes('rds:AddTagsToResource'))!;
     expect(tagging.Action).toEqual(['rds:AddTagsToResource', 'rds:RemoveTagsFromResource']);
     expect(tagging.Resource).toEqual(modify.Resource);
-    expect(tagging.Condition).toEqual({ 'ForAllValues:StringEquals': { 'aws:TagKeys': ['rds-failover:fenced-at'] }, Null: { 'aws:TagKeys': 'false' } });
+    expect(tagging.Condition).toEqual({
+      StringEquals: { 'aws:ResourceTag/rds-failover:cluster': 'prod' },
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['rds-failover:fenced-at'] },
+      Null: { 'aws:TagKeys': 'false' },
+    });
+  });
+
+  it('actions that change an instance also require its cluster tag: db:prod-* alone would match a cluster named prod-eu', () => {
+    const inCluster = { StringEquals: { 'aws:ResourceTag/rds-failover:cluster': 'prod' } };
+    const clusterDbs = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':rds:eu-west-1:123456789012:db:prod-*']] };
+    const changing = ['rds:ModifyDBInstance', 'rds:RebootDBInstance', 'rds:PromoteReadReplica', 'rds:AddTagsToResource', 'rds:RemoveTagsFromResource'];
+    const found: string[] = [];
+    for (const name of ['fence', 'promote'] as const) {
+      for (const s of actionsOf(name)) {
+        const actions = Array.isArray(s.Action) ? s.Action : [s.Action];
+        if (!actions.some((a) => changing.includes(a))) continue;
+        found.push(...actions.map((a) => `${name}:${a}`));
+        expect(s.Resource, `${name} ${actions}`).toEqual(clusterDbs);
+        expect(s.Condition, `${name} ${actions}`).toMatchObject(inCluster);
+      }
+    }
+    expect(found.sort()).toEqual(
+      ['fence:rds:ModifyDBInstance', 'fence:rds:RebootDBInstance', 'fence:rds:AddTagsToResource', 'fence:rds:RemoveTagsFromResource', 'promote:rds:PromoteReadReplica'].sort(),
+    );
+    // RebootDBInstance only for the function that fences.
+    for (const name of Object.keys(functionIds) as RunbookFunctionName[]) expect(set(name).has('rds:RebootDBInstance'), name).toBe(name === 'fence');
   });
 
   it('functions: ARM64, Node 22, X-Ray, in the VPC only when they talk to PostgreSQL, no secret in the environment', () => {
