@@ -46,7 +46,8 @@ export interface TopologyDocument {
 
 /**
  * DBInstanceStatus values in which RDS is bringing the instance back by itself (Multi-AZ failover, reboot,
- * maintenance, storage or class changes): unreachable then is not dead.
+ * maintenance, class or configuration changes): unreachable then is not dead. Not backing-up or
+ * storage-optimization: an instance in those normally answers, so one that does not is really in trouble.
  */
 export const RDS_RECOVERING_STATUSES: ReadonlySet<string> = new Set([
   'rebooting',
@@ -61,8 +62,6 @@ export const RDS_RECOVERING_STATUSES: ReadonlySet<string> = new Set([
   'moving-to-vpc',
   'renaming',
   'resetting-master-credentials',
-  'storage-optimization',
-  'backing-up',
 ]);
 
 export const PRIORITY_TAG = ResourceTag.Priority;

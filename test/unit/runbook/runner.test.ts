@@ -402,8 +402,9 @@ describe('runRunbook: an old primary that can be neither isolated nor reached', 
     f.cluster.platformStatus['pg-0'] = 'rebooting';
     const result = await run(f, { mode: 'failover' });
     expect(result.outcome).toBe('failed');
-    expect(result.error?.message).toMatch(/pg-0 does not answer and could not be isolated, and the platform is recovering it \(status rebooting\)/);
+    expect(result.error?.message).toMatch(/pg-0 is being recovered by the platform itself \(status rebooting\)/);
     expect(f.cluster.promotions).toBe(0);
+    expect(f.cluster.calls.filter((c) => c.startsWith('fence'))).toEqual([]);
   });
 
   it('is promoted over when the platform says it is not coming back by itself (isolation retried after promotion)', async () => {

@@ -18,17 +18,18 @@ export const fence: ActionFn = async (state, env): Promise<ActionResult> => {
   if (state.fence && fenceHolds(mode, state.fence.result)) {
     return { state, done: true, figures: fenceFigures(state.fence.result), message: 'already fenced (resumed run)' };
   }
-  const result = await env.ports.cluster.fence(plan.oldPrimaryId, { writesOnly: mode === 'switchover' });
-  if (mode === 'failover' && !result.isolated && result.readOnly === 'unreachable') {
-    // Neither isolated nor read-only: promoting is safe only if the node is really gone, not being recovered.
+  if (mode === 'failover') {
+    // Asked before we touch the node (our own quarantine makes it 'modifying'): a primary the platform is bringing
+    // back by itself (Multi-AZ failover, reboot) would return writable next to the promoted replica.
     const managed = await env.ports.cluster.managedState?.(plan.oldPrimaryId);
     if (managed?.recovering) {
       throw new RunbookStepError(
-        `${plan.oldPrimaryId} does not answer and could not be isolated, and the platform is recovering it (status ${managed.status}): ` +
-          `promoting now would leave two primaries when it returns; nothing was promoted. Wait for it, or isolate it by hand and re-run (docs/runbook.md)`,
+        `${plan.oldPrimaryId} is being recovered by the platform itself (status ${managed.status}): promoting now would leave two primaries ` +
+          `when it returns; nothing was fenced or promoted. Wait for it, or stop it by hand and re-run (docs/runbook.md)`,
       );
     }
   }
+  const result = await env.ports.cluster.fence(plan.oldPrimaryId, { writesOnly: mode === 'switchover' });
   if (!fenceHolds(mode, result)) {
     const detail = result.detail ? `: ${result.detail}` : '';
     throw new RunbookStepError(
