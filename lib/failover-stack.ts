@@ -233,6 +233,7 @@ export class FailoverStack extends Stack {
         bufferPath: AGENT.bufferPath,
         configPath: AGENT.configPath,
         drainTimeoutSeconds: runbook.drainTimeoutSeconds,
+        expectedCount: config.workers.count,
       },
       autoFailover: runbook.autoFailover,
       timing: {

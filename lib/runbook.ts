@@ -57,6 +57,12 @@ export interface RunbookWorkersProps {
   readonly configPath?: string;
   /** @default 600 */
   readonly drainTimeoutSeconds?: number;
+  /**
+   * How many workers the drain must find (the stack's worker count): fewer fails the drain step instead of
+   * silently skipping a worker that would never re-send its rows.
+   * @default - any number (none found is a warning)
+   */
+  readonly expectedCount?: number;
 }
 
 export interface RunbookProps {
@@ -401,6 +407,7 @@ function runbookConfig(props: RunbookProps) {
     maxLagOnFailoverBytes: t.maxLagOnFailoverBytes ?? 1024 * 1024,
     lockTtlSeconds: t.lockTtlSeconds ?? 900,
     drainWindowSeconds: t.drainWindowSeconds ?? 900,
+    ...(props.workers.expectedCount !== undefined ? { expectedWorkers: props.workers.expectedCount } : {}),
     confirmUnreachableMs: s(auto.confirmSeconds, 30),
     pollIntervalMs: {
       confirm: s(auto.probeIntervalSeconds, 5),
@@ -435,6 +442,7 @@ function validate(id: string, props: RunbookProps): void {
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) errors.push(`${path} must be a whole number of seconds >= 1, got ${v}`);
   };
   positive('workers.drainTimeoutSeconds', w.drainTimeoutSeconds);
+  positive('workers.expectedCount', w.expectedCount);
   positive('autoFailover.confirmSeconds', props.autoFailover?.confirmSeconds);
   positive('autoFailover.probeIntervalSeconds', props.autoFailover?.probeIntervalSeconds);
   const t = props.timing ?? {};

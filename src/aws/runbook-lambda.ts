@@ -63,6 +63,7 @@ export function runbookConfigFromEnv(env: Env): RunbookConfig {
   for (const k of ['maxLagOnFailoverBytes', 'lockTtlSeconds', 'drainWindowSeconds', 'confirmUnreachableMs', 'drainAttempts', 'notifyTimeoutMs'] as const) check(k, config[k]);
   for (const [k, v] of Object.entries(config.pollIntervalMs)) check(`pollIntervalMs.${k}`, v);
   for (const [k, v] of Object.entries(config.timeoutMs)) check(`timeoutMs.${k}`, v);
+  if (config.expectedWorkers !== undefined) check('expectedWorkers', config.expectedWorkers);
   return config;
 }
 

@@ -477,6 +477,11 @@ describe('FailoverStack with config/default.json', () => {
           }),
         },
       });
+      // The drain must find every worker of the stack.
+      const runbookConfig = Object.values(synth.template.findResources('AWS::Lambda::Function') as Record<string, { Properties: { Environment?: { Variables?: Record<string, unknown> } } }>)
+        .map((f) => f.Properties.Environment?.Variables?.RUNBOOK_CONFIG)
+        .find((v): v is string => typeof v === 'string');
+      expect(JSON.parse(runbookConfig!)).toMatchObject({ expectedWorkers: 2, drainWindowSeconds: 900, maxLagOnFailoverBytes: 1048576 });
       // Drains target this cluster's workers by the cluster tag, through SSM Run Command.
       synth.template.hasResourceProperties('AWS::Lambda::Function', {
         Environment: { Variables: Match.objectLike({ WORKER_TAG_KEY: 'rds-failover:cluster', WORKER_TAG_VALUE: 'orders' }) },
