@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
 import type { StreamConfig } from './config.js';
-import type { HistoryRange, RecordedFork } from './lineage.js';
+import { isInHistory, type HistoryRange, type RecordedFork } from './lineage.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from './outbox-schema.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
 
@@ -52,6 +52,8 @@ export class Outbox {
   private readonly overlappingRanges: Database.Statement<[number, number], ResyncRange>;
   private readonly insertRange: Database.Statement<[ResyncRange]>;
   private readonly deleteRange: Database.Statement<[number]>;
+  private readonly rangeAt: Database.Statement<[number, number], ResyncRange>;
+  private readonly nextRangeStart: Database.Statement<[number], { first_seq: number }>;
 
   static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean } = {}): Outbox {
     if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
@@ -91,6 +93,10 @@ export class Outbox {
        VALUES (@first_seq, @last_seq, @synced_at_ms, @marker_timeline, @marker_lsn)`,
     );
     this.deleteRange = db.prepare('DELETE FROM outbox_resync WHERE first_seq = ?');
+    this.rangeAt = db.prepare(
+      'SELECT * FROM (SELECT * FROM outbox_resync WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1) WHERE last_seq >= ?',
+    );
+    this.nextRangeStart = db.prepare('SELECT first_seq FROM outbox_resync WHERE first_seq > ? ORDER BY first_seq LIMIT 1');
   }
 
   /** Runs `fn` (one statement or one transaction), retrying while another process holds the lock. */
@@ -241,35 +247,66 @@ export class Outbox {
 
   /**
    * The next rows a drain re-sends: pending rows of the given streams, plus synced rows the selection picks
-   * (by their effective marker, see EFFECTIVE_JOIN), in seq order, scanning at most `limit` rows at a time.
-   * `adjacent` says that no other row lies between a row and the one returned before it (so a run of
-   * adjacent rows sent in one statement may be marked as one outbox_resync range).
+   * by their effective marker (a resync range's, else their own), in seq order, scanning about `limit` rows
+   * at a time. `adjacent` says that no other row lies between a row and the one returned before it (so a
+   * run of adjacent rows sent in one statement may be marked as one outbox_resync range).
+   * The window is walked segment by segment: inside a resync range every synced row has the range's marker,
+   * so whether they are re-sent is decided once for the segment; outside, by each row's own marker.
    */
   resendBatch(streams: readonly string[], selection: ResendSelection, afterSeq: number, maxSeq: number, limit: number): ResendRow[] {
     if (streams.length === 0) return [];
     const { sql, params } = resendPredicate(selection);
-    const statement = this.db
-      .prepare(
-        `SELECT seq, stream, id, CASE WHEN selected THEN payload END, state, selected FROM (
-           SELECT o.seq, o.stream, o.id, o.payload, o.state,
-             (o.stream IN (${streams.map(() => '?').join(', ')}) AND (o.state = 'pending' OR (o.state = 'synced' AND ${sql}))) AS selected
-           FROM outbox o ${EFFECTIVE_JOIN}
-           WHERE o.seq > ? AND o.seq <= ? ORDER BY o.seq LIMIT ?)`,
-      )
-      .raw(true);
+    const marks = streams.map(() => '?').join(', ');
+    // Every row of the segment comes back (so gaps show), but only selected rows with their payload; the
+    // stream as an index into `streams` (no string per row). payload is NOT NULL, so NULL means not selected.
+    const segment = (syncedChoice: string) =>
+      this.db
+        .prepare(
+          `SELECT seq, CASE stream ${streams.map(() => 'WHEN ? THEN ?').join(' ')} END, id,
+             CASE WHEN +stream IN (${marks}) AND (state = 'pending' OR (state = 'synced' AND ${syncedChoice})) THEN payload END,
+             state = 'pending'
+           FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
+        )
+        .raw(true);
+    const byOwnMarker = segment(sql);
+    const inRange = { resent: segment('1'), kept: segment('0') };
+    const streamParams = streams.flatMap((name, index) => [name, index]);
     return this.locked(() => {
       const out: ResendRow[] = [];
       let after = afterSeq;
-      for (;;) {
-        const rows = statement.all(...streams, ...params, after, maxSeq, limit) as [number, string, string, string | null, 'pending' | 'synced', number][];
-        let previousSelected = false;
-        for (const [seq, stream, id, payload, state, selected] of rows) {
-          if (selected) out.push({ seq, stream, id, payload: payload!, state, adjacent: previousSelected });
-          previousSelected = selected === 1;
+      let scanned = 0;
+      let previousSelected = false;
+      while (after < maxSeq) {
+        const range = this.rangeAt.get(after + 1, after + 1);
+        let statement = byOwnMarker;
+        let end = maxSeq;
+        let statementParams: number[] = params;
+        if (range !== undefined) {
+          statement = isResent(range, selection) ? inRange.resent : inRange.kept;
+          statementParams = [];
+          end = Math.min(end, range.last_seq);
+        } else {
+          const next = this.nextRangeStart.get(after);
+          if (next !== undefined) end = Math.min(end, next.first_seq - 1);
         }
-        if (out.length > 0 || rows.length < limit) return out;
-        after = rows[rows.length - 1]![0];
+        const budget = limit - scanned;
+        const rows = statement.all(...streamParams, ...streams, ...statementParams, after, end, budget) as [number, number | null, string, string | null, number][];
+        for (const [seq, stream, id, payload, pending] of rows) {
+          if (payload === null) {
+            previousSelected = false;
+            continue;
+          }
+          out.push({ seq, stream: streams[stream!]!, id, payload, state: pending ? 'pending' : 'synced', adjacent: previousSelected });
+          previousSelected = true;
+        }
+        scanned += rows.length;
+        after = rows.length < budget ? end : rows[rows.length - 1]![0]; // a short answer: the segment is done
+        if (scanned >= limit) {
+          if (out.length > 0) break;
+          scanned = 0;
+        }
       }
+      return out;
     });
   }
 
@@ -485,10 +522,16 @@ function rangesPredicate(ranges: readonly HistoryRange[], timeline = 'marker_tim
   };
 }
 
-/** The drain's choice of synced rows, on effective columns (`o` joined with `r`, EFFECTIVE_JOIN). */
+/** The drain's choice of synced rows by their own marker columns (outside resync ranges). */
 function resendPredicate(selection: ResendSelection): { sql: string; params: number[] } {
-  if (selection.kind === 'synced-since') return { sql: 'coalesce(r.synced_at_ms, o.synced_at_ms) >= ?', params: [selection.sinceMs] };
+  if (selection.kind === 'synced-since') return { sql: 'synced_at_ms >= ?', params: [selection.sinceMs] };
   if (selection.ranges.length === 0) return { sql: '1', params: [] };
-  const inHistory = rangesPredicate(selection.ranges, 'coalesce(r.marker_timeline, o.marker_timeline)', 'coalesce(r.marker_lsn, o.marker_lsn)');
+  const inHistory = rangesPredicate(selection.ranges);
   return { sql: `NOT (${inHistory.sql})`, params: inHistory.params };
+}
+
+/** The same choice for the synced rows of a resync range, which all carry the range's marker. */
+function isResent(range: ResyncRange, selection: ResendSelection): boolean {
+  if (selection.kind === 'synced-since') return range.synced_at_ms >= selection.sinceMs;
+  return !isInHistory({ timelineId: range.marker_timeline, lsn: BigInt(range.marker_lsn) }, selection.ranges);
 }
