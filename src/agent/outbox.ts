@@ -184,7 +184,10 @@ export class Outbox {
           if (seq < low) low = seq;
           if (seq > high) high = seq;
         }
-        for (const range of this.overlappingRanges.all(high, low)) this.foldRange(range);
+        for (const range of this.overlappingRanges.all(high, low)) {
+          // only ranges over a row marked now: the others stay valid (a drain marks single rows and runs together)
+          if (seqs.some((seq) => seq >= range.first_seq && seq <= range.last_seq)) this.foldRange(range);
+        }
         this.markRows.run(syncedAtMs, marker.timelineId, lsn, JSON.stringify(seqs));
       }
       for (const [first, last] of ranges) this.putRange({ first_seq: first, last_seq: last, synced_at_ms: syncedAtMs, marker_timeline: marker.timelineId, marker_lsn: lsn });

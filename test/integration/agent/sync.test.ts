@@ -142,6 +142,49 @@ describe('sync to the writer', () => {
     expect(await dump('typed')).toEqual(reference);
   });
 
+  it('a drain records a resync range only over runs of rows it re-sent in one statement, with no other row between', async () => {
+    await sql(cluster, 'pg-0', 'CREATE TABLE events_b (LIKE events INCLUDING ALL)', 'typed');
+    const file = path.join(dir, 'runs.db');
+    const config = parseConfig({
+      writerUrl: cluster.connectionString('pg-0', 'typed'),
+      drain: { batchSize: 7 },
+      streams: { a: EVENTS_STREAM, b: { ...EVENTS_STREAM, table: 'events_b' } },
+    });
+    const buffer = WriteBuffer.open({ bufferPath: file, config });
+    // a a a b a a a a b b a a ... : the streams interleave
+    const pattern = 'aaabaaaabbaaaaaaabaa';
+    [...pattern].forEach((stream, i) => buffer.append(stream, { id: `r${i}`, body: 'x', n: i }));
+    expect((await buffer.syncOnce()).sent).toBe(pattern.length);
+    // rows synced long ago (r5, r12) are outside a window drain: they must end up in no range
+    const db = new Database(file);
+    db.prepare("UPDATE outbox SET synced_at_ms = 0 WHERE id IN ('r5', 'r12')").run();
+    db.close();
+    buffer.append('a', { id: 'pending-1', body: 'x', n: 1 }); // pending rows are marked row by row (their state changes)
+    const summary = await buffer.drain({ windowSeconds: 600 });
+    expect(summary).toMatchObject({ resent: pattern.length - 2 + 1, inserted: 1 });
+
+    const check = new Database(file, { readonly: true });
+    const ranges = check.prepare('SELECT first_seq, last_seq FROM outbox_resync ORDER BY first_seq').all() as { first_seq: number; last_seq: number }[];
+    const rowsByseq = new Map((check.prepare('SELECT seq, stream, id, synced_at_ms FROM outbox').all() as { seq: number; stream: string; id: string; synced_at_ms: number }[]).map((r) => [r.seq, r]));
+    check.close();
+    // batches of 7 scanned rows: seq 1-7, 8-14, 15-21 (seq n holds r(n-1)); a run breaks at a row of the
+    // other stream, at an unselected row (r5 = seq 6, r12 = seq 13) and at a batch boundary; single rows have no range
+    expect(ranges.map((r) => [r.first_seq, r.last_seq])).toEqual([[1, 3], [9, 10], [11, 12], [15, 17], [19, 21]]);
+    for (const { first_seq, last_seq } of ranges) {
+      const covered = [...rowsByseq.values()].filter((r) => r.seq >= first_seq && r.seq <= last_seq);
+      expect(covered.length).toBe(last_seq - first_seq + 1);
+      expect(new Set(covered.map((r) => r.stream)).size).toBe(1);
+      expect(covered.map((r) => r.id)).not.toContain('r5');
+      expect(covered.map((r) => r.id)).not.toContain('r12');
+    }
+    // every re-sent row now has the drain's marker time (effective), the two old rows kept theirs
+    const recent = buffer.outbox.counts(Date.now() - 600_000);
+    expect(recent).toMatchObject({ syncedRows: pattern.length + 1, syncedBeforeMs: 2, pendingRows: 0 });
+    // a second window drain picks the same rows again, by the ranges' synced time
+    expect((await buffer.drain({ windowSeconds: 600 })).resent).toBe(pattern.length - 1);
+    await buffer.close();
+  });
+
   it('a read-only writer (a standby, a fenced primary) is a sync failure: rows stay pending, status shows why', async () => {
     const buffer = path.join(dir, 'readonly.db');
     const config = writeConfig(path.join(dir, 'readonly.json'), { writerUrl: agentUrl('pg-0', 'sync'), streams: { events: EVENTS_STREAM } });
