@@ -1,10 +1,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { StringDecoder } from 'node:string_decoder';
 import { renderKeyValues } from '../core/format-table.js';
+import { parseDurationMs } from '../core/duration.js';
 import { isLsn } from '../core/lsn.js';
 import type { DrainRequest } from '../ports/worker-control.js';
 import { ConfigError, loadConfig, parseConfig, type AgentConfig } from './config.js';
-import { parseDurationSeconds } from './duration.js';
 import { errorMessage, jsonLineLog } from './log.js';
 import { WriteBuffer } from './write-buffer.js';
 
@@ -168,12 +168,19 @@ function drainRequest(o: { forkTimeline?: string; forkLsn?: string; window?: str
   }
   if (o.window !== undefined) {
     try {
-      return { windowSeconds: parseDurationSeconds(o.window, '--window') };
+      return { windowSeconds: parseWindowSeconds(o.window, '--window') };
     } catch (error) {
       throw new UsageError(errorMessage(error));
     }
   }
   return { windowSeconds: config.drain.defaultWindowSeconds };
+}
+
+/** A drain window: the project's duration syntax (src/core/duration.ts) in seconds; an empty window selects nothing, so it is refused. */
+export function parseWindowSeconds(value: string, field: string): number {
+  const seconds = parseDurationMs(value, field) / 1000;
+  if (!(seconds > 0)) throw new Error(`${field}: the duration must be greater than zero, got '${value}'`);
+  return seconds;
 }
 
 async function appendCommand(o: CommonOptions & { stream: string }, io: CliIo): Promise<number> {

@@ -63,7 +63,7 @@ describe('rds-failover-agent CLI', () => {
     [['drain', '--fork-timeline', 'two', '--fork-lsn', '0/1'], "error: --fork-timeline: expected an integer >= 1, got 'two'"],
     [['drain', '--fork-timeline', '2', '--fork-lsn', '16-B3'], "error: --fork-lsn: expected an LSN like 0/3000060, got '16-B3'"],
     [['drain', '--fork-timeline', '2', '--fork-lsn', '0/1', '--window', '5m'], 'error: give either --fork-timeline with --fork-lsn, or --window, not both'],
-    [['drain', '--window', 'soon'], "error: --window: expected a duration like 90s, 15m, 2h or 1d, got 'soon'"],
+    [['drain', '--window', 'soon'], "error: --window: 'soon' is not a duration; expected a number with an optional unit ms|s|m|h|d, e.g. 30s or 15m"],
     [['sync-once', '--writer', 'http://db'], "error: --writer: expected a postgres URL like postgres://user:password@host:5432/db, got 'http://db'"],
   ])('rejects %j with exit 2 and a message naming the option', async (args, message) => {
     const buffer = path.join(dir, 'usage.db');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffDelayMs } from '../../../src/agent/backoff.js';
-import { parseDurationSeconds } from '../../../src/agent/duration.js';
+import { parseWindowSeconds } from '../../../src/agent/cli.js';
 import { historyRanges, isInHistory, type RecordedFork } from '../../../src/agent/lineage.js';
 
 describe('backoff', () => {
@@ -16,12 +16,15 @@ describe('backoff', () => {
   });
 });
 
-describe('durations', () => {
-  it('parses s/m/h/d and bare seconds', () => {
-    expect(['90s', '15m', '2h', '1d', '45', '1.5m'].map((d) => parseDurationSeconds(d, '--window'))).toEqual([90, 900, 7200, 86400, 45, 90]);
+describe('drain windows (core duration syntax, in seconds)', () => {
+  it('parses ms/s/m/h/d and bare seconds', () => {
+    expect(['90s', '15m', '2h', '1d', '45', '1.5m', '1500ms'].map((d) => parseWindowSeconds(d, '--window'))).toEqual([90, 900, 7200, 86400, 45, 90, 1.5]);
   });
-  it.each(['', '15 minutes', '-5m', '0s', 'm'])('rejects %j', (d) => {
-    expect(() => parseDurationSeconds(d, '--window')).toThrow('--window:');
+  it.each(['', '15 minutes', '-5m', 'm', '1w'])('rejects %j as not a duration', (d) => {
+    expect(() => parseWindowSeconds(d, '--window')).toThrow(`--window: '${d}' is not a duration; expected a number with an optional unit ms|s|m|h|d, e.g. 30s or 15m`);
+  });
+  it.each(['0s', '0', '0.1ms'])('rejects the empty window %j', (d) => {
+    expect(() => parseWindowSeconds(d, '--window')).toThrow(`--window: the duration must be greater than zero, got '${d}'`);
   });
 });
 
