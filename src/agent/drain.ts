@@ -5,7 +5,27 @@ import type { AgentConfig } from './config.js';
 import { historyRanges } from './lineage.js';
 import { errorMessage, type AgentLog } from './log.js';
 import type { Outbox, ResendSelection } from './outbox.js';
+import type { PgSink } from './sink.js';
 import { emptyTotals, type SyncEngine } from './sync-engine.js';
+
+/**
+ * A fork drain reached a writer that is not on a newer timeline than the fork point: not the promoted
+ * primary (the writer endpoint still resolves to the old primary, or to a zombie). Not retried inside the
+ * drain: the drain fails (CLI exit 1) and the runbook runs it again.
+ */
+export class WriterNotPastForkError extends Error {
+  constructor(
+    readonly writerTimeline: number,
+    readonly forkPoint: { readonly timelineId: number; readonly lsn: string },
+  ) {
+    super(
+      `the writer is on timeline ${writerTimeline}, not newer than the fork point's timeline ${forkPoint.timelineId} (fork LSN ${forkPoint.lsn}): ` +
+        'it is not the promoted primary (the writer endpoint may still point at the old primary); nothing was re-sent to it, ' +
+        'run the drain again once the writer endpoint points at the new primary',
+    );
+    this.name = 'WriterNotPastForkError';
+  }
+}
 
 export interface DrainDeps {
   readonly outbox: Outbox;
@@ -25,8 +45,10 @@ export interface DrainDeps {
  * - with a window: every row synced within the last `windowSeconds`.
  * Rows appended after the drain started are left to the sync loop. A failing writer is retried with backoff
  * until `drain.timeoutSeconds`. Safe to repeat and to run beside the sync loop: inserts are idempotent.
- * After a complete fork drain into a newer timeline, the fork is recorded so that the next failover's
- * drain and prune know these rows are in the new history.
+ * A fork drain checks every session it opens before sending on it: a writer not on a newer timeline than
+ * the fork point fails the drain at once (WriterNotPastForkError) with nothing sent to it or marked.
+ * After a complete fork drain, the fork is recorded so that the next failover's drain and prune know these
+ * rows are in the new history.
  */
 export async function drain(request: DrainRequest, deps: DrainDeps): Promise<DrainSummary> {
   const { outbox, engine, config, log } = deps;
@@ -40,11 +62,18 @@ export async function drain(request: DrainRequest, deps: DrainDeps): Promise<Dra
   const totals = emptyTotals();
   const progress = { afterSeq: 0 };
   const next = (afterSeq: number) => outbox.resendBatch(names, selection, afterSeq, maxSeq, config.drain.batchSize);
+  const forkPoint = request.forkPoint;
+  // Every session, including one reopened mid-drain after a network error or a writer change.
+  if (forkPoint !== undefined) engine.checkEachSession((sink) => assertPastFork(sink, forkPoint));
   for (;;) {
     try {
       await engine.pump(next, progress, totals, (row) => (row as { state?: string }).state === 'pending');
       break;
     } catch (error) {
+      if (error instanceof WriterNotPastForkError) {
+        await engine.recordFailure(error);
+        throw error;
+      }
       // Resumes after the last marked batch: rows committed before the failure carry new markers already
       // and, if still selected, are simply sent again.
       const attempt = await engine.recordFailure(error);
@@ -56,16 +85,11 @@ export async function drain(request: DrainRequest, deps: DrainDeps): Promise<Dra
       await sleep(wait);
     }
   }
-  if (request.forkPoint !== undefined) {
+  if (forkPoint !== undefined) {
+    // Nothing to re-send still opens (and so checks) a session: the fork is recorded only past a checked writer.
     const writerTimeline = totals.marker?.timelineId ?? (await (await engine.session()).marker()).timelineId;
-    if (writerTimeline > request.forkPoint.timelineId) {
-      outbox.recordFork({ timelineId: request.forkPoint.timelineId, forkLsn: parseLsn(request.forkPoint.lsn), nextTimelineId: writerTimeline }, now());
-    } else {
-      log('warn', 'the writer is not on a newer timeline than the fork point: fork not recorded', {
-        writerTimeline,
-        forkTimeline: request.forkPoint.timelineId,
-      });
-    }
+    if (writerTimeline <= forkPoint.timelineId) throw new WriterNotPastForkError(writerTimeline, forkPoint);
+    outbox.recordFork({ timelineId: forkPoint.timelineId, forkLsn: parseLsn(forkPoint.lsn), nextTimelineId: writerTimeline }, now());
   }
   const summary: DrainSummary = {
     examined,
@@ -90,6 +114,11 @@ export function validateDrainRequest(request: DrainRequest): DrainRequest {
     throw new Error(`windowSeconds: expected a number of seconds > 0, got ${String(request.windowSeconds)}`);
   }
   return request;
+}
+
+async function assertPastFork(sink: PgSink, forkPoint: { readonly timelineId: number; readonly lsn: string }): Promise<void> {
+  const { timelineId } = await sink.marker();
+  if (timelineId <= forkPoint.timelineId) throw new WriterNotPastForkError(timelineId, forkPoint);
 }
 
 function resendSelection(request: DrainRequest, outbox: Outbox, nowMs: number): ResendSelection {

@@ -81,6 +81,8 @@ export class SyncEngine {
   private copyPlans = new Map<string, CopyPlan | null>();
   /** Streams whose last COPY met a row already present: INSERT ... ON CONFLICT until one inserts every row again. */
   private readonly copyPaused = new Set<string>();
+  /** Runs on every new session before anything is sent on it (a fork drain refuses a writer not past the fork). */
+  private sessionCheck: ((sink: PgSink) => Promise<void>) | null = null;
 
   constructor(
     private readonly outbox: Outbox,
@@ -94,6 +96,14 @@ export class SyncEngine {
     return (this.options.now ?? Date.now)();
   }
 
+  /**
+   * Every session opened from now on must pass `check` before a statement goes on it; a failing check closes
+   * the session and its error propagates. Set once per engine, before its first session (a drain's engine).
+   */
+  checkEachSession(check: (sink: PgSink) => Promise<void>): void {
+    this.sessionCheck = check;
+  }
+
   /** The writer session, reconnecting when it broke or the writer source changed. */
   async session(): Promise<PgSink> {
     if (this.sink !== null && (this.sink.broken || this.writer.hasChanged())) {
@@ -102,7 +112,16 @@ export class SyncEngine {
     }
     if (this.sink === null) {
       const target = await this.writer.current();
-      this.sink = await PgSink.connect(target.clientConfig);
+      const sink = await PgSink.connect(target.clientConfig);
+      if (this.sessionCheck !== null) {
+        try {
+          await this.sessionCheck(sink);
+        } catch (error) {
+          await sink.close();
+          throw error;
+        }
+      }
+      this.sink = sink;
       if (target.description !== this.writerDescription) this.log('info', 'connected to writer', { writer: target.description });
       this.writerDescription = target.description;
     }

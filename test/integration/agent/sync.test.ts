@@ -20,14 +20,14 @@ beforeAll(async () => {
   // Standbys report their replay position every second (default 10 s): prune reads it from pg_stat_replication.
   cluster = await LocalCluster.start({ replicas: 1, settings: { wal_receiver_status_interval: '1s' } });
   dir = mkdtempSync(path.join(os.tmpdir(), 'agent-sync-'));
-  for (const db of ['sync', 'sync_b', 'outage', 'prune', 'typed']) {
+  for (const db of ['sync', 'sync_b', 'outage', 'prune', 'typed', 'zombie']) {
     await cluster.createDatabase(db);
     await sql(cluster, 'pg-0', EVENTS_DDL, db);
   }
   // The agent runs as a plain role, as on RDS: INSERT on its tables plus SELECT on the key columns (ON CONFLICT
   // reads them), pg_read_all_stats for prune. Nothing else.
   await sql(cluster, 'pg-0', "CREATE ROLE agent LOGIN PASSWORD 'agent-pw'; GRANT pg_read_all_stats TO agent");
-  for (const db of ['sync', 'sync_b', 'outage', 'prune']) await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT (id) ON events TO agent', db);
+  for (const db of ['sync', 'sync_b', 'outage', 'prune', 'zombie']) await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT (id) ON events TO agent', db);
   await sql(cluster, 'pg-0', `${TYPED_DDL.replace('TABLE typed', 'TABLE reference')}; ${TYPED_DDL}; GRANT INSERT, SELECT (id) ON typed TO agent`, 'typed');
   agentUrl = (node, database) => cluster.connectionString(node, database).replace(/\/\/[^@]*@/, '//agent:agent-pw@');
 });
@@ -183,6 +183,43 @@ describe('sync to the writer', () => {
     // a second window drain picks the same rows again, by the ranges' synced time
     expect((await buffer.drain({ windowSeconds: 600 })).resent).toBe(pattern.length - 1);
     await buffer.close();
+  });
+
+  it('a fork drain into a writer not on a newer timeline than the fork (the old primary) fails with exit 1, sending and marking nothing', async () => {
+    const buffer = path.join(dir, 'zombie.db');
+    const config = writeConfig(path.join(dir, 'zombie.json'), { writerUrl: agentUrl('pg-0', 'zombie'), batchSize: 10, streams: { events: EVENTS_STREAM } });
+    expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('synced', 40)))).code).toBe(0);
+    expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout)).toMatchObject({ sent: 40, marker: { timelineId: 1 } });
+    expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('pending', 10)))).code).toBe(0);
+    // Rows the writer lost: any re-send would bring them back.
+    await sql(cluster, 'pg-0', "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 10)", 'zombie');
+    const snapshot = () => {
+      const db = new Database(buffer, { readonly: true });
+      try {
+        return ['outbox ORDER BY seq', 'outbox_resync ORDER BY first_seq', 'timeline_forks'].map((t) => db.prepare(`SELECT * FROM ${t}`).all());
+      } finally {
+        db.close();
+      }
+    };
+    const before = snapshot();
+    expect(before[0]).toHaveLength(50);
+
+    // pg-0 is on timeline 1: the fork's own timeline (DNS still on the old primary), then an older one.
+    for (const forkTimeline of [1, 2]) {
+      const run = await runAgent(['drain', '--json', '--fork-timeline', String(forkTimeline), '--fork-lsn', '0/1', '--buffer', buffer, '--config', config]);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toContain(
+        `error: the writer is on timeline 1, not newer than the fork point's timeline ${forkTimeline} (fork LSN 0/1): it is not the promoted primary`,
+      );
+      expect(snapshot()).toEqual(before);
+    }
+    const inPg = await idsIn(cluster, 'pg-0', 'zombie');
+    expect(inPg.rows).toBe(30);
+    expect([...inPg.ids].some((id) => id.startsWith('pending-'))).toBe(false);
+    const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
+    expect(status).toMatchObject({ pendingRows: 10, syncedRows: 40 });
+    expect(status.lastSyncError).toContain("the writer is on timeline 1, not newer than the fork point's timeline 2");
   });
 
   it('a read-only writer (a standby, a fenced primary) is a sync failure: rows stay pending, status shows why', async () => {
