@@ -47,9 +47,13 @@ export interface AgentConfig {
   /** Exponential backoff with full jitter between failed sync attempts. */
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
   readonly retention: {
-    /** Synced rows are kept at least this long. */
+    /** Synced rows are kept at least this long; at least drain.defaultWindowSeconds (a window drain re-sends them). */
     readonly seconds: number;
-    /** Prune only when the writer shows at least this many replicas (each with a readable replay LSN). */
+    /**
+     * Prune only when the writer shows at least this many replicas (each with a readable replay LSN). Only the
+     * replicas connected at that moment are consulted: set it to the number of replicas that may be promoted,
+     * so that one disconnected (down, rebuilding) blocks prune instead of being ignored.
+     */
     readonly minReplicas: number;
     /** How often the daemon prunes. */
     readonly pruneIntervalSeconds: number;
@@ -136,6 +140,14 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
   allowOnly(drain, 'drain', ['batchSize', 'defaultWindowSeconds', 'timeoutSeconds']);
   const metrics = optionalObject(root.metrics, 'metrics');
   allowOnly(metrics, 'metrics', ['enabled', 'namespace', 'dimensions', 'intervalSeconds']);
+  const retentionSeconds = int(retention.seconds, 'retention.seconds', 24 * 3600, 0);
+  const defaultWindowSeconds = int(drain.defaultWindowSeconds, 'drain.defaultWindowSeconds', 900, 1);
+  // A drain without a fork point re-sends the rows synced within that window: prune must not have taken them.
+  if (retentionSeconds < defaultWindowSeconds) {
+    throw new ConfigError(
+      `retention.seconds (${retentionSeconds}) must be >= drain.defaultWindowSeconds (${defaultWindowSeconds}): a drain without a fork point re-sends the rows synced within that window, so prune must keep them at least that long`,
+    );
+  }
   const clusterId = optionalString(root.clusterId, 'clusterId');
   const workerId = optionalString(root.workerId, 'workerId');
   const bufferPath = optionalString(root.bufferPath, 'bufferPath');
@@ -152,13 +164,13 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     queryTimeoutMs: int(root.queryTimeoutMs, 'queryTimeoutMs', 60_000, 1),
     backoff: { initialMs, maxMs },
     retention: {
-      seconds: int(retention.seconds, 'retention.seconds', 24 * 3600, 0),
+      seconds: retentionSeconds,
       minReplicas: int(retention.minReplicas, 'retention.minReplicas', 1, 0),
       pruneIntervalSeconds: int(retention.pruneIntervalSeconds, 'retention.pruneIntervalSeconds', 600, 1),
     },
     drain: {
       batchSize: int(drain.batchSize, 'drain.batchSize', 5000, 1, 100_000),
-      defaultWindowSeconds: int(drain.defaultWindowSeconds, 'drain.defaultWindowSeconds', 900, 1),
+      defaultWindowSeconds,
       timeoutSeconds: int(drain.timeoutSeconds, 'drain.timeoutSeconds', 300, 1),
     },
     metrics: {

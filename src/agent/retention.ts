@@ -20,13 +20,23 @@ const CHUNK = 5000;
 /**
  * Deletes synced rows only when both hold: synced longer ago than retention.seconds, and their marker is in
  * the writer's timeline history at or below the lowest replay LSN of its replicas (pg_stat_replication), so
- * a failover to any replica can never need them again. Deletes in chunks to keep appends flowing.
+ * a failover to any of those replicas can never need them again. Skipped when the writer is below a timeline
+ * this buffer recorded a fork to (an old primary), or shows fewer than retention.minReplicas replicas:
+ * replicas not connected to the writer at that moment are not consulted. Deletes in chunks to keep appends flowing.
  */
 export async function prune(outbox: Outbox, engine: SyncEngine, config: AgentConfig, nowMs = Date.now()): Promise<PruneResult> {
   const syncedBeforeMs = nowMs - config.retention.seconds * 1000;
   const replication = await (await engine.session()).replication();
   const base = { writerTimeline: replication.timelineId, replicas: replication.replicas.length, syncedBefore: new Date(syncedBeforeMs).toISOString() };
   const skip = (reason: string): PruneResult => record(outbox, { ...base, pruned: 0, skippedBecause: reason, replayedUpTo: null });
+  // A writer below a timeline this buffer already drained into is an old primary (a zombie, or a writer
+  // record not yet repointed): its replicas' replay positions say nothing about the current history.
+  const newestForkTarget = Math.max(0, ...outbox.recordedForks().map((f) => f.nextTimelineId));
+  if (replication.timelineId < newestForkTarget) {
+    return skip(
+      `the writer is on timeline ${replication.timelineId}, below timeline ${newestForkTarget} this buffer recorded a fork to: it is an old primary (the writer record may still point at it), prune waits for the current primary`,
+    );
+  }
   if (replication.replicas.length < config.retention.minReplicas) {
     return skip(`the writer shows ${replication.replicas.length} replica(s) in pg_stat_replication, retention.minReplicas is ${config.retention.minReplicas}`);
   }

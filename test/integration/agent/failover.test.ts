@@ -47,7 +47,7 @@ beforeAll(async () => {
   // The worker follows the cluster's writer file (the local Route 53 record), database 'app'.
   const writerFile = path.join(dir, 'writer.url');
   writeFileSync(writerFile, `${cluster.connectionString('pg-0', DB)}\n`);
-  config = writeConfig(path.join(dir, 'worker-1.json'), { writerFile, batchSize: 100, streams: { events: EVENTS_STREAM }, retention: { seconds: 0, minReplicas: 1 } });
+  config = writeConfig(path.join(dir, 'worker-1.json'), { writerFile, batchSize: 100, streams: { events: EVENTS_STREAM }, retention: { seconds: 1, minReplicas: 1 }, drain: { defaultWindowSeconds: 1 } });
 });
 
 afterAll(async () => {
@@ -174,6 +174,7 @@ describe('failover with a replica that is behind', () => {
       if (Date.now() > deadline) throw new Error('replicas of pg-1 did not report replay');
       await sleep(100);
     }
+    await sleep(1100); // every row is past the 1 s retention
     const result = JSON.parse((await agent('prune')).stdout);
     expect(result).toMatchObject({ writerTimeline: 2, replicas: 2, skippedBecause: null });
     const outbox = Outbox.open(buffer);

@@ -222,6 +222,41 @@ describe('sync to the writer', () => {
     expect(status.lastSyncError).toContain("the writer is on timeline 1, not newer than the fork point's timeline 2");
   });
 
+  it('prune skips a writer below a timeline this buffer recorded a fork to (an old primary), and says why', async () => {
+    const config = writeConfig(path.join(dir, 'zombie-prune.json'), {
+      writerUrl: agentUrl('pg-0', 'zombie'),
+      streams: { events: EVENTS_STREAM },
+      retention: { seconds: 1, minReplicas: 1 },
+      drain: { defaultWindowSeconds: 1 },
+    });
+    // Two buffers with the same rows, synced to pg-0 (timeline 1); one has drained into timeline 2 before.
+    const buffers = { control: path.join(dir, 'prune-control.db'), drained: path.join(dir, 'prune-drained.db') };
+    for (const [name, buffer] of Object.entries(buffers)) {
+      expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows(`zp-${name}`, 5)))).code).toBe(0);
+      expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout)).toMatchObject({ sent: 5, marker: { timelineId: 1 } });
+    }
+    const outbox = Outbox.open(buffers.drained);
+    outbox.recordFork({ timelineId: 1, forkLsn: 0x3000060n, nextTimelineId: 2 });
+    outbox.close();
+    await waitForReportedReplay();
+    await sleep(1100);
+
+    const control = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffers.control, '--config', config])).stdout);
+    expect(control).toMatchObject({ pruned: 5, writerTimeline: 1, skippedBecause: null });
+    const skipped = await runAgent(['prune', '--json', '--buffer', buffers.drained, '--config', config]);
+    expect(skipped.code).toBe(0);
+    expect(JSON.parse(skipped.stdout)).toMatchObject({
+      pruned: 0,
+      writerTimeline: 1,
+      replayedUpTo: null,
+      skippedBecause:
+        'the writer is on timeline 1, below timeline 2 this buffer recorded a fork to: it is an old primary (the writer record may still point at it), prune waits for the current primary',
+    });
+    const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffers.drained])).stdout);
+    expect(status).toMatchObject({ syncedRows: 5, lastPrune: { pruned: 0 } });
+    expect(status.lastPrune.skippedBecause).toContain('below timeline 2');
+  });
+
   it('a read-only writer (a standby, a fenced primary) is a sync failure: rows stay pending, status shows why', async () => {
     const buffer = path.join(dir, 'readonly.db');
     const config = writeConfig(path.join(dir, 'readonly.json'), { writerUrl: agentUrl('pg-0', 'sync'), streams: { events: EVENTS_STREAM } });
@@ -379,7 +414,9 @@ describe('sync to the writer', () => {
   it('drain --window re-sends rows synced within the window; prune waits for retention and for every replica', async () => {
     const buffer = path.join(dir, 'prune.db');
     const base = { writerUrl: agentUrl('pg-0', 'prune'), streams: { events: EVENTS_STREAM } };
-    const config = writeConfig(path.join(dir, 'prune.json'), { ...base, retention: { seconds: 0, minReplicas: 1 } });
+    // The shortest retention the config allows: the drain window (retention.seconds >= drain.defaultWindowSeconds).
+    const shortRetention = { retention: { seconds: 1, minReplicas: 1 }, drain: { defaultWindowSeconds: 1 } };
+    const config = writeConfig(path.join(dir, 'prune.json'), { ...base, ...shortRetention });
     expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('old', 30)))).code).toBe(0);
     expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout).sent).toBe(30);
 
@@ -397,7 +434,8 @@ describe('sync to the writer', () => {
       expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('new', 5)))).code).toBe(0);
       expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout).sent).toBe(5);
 
-      const strict = writeConfig(path.join(dir, 'prune-strict.json'), { ...base, retention: { seconds: 0, minReplicas: 2 } });
+      await sleep(1100); // the drained rows are now past the 1 s retention
+      const strict = writeConfig(path.join(dir, 'prune-strict.json'), { ...base, ...shortRetention, retention: { seconds: 1, minReplicas: 2 } });
       const skipped = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffer, '--config', strict])).stdout);
       expect(skipped).toMatchObject({ pruned: 0, replicas: 1, skippedBecause: 'the writer shows 1 replica(s) in pg_stat_replication, retention.minReplicas is 2' });
 
@@ -413,6 +451,7 @@ describe('sync to the writer', () => {
       await cluster.resumeReplay('pg-1');
     }
     await waitForReportedReplay();
+    await sleep(1100);
     const rest = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffer, '--config', config])).stdout);
     expect(rest).toMatchObject({ pruned: 5 });
     const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);

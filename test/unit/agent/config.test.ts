@@ -71,9 +71,17 @@ describe('agent config', () => {
     [{ streams, writerHost: 'h', secretArn: 'arn:aws:secretsmanager:x' }, 'database: expected a non-empty string'],
     [{ streams, retentoin: {} }, "config: unknown field 'retentoin'"],
     [{ streams, metrics: { enabled: 'yes' } }, 'metrics.enabled: expected true or false'],
+    [{ streams, retention: { seconds: 600 } }, 'retention.seconds (600) must be >= drain.defaultWindowSeconds (900): a drain without a fork point re-sends'],
+    [{ streams, retention: { seconds: 0 }, drain: { defaultWindowSeconds: 1 } }, 'retention.seconds (0) must be >= drain.defaultWindowSeconds (1)'],
+    [{ streams, retention: { seconds: 3600 }, drain: { defaultWindowSeconds: 7200 } }, 'retention.seconds (3600) must be >= drain.defaultWindowSeconds (7200)'],
   ])('rejects %j naming the field', (raw, message) => {
     expect(() => parseConfig(raw)).toThrow(ConfigError);
     expect(() => parseConfig(raw)).toThrow(message);
+  });
+
+  it('accepts a retention equal to the drain window (the smallest that keeps every row a window drain re-sends)', () => {
+    const config = parseConfig({ streams, retention: { seconds: 60 }, drain: { defaultWindowSeconds: 60 } });
+    expect([config.retention.seconds, config.drain.defaultWindowSeconds]).toEqual([60, 60]);
   });
 
   it('reads the config the CDK worker user data writes (AWS writer, bufferPath, metrics with the instance id)', () => {
