@@ -1,7 +1,10 @@
 import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { connect, createServer, type ConnectionOptions } from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -9,7 +12,7 @@ import { parseConfig } from '../../../src/agent/config.js';
 import { bufferMetricData, MetricsPublisher } from '../../../src/agent/metrics-publisher.js';
 import type { BufferStatus } from '../../../src/agent/status.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
-import { createWriterSource } from '../../../src/agent/writer-source.js';
+import { createWriterSource, resolveCnameChain, type CnameResolver } from '../../../src/agent/writer-source.js';
 
 const tempDirs: string[] = [];
 function tempDir(prefix: string): string {
@@ -20,6 +23,46 @@ function tempDir(prefix: string): string {
 afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
+
+/** A DNS stand-in: name -> CNAME target; a name without a record answers ENODATA like node:dns. */
+function dnsResolver(records: Record<string, string>, lookups: string[] = []): CnameResolver {
+  return async (name) => {
+    lookups.push(name);
+    const target = records[name];
+    if (target === undefined) throw Object.assign(new Error(`queryCname ENODATA ${name}`), { code: 'ENODATA' });
+    return [target];
+  };
+}
+
+interface KeyPair {
+  readonly key: string;
+  readonly cert: string;
+}
+
+function selfSignedCertificate(dir: string, label: string, dnsName: string): KeyPair {
+  const key = path.join(dir, `${label}.key`);
+  const cert = path.join(dir, `${label}.pem`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${dnsName}`,
+    '-addext', `subjectAltName=DNS:${dnsName}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  return { key: readFileSync(key, 'utf8'), cert: readFileSync(cert, 'utf8') };
+}
+
+/** A real TLS handshake against a local server presenting `server`, with the client options the agent gives pg. */
+async function handshake(ssl: ConnectionOptions, server: KeyPair): Promise<string> {
+  const listener = createServer({ key: server.key, cert: server.cert }, (socket) => socket.end());
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  try {
+    return await new Promise<string>((resolve) => {
+      const socket = connect({ ...ssl, host: '127.0.0.1', port: (listener.address() as AddressInfo).port }, () => {
+        socket.destroy();
+        resolve('verified');
+      });
+      socket.on('error', (error) => resolve(error.message));
+    });
+  } finally {
+    await new Promise((resolve) => listener.close(resolve));
+  }
+}
 
 const settings = { connectTimeoutMs: 5000, queryTimeoutMs: 60000 };
 const secretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-db-AbCdEf';
@@ -48,37 +91,86 @@ afterEach(() => {
 });
 
 describe('writer sources', () => {
-  it('AWS: reads credentials from Secrets Manager, requires verified TLS to the DNS name, refetches after invalidate()', async () => {
+  it('AWS: credentials from Secrets Manager (refetched after invalidate()), the CNAME chain resolved on every connection, TLS verified', async () => {
     const sm = mockClient(SecretsManagerClient);
     sm.on(GetSecretValueCommand, { SecretId: secretArn }).resolves({ SecretString: JSON.stringify({ username: 'agent', password: 's3cret' }) });
     const dir = tempDir('writer-');
     writeFileSync(path.join(dir, 'rds-ca.pem'), 'PEM');
+    const records: Record<string, string> = { 'writer.orders.internal': 'db-1.abc123.eu-west-1.rds.amazonaws.com.' };
+    const lookups: string[] = [];
+    const resolver = dnsResolver(records, lookups);
     const source = createWriterSource(
       { kind: 'aws', host: 'writer.orders.internal', port: 5432, database: 'orders', secretArn, tlsCaFile: path.join(dir, 'rds-ca.pem') },
       settings,
       new SecretsManagerClient({ region: 'eu-west-1' }),
+      resolver,
     );
     const target = await source.current();
-    expect(target.description).toBe('postgres://agent:***@writer.orders.internal:5432/orders');
+    expect(target.description).toBe('postgres://agent:***@writer.orders.internal:5432/orders via db-1.abc123.eu-west-1.rds.amazonaws.com');
     expect(target.clientConfig).toEqual({
       connectionTimeoutMillis: 5000,
       query_timeout: 60000,
       keepAlive: true,
       application_name: 'rds-failover-agent',
-      host: 'writer.orders.internal',
+      host: 'db-1.abc123.eu-west-1.rds.amazonaws.com',
       port: 5432,
       database: 'orders',
       user: 'agent',
       password: 's3cret',
-      ssl: { rejectUnauthorized: true, servername: 'writer.orders.internal', ca: 'PEM' },
+      ssl: { rejectUnauthorized: true, checkServerIdentity: expect.any(Function), ca: 'PEM' },
     });
-    await source.current();
+    expect(lookups).toEqual(['writer.orders.internal', 'db-1.abc123.eu-west-1.rds.amazonaws.com']);
+
+    // The failover repoints the record: the next connection goes to (and verifies) the new instance endpoint.
+    records['writer.orders.internal'] = 'db-2.abc123.eu-west-1.rds.amazonaws.com';
+    expect((await source.current()).clientConfig.host).toBe('db-2.abc123.eu-west-1.rds.amazonaws.com');
     expect(sm.commandCalls(GetSecretValueCommand)).toHaveLength(1);
     source.invalidate(); // after a failed sync: the secret may have been rotated
     await source.current();
     expect(sm.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input)).toEqual([{ SecretId: secretArn }, { SecretId: secretArn }]);
   });
 
+  it('CNAME chains: followed to the end (trailing dots, case), a name without CNAME is its own end, lookup failures and loops are errors', async () => {
+    const records = { 'writer.orders.internal': 'Cluster.Orders.internal.', 'cluster.orders.internal': 'db-1.abc123.eu-west-1.rds.amazonaws.com', 'loop-a.x': 'loop-b.x', 'loop-b.x': 'loop-a.x' };
+    expect(await resolveCnameChain('writer.orders.internal.', dnsResolver(records))).toEqual([
+      'writer.orders.internal',
+      'cluster.orders.internal',
+      'db-1.abc123.eu-west-1.rds.amazonaws.com',
+    ]);
+    expect(await resolveCnameChain('db-1.abc123.eu-west-1.rds.amazonaws.com', dnsResolver(records))).toEqual(['db-1.abc123.eu-west-1.rds.amazonaws.com']);
+    const missing = async () => Promise.reject(Object.assign(new Error('queryCname ENOTFOUND nowhere.internal'), { code: 'ENOTFOUND' }));
+    expect(await resolveCnameChain('nowhere.internal', missing)).toEqual(['nowhere.internal']);
+    const servfail = async () => Promise.reject(Object.assign(new Error('queryCname ESERVFAIL writer.orders.internal'), { code: 'ESERVFAIL' }));
+    await expect(resolveCnameChain('writer.orders.internal', servfail)).rejects.toThrow(
+      'resolving the writer name writer.orders.internal: CNAME lookup of writer.orders.internal failed: queryCname ESERVFAIL writer.orders.internal',
+    );
+    await expect(resolveCnameChain('loop-a.x', dnsResolver(records))).rejects.toThrow('resolving the writer name loop-a.x: CNAME loop (loop-a.x -> loop-b.x -> loop-a.x)');
+  });
+
+  it('TLS handshake: accepts the certificate of the instance endpoint the record resolves to, refuses one for the record name or from an untrusted CA', async () => {
+    const dir = tempDir('writer-tls-');
+    const rdsName = 'db-1.abc123.eu-west-1.rds.amazonaws.com';
+    const rds = selfSignedCertificate(dir, 'rds', rdsName);
+    const record = selfSignedCertificate(dir, 'record', 'writer.orders.internal');
+    writeFileSync(path.join(dir, 'bundle.pem'), rds.cert + record.cert); // a CA bundle trusting both
+    const sm = mockClient(SecretsManagerClient);
+    sm.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ username: 'agent', password: 's3cret' }) });
+    const sslOf = async (tlsCaFile?: string) => {
+      const source = createWriterSource(
+        { kind: 'aws', host: 'writer.orders.internal', port: 5432, database: 'orders', secretArn, tlsCaFile },
+        settings,
+        new SecretsManagerClient({ region: 'eu-west-1' }),
+        dnsResolver({ 'writer.orders.internal': rdsName }),
+      );
+      return (await source.current()).clientConfig.ssl as ConnectionOptions;
+    };
+    const trusted = await sslOf(path.join(dir, 'bundle.pem'));
+    expect(await handshake(trusted, rds)).toBe('verified');
+    expect(await handshake(trusted, record)).toBe(
+      `the writer's TLS certificate is not valid for ${rdsName} (resolved from writer.orders.internal): Hostname/IP does not match certificate's altnames: Host: ${rdsName}. is not in the cert's altnames: DNS:writer.orders.internal`,
+    );
+    expect(await handshake(await sslOf(undefined), rds)).toBe('self-signed certificate');
+  });
   it('writer file: re-read when replaced (rename) and rejected with the file named when it holds no postgres URL', async () => {
     const dir = tempDir('writer-');
     const file = path.join(dir, 'writer.url');
