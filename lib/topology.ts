@@ -6,6 +6,10 @@
  * (SourceDBInstanceIdentifier removal = promotion, backups, Multi-AZ, deletion protection, security groups);
  * create-only properties (MasterUsername, DBName) follow how the node was created, never its current role.
  */
+import type { TopologyDocument } from '../src/core/topology-document.js';
+
+export { topologyParameterName, writerParameterName, type TopologyDocument } from '../src/core/topology-document.js';
+
 export type NodeRole = 'primary' | 'replica' | 'retired';
 
 export interface NodePlan {
@@ -38,17 +42,6 @@ export function planNodes(input: TopologyInput): NodePlan[] {
   ];
 }
 
-/**
- * The JSON held by the SSM parameter `/rds-failover/<clusterId>/topology`. The runbook rewrites it after a failover;
- * `rds-failover reconcile` reads it back into the config. Retired nodes are not part of the topology.
- */
-export interface TopologyDocument {
-  readonly version: 1;
-  readonly clusterId: string;
-  /** Node name of the primary. */
-  readonly primary: string;
-  readonly nodes: ReadonlyArray<{ readonly name: string; readonly instanceId: string; readonly role: 'primary' | 'replica' }>;
-}
 
 export function topologyDocument(input: TopologyInput): TopologyDocument {
   return {
@@ -61,11 +54,3 @@ export function topologyDocument(input: TopologyInput): TopologyDocument {
   };
 }
 
-/** SSM parameter names: a contract with the runbook and the CLI. */
-export function writerParameterName(clusterId: string): string {
-  return `/rds-failover/${clusterId}/writer-instance-id`;
-}
-
-export function topologyParameterName(clusterId: string): string {
-  return `/rds-failover/${clusterId}/topology`;
-}

@@ -34,15 +34,10 @@ import { systemClock, type Clock } from '../ports/clock.js';
 import type { ClusterControl, ClusterNode, FenceOptions, FenceResult, OperationStatus, Topology } from '../ports/cluster-control.js';
 import type { DatabaseProbe } from '../ports/database-probe.js';
 import { DEFAULT_FAILOVER_PRIORITY, ResourceTag } from '../core/resource-tags.js';
+import { parseTopologyDocument, type TopologyDocument } from '../core/topology-document.js';
 
-/** The JSON of the topology SSM parameter (same shape as lib/topology.ts TopologyDocument). */
-export interface TopologyDocument {
-  readonly version: 1;
-  readonly clusterId: string;
-  /** Node name of the primary. */
-  readonly primary: string;
-  readonly nodes: ReadonlyArray<{ readonly name: string; readonly instanceId: string; readonly role: 'primary' | 'replica' }>;
-}
+export { parseTopologyDocument, type TopologyDocument };
+
 
 /**
  * DBInstanceStatus values in which RDS is bringing the instance back by itself (Multi-AZ failover, reboot,
@@ -396,25 +391,6 @@ export class RdsClusterControl implements ClusterControl {
   private async putParameter(name: string, value: string): Promise<void> {
     await this.o.ssm.send(new PutParameterCommand({ Name: name, Value: value, Type: 'String', Overwrite: true }));
   }
-}
-
-export function parseTopologyDocument(raw: string, where: string): TopologyDocument {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(raw);
-  } catch {
-    throw new Error(`${where}: not JSON; expected {"version":1,"clusterId":...,"primary":...,"nodes":[{"name","instanceId","role"}]}`);
-  }
-  const d = doc as Partial<TopologyDocument>;
-  if (d?.version !== 1 || typeof d.clusterId !== 'string' || typeof d.primary !== 'string' || !Array.isArray(d.nodes)) {
-    throw new Error(`${where}: expected {"version":1,"clusterId":...,"primary":...,"nodes":[...]}, got ${raw.slice(0, 200)}`);
-  }
-  for (const [i, n] of d.nodes.entries()) {
-    if (typeof n?.name !== 'string' || typeof n.instanceId !== 'string' || (n.role !== 'primary' && n.role !== 'replica')) {
-      throw new Error(`${where}: nodes[${i}] must be {"name": string, "instanceId": string, "role": "primary"|"replica"}`);
-    }
-  }
-  return d as TopologyDocument;
 }
 
 /**
