@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { App } from 'aws-cdk-lib';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_INTERFACE_ENDPOINTS, defaultNodeWindows, loadConfig, parseConfig } from '../../lib/config.js';
 import { findCollisions, parseDailyWindow, parseWeeklyWindow } from '../../lib/maintenance-windows.js';
 import { defaultRawConfig, mergeRaw, type ConfigPatch } from '../infra/helpers.js';
@@ -194,7 +194,11 @@ describe('bad configs: every error names the field and the expected form', () =>
 });
 
 describe('loadConfig', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rds-failover-config-'));
+  // Made in beforeAll, not at collection time, so listing the tests leaves no directory behind.
+  let dir = '';
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rds-failover-config-'));
+  });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('reads the file named by -c config=<path>', () => {
