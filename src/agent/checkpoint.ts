@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { statSync } from 'node:fs';
 import { errorMessage } from './log.js';
 import type { Outbox } from './outbox.js';
@@ -34,7 +35,7 @@ export async function checkpoint(outbox: Outbox, options: { attempts?: number; r
       attempts += 1;
       busy = outbox.checkpoint().busy;
       if (!busy) break;
-      await new Promise((resolve) => setTimeout(resolve, options.retryDelayMs ?? 200));
+      await sleep(options.retryDelayMs ?? 200);
     }
     const problems = outbox.integrityProblems();
     if (problems.length > 0) integrity = problems;

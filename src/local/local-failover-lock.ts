@@ -4,6 +4,7 @@
  * - A runner that was killed frees its lock at once: the lock records the holder's pid, and a holder pid that
  *   no longer exists on this host is as good as expired (the TTL still covers other hosts and pid reuse).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -76,7 +77,7 @@ export class LocalFailoverLock implements FailoverLock {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
         if (ageMs(mutex) > STALE_MUTEX_MS) rmSync(mutex, { recursive: true, force: true });
         else if (Date.now() > deadline) throw new Error(`failover lock of ${clusterId}: ${mutex} held for over ${MUTEX_WAIT_MS} ms`);
-        else await new Promise((r) => setTimeout(r, 2));
+        else await sleep(2);
       }
     }
     try {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -84,6 +85,6 @@ export async function waitUntilAccepting(
     if (status === 'ready' || status === 'standby') return status;
     if (!isAlive(pid)) throw new Error(`${nodeId}: postgres exited during start-up: ${logTail(logFile)}`);
     if (Date.now() > deadline) throw new Error(`${nodeId}: postgres did not accept connections within ${timeoutMs} ms: ${logTail(logFile)}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** True while a process with this pid exists (and is not a zombie we could see as one). */
@@ -68,7 +69,7 @@ export async function waitForExit(pids: readonly number[], timeoutMs: number): P
   const deadline = Date.now() + timeoutMs;
   while (pids.some(isAlive)) {
     if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 15));
+    await sleep(15);
   }
   return true;
 }

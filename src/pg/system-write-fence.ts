@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { Lsn } from '../core/lsn.js';
 
@@ -50,6 +51,6 @@ async function reloadAndWait(client: pg.Client, expected: 'on' | 'off'): Promise
     const { rows } = await client.query<{ value: string }>("SELECT current_setting('default_transaction_read_only') AS value");
     if (rows[0]!.value === expected) return;
     if (Date.now() > deadline) throw new Error(`default_transaction_read_only still '${rows[0]!.value}' ${RELOAD_TIMEOUT_MS} ms after pg_reload_conf()`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }

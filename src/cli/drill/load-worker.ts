@@ -4,6 +4,7 @@
  * acknowledged id to the drill over IPC. On 'stop' it stops appending, lets the daemon sync what is
  * pending, and exits.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../agent/config.js';
 import { WriteBuffer } from '../../agent/write-buffer.js';
 import type { LoadWorkerMessage, LoadWorkerSpec } from './load-worker-protocol.js';
@@ -55,7 +56,7 @@ async function stop(syncTimeoutMs: number): Promise<void> {
   if (pendingAcks.length > 0) send({ type: 'acks', acks: pendingAcks });
   pendingAcks = [];
   const deadline = Date.now() + syncTimeoutMs;
-  while (buffer.status().pendingRows > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (buffer.status().pendingRows > 0 && Date.now() < deadline) await sleep(20);
   await daemon.stop();
   const status = buffer.status();
   await buffer.close();

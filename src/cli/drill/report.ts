@@ -48,6 +48,8 @@ export interface DrillResult {
   readonly appendLatencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
   /** Longest time any worker went without acknowledging a write while load ran. */
   readonly maxAckGapMs: number;
+  /** Notifications the runbook published (what Slack would have received). */
+  readonly notifications: number;
   readonly timeline: readonly DrillEvent[];
   /** Rows acknowledged and rows committed per node, per bucket, for the chart. */
   readonly series: DrillSeries;
@@ -85,6 +87,7 @@ export function renderDrillTable(result: DrillResult): string {
     ['duplicates', String(result.rows.duplicates)],
     ['append p50 / p99 / max', `${result.appendLatencyMs.p50.toFixed(2)} / ${result.appendLatencyMs.p99.toFixed(2)} / ${result.appendLatencyMs.max.toFixed(2)} ms`],
     ['longest gap between acks', formatDurationMs(result.maxAckGapMs)],
+    ['runbook notifications', String(result.notifications)],
     ['verdict', result.ok ? 'PASS: nothing lost, nothing duplicated' : 'FAIL'],
   ];
   const summary = renderTable(

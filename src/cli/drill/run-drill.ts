@@ -3,6 +3,7 @@
  * real buffers, a fault at a random moment, the runbook's own steps with local adapters, and an exact count
  * of what was acknowledged against what the new primary holds.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -166,6 +167,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       rows,
       appendLatencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) },
       maxAckGapMs: Math.max(...[...acks.values()].map((a) => maxGap(a.times))),
+      notifications: notifications.length,
       timeline: [...timeline].sort((a, b) => a.atMs - b.atMs),
       series: buildSeries(origin, [...acks.values()].flatMap((a) => a.times), stored.rows, cluster),
       ok: drillOk(rows),
@@ -317,8 +319,4 @@ function maxGap(times: number[]): number {
   let gap = 0;
   for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
   return gap;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
