@@ -19,6 +19,7 @@ import { topologyDocument, topologyParameterName, writerParameterName } from './
 import { WorkerMaintenance } from './worker-maintenance.js';
 import { AGENT } from './worker-user-data.js';
 import { WriterEndpoint } from './writer-endpoint.js';
+import { clusterStackName } from '../src/core/topology-document.js';
 
 export interface FailoverStackProps extends StackProps {
   /** Validated configuration (parseConfig / loadConfig). */
@@ -27,7 +28,7 @@ export interface FailoverStackProps extends StackProps {
 
 /** Stack name for a cluster: one stack per cluster and environment. */
 export function stackName(config: FailoverConfig): string {
-  return `RdsFailover-${config.clusterId}`;
+  return clusterStackName(config.clusterId);
 }
 
 /**

@@ -11,6 +11,11 @@ export interface TopologyDocument {
   readonly nodes: ReadonlyArray<{ readonly name: string; readonly instanceId: string; readonly role: 'primary' | 'replica' }>;
 }
 
+/** The CloudFormation stack of a cluster: one stack per cluster and environment (the CLI finds outputs by it). */
+export function clusterStackName(clusterId: string): string {
+  return `RdsFailover-${clusterId}`;
+}
+
 /** SSM parameter names: a contract between the stack, the runbook and the CLI. */
 export function writerParameterName(clusterId: string): string {
   return `/rds-failover/${clusterId}/writer-instance-id`;

@@ -10,6 +10,7 @@ import { SFNClient } from '@aws-sdk/client-sfn';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { topologyParameterName, writerParameterName } from '../../../lib/topology.js';
 import { CliError, ExitCode } from '../options.js';
+import { clusterStackName } from '../../core/topology-document.js';
 
 /**
  * CloudFormation output keys the CLI reads (lib/failover-stack.ts addOutputs). StateMachineArn is the runbook's
@@ -23,10 +24,8 @@ export const STACK_OUTPUT = {
   WorkerInstanceIds: 'WorkerInstanceIds',
 } as const;
 
-/** Same convention as lib/failover-stack.ts stackName() (not imported: it would load aws-cdk-lib into the CLI). */
-export function defaultStackName(clusterId: string): string {
-  return `RdsFailover-${clusterId}`;
-}
+/** The stack name the stack itself uses (src/core, shared with lib/failover-stack.ts). */
+export const defaultStackName = clusterStackName;
 
 export const STACK_ENV = 'RDS_FAILOVER_STACK';
 
