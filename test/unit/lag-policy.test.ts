@@ -4,44 +4,19 @@ import { advanceTracker, initialTracker, type HealthLevel, type LevelTracker } f
 import { classifyBacklog } from '../../src/core/backlog-policy.js';
 import { DEFAULT_MONITOR_CONFIG, resolveMonitorConfig } from '../../src/core/monitor-config.js';
 import type { ReachableProbe, ReplicationPeer, UnreachableProbe } from '../../src/ports/database-probe.js';
+import { primaryProbe, replicaProbe } from '../support/probes.js';
 
 const at = '2026-01-01T00:00:00.000Z';
 const MiB = 1024 * 1024;
 const thresholds = { warnSeconds: 30, critSeconds: 120, warnBytes: 16 * MiB, critBytes: 256 * MiB };
 
+/** The shared probe builders, at this file's sample time (and a 0.5 s replay age on standbys). */
 function primary(currentLsn: string, replication: ReplicationPeer[], nodeId = 'pg-0'): ReachableProbe {
-  return {
-    nodeId,
-    sampledAt: at,
-    reachable: true,
-    inRecovery: false,
-    timelineId: 1,
-    currentLsn,
-    receiveLsn: null,
-    replayLsn: null,
-    replayPaused: false,
-    lastReplayAgeSeconds: null,
-    acceptsWrites: true,
-    replication,
-  };
+  return primaryProbe(nodeId, currentLsn, { sampledAt: at, replication });
 }
 
 function standby(nodeId: string, replayLsn: string, extra: Partial<ReachableProbe> = {}): ReachableProbe {
-  return {
-    nodeId,
-    sampledAt: at,
-    reachable: true,
-    inRecovery: true,
-    timelineId: 1,
-    currentLsn: null,
-    receiveLsn: replayLsn,
-    replayLsn,
-    replayPaused: false,
-    lastReplayAgeSeconds: 0.5,
-    acceptsWrites: false,
-    replication: [],
-    ...extra,
-  };
+  return replicaProbe(nodeId, replayLsn, { sampledAt: at, lastReplayAgeSeconds: 0.5, ...extra });
 }
 
 function peer(applicationName: string, extra: Partial<ReplicationPeer> = {}): ReplicationPeer {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { planRunbook, type PlannerInput } from '../../../src/core/runbook/planner.js';
 import type { PlanOutcome, RunbookPlan } from '../../../src/core/runbook/plan-types.js';
-import { down, node, primaryProbe, replicaProbe, streaming, topology } from './probes.js';
+import { down, node, primaryProbe, replicaProbe, streaming, topology } from '../../support/probes.js';
 
 const MiB = 1024 * 1024;
 const NOW = '2024-01-01T00:00:10.000Z';

@@ -1,6 +1,6 @@
-/** Builders for topologies and probes in runbook unit tests. */
-import type { ClusterNode, Topology } from '../../../src/ports/cluster-control.js';
-import type { NodeProbe, ReachableProbe, ReplicationPeer } from '../../../src/ports/database-probe.js';
+/** Builders for topologies and probes in unit tests (runbook planner, lag policy). */
+import type { ClusterNode, Topology } from '../../src/ports/cluster-control.js';
+import type { NodeProbe, ReachableProbe, ReplicationPeer } from '../../src/ports/database-probe.js';
 
 export function node(id: string, role: 'primary' | 'replica', extra: Partial<ClusterNode> = {}): ClusterNode {
   return { id, role, endpoint: `127.0.0.1:${5432 + Number(id.replace(/\D/g, '') || 0)}`, priority: 100, noFailover: false, ...extra };
