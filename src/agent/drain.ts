@@ -61,13 +61,13 @@ export async function drain(request: DrainRequest, deps: DrainDeps): Promise<Dra
   const deadline = now() + config.drain.timeoutSeconds * 1000;
   const totals = emptyTotals();
   const progress = { afterSeq: 0 };
-  const next = (afterSeq: number) => outbox.resendBatch(names, selection, afterSeq, maxSeq, config.drain.batchSize);
+  const next = (afterSeq: number) => outbox.resendBlock(names, selection, afterSeq, maxSeq, config.drain.batchSize);
   const forkPoint = request.forkPoint;
   // Every session, including one reopened mid-drain after a network error or a writer change.
   if (forkPoint !== undefined) engine.checkEachSession((sink) => assertPastFork(sink, forkPoint));
   for (;;) {
     try {
-      await engine.pump(next, progress, totals, (row) => (row as { state?: string }).state === 'pending');
+      await engine.pump(next, progress, totals);
       break;
     } catch (error) {
       if (error instanceof WriterNotPastForkError) {

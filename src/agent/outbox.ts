@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
 import type { StreamConfig } from './config.js';
+import { PAYLOAD_SEPARATOR } from './copy-rows.js';
 import { isInHistory, type HistoryRange, type RecordedFork } from './lineage.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from './outbox-schema.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
@@ -241,76 +242,151 @@ export class Outbox {
     return this.locked(() => this.db.prepare<[], { m: number | null }>('SELECT max(seq) AS m FROM outbox').get()!.m ?? 0);
   }
 
-  /** Rows a drain examines: every pending or synced row up to `maxSeq`. */
+  /** Rows a drain examines: every pending or synced row up to `maxSeq` (counted on the two partial indexes). */
   countExamined(maxSeq: number): number {
     return this.locked(
-      () => this.db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM outbox WHERE seq <= ? AND state IN ('pending', 'synced')").get(maxSeq)!.n,
+      () =>
+        this.db
+          .prepare<[number, number], { n: number }>(
+            `SELECT (SELECT count(*) FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND seq <= ?)
+                  + (SELECT count(*) FROM outbox INDEXED BY outbox_synced_at WHERE state = 'synced' AND seq <= ?) AS n`,
+          )
+          .get(maxSeq, maxSeq)!.n,
     );
   }
 
   /**
-   * The next rows a drain re-sends: pending rows of the given streams, plus synced rows the selection picks
-   * by their effective marker (a resync range's, else their own), in seq order, scanning about `limit` rows
-   * at a time. `adjacent` says that no other row lies between a row and the one returned before it (so a
-   * run of adjacent rows sent in one statement may be marked as one outbox_resync range).
+   * The next rows a drain re-sends, after `afterSeq` and up to `maxSeq`, scanning about `limit` rows: the
+   * pending rows of the given streams, and the synced rows the selection picks by their effective marker (a
+   * resync range's, else their own). The synced rows come per stream as their seqs, their runs and one
+   * buffer of their payloads (no string per row: this is the bulk of a drain). Read in one transaction, so
+   * the seqs and the payloads agree. An empty block means every row up to `maxSeq` was examined.
    * The window is walked segment by segment: inside a resync range every synced row has the range's marker,
    * so whether they are re-sent is decided once for the segment; outside, by each row's own marker.
    */
-  resendBatch(streams: readonly string[], selection: ResendSelection, afterSeq: number, maxSeq: number, limit: number): ResendRow[] {
-    if (streams.length === 0) return [];
+  resendBlock(streams: readonly string[], selection: ResendSelection, afterSeq: number, maxSeq: number, limit: number): ResendBlock {
+    const empty: ResendBlock = { end: maxSeq, pending: [], synced: [] };
+    if (streams.length === 0 || afterSeq >= maxSeq) return empty;
+    // One integer per scanned row, so every row comes back (gaps show) without a JS array per row:
+    // (seq * width + stream index) * 4 + selected * 2 + pending. Index streams.length: not a configured stream.
+    const width = streams.length + 1;
+    if (maxSeq * width * 4 > Number.MAX_SAFE_INTEGER) throw new Error(`seq ${maxSeq} is too large to scan ${streams.length} streams exactly`);
     const { sql, params } = resendPredicate(selection);
-    const marks = streams.map(() => '?').join(', ');
-    // Every row of the segment comes back (so gaps show), but only selected rows with their payload; the
-    // stream as an index into `streams` (no string per row). payload is NOT NULL, so NULL means not selected.
-    const segment = (syncedChoice: string) =>
+    const streamIndex = `CASE stream ${streams.map(() => 'WHEN ? THEN ?').join(' ')} ELSE ${streams.length} END`;
+    const streamParams = streams.flatMap((name, index) => [name, index]);
+    const codes = (syncedChoice: string) =>
       this.db
         .prepare(
-          `SELECT seq, CASE stream ${streams.map(() => 'WHEN ? THEN ?').join(' ')} END, id,
-             CASE WHEN +stream IN (${marks}) AND (state = 'pending' OR (state = 'synced' AND ${syncedChoice})) THEN payload END,
-             state = 'pending'
-           FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
+          `SELECT ((seq * ${width} + ${streamIndex}) * 4) + 2 * (state = 'pending' OR (state = 'synced' AND ${syncedChoice})) + (state = 'pending')
+             FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
         )
-        .raw(true);
-    const byOwnMarker = segment(sql);
-    const inRange = { resent: segment('1'), kept: segment('0') };
-    const streamParams = streams.flatMap((name, index) => [name, index]);
-    return this.locked(() => {
-      const out: ResendRow[] = [];
+        .pluck();
+    const payloads = (syncedChoice: string) =>
+      this.db
+        .prepare(
+          // in rowid order in practice, but not ordered on purpose (that sorts): only the set matters
+          `SELECT CAST(group_concat(payload, char(30)) AS BLOB)
+             FROM outbox WHERE seq > ? AND seq <= ? AND +stream = ? AND state = 'synced' AND ${syncedChoice}`,
+        )
+        .pluck();
+    const byOwnMarker = { codes: codes(sql), payloads: payloads(sql), params };
+    const inRange = {
+      resent: { codes: codes('1'), payloads: payloads('1'), params: [] as number[] },
+      kept: { codes: codes('0'), payloads: payloads('0'), params: [] as number[] },
+    };
+    const pendingRows = this.db
+      .prepare(
+        `SELECT seq, stream, id, payload FROM outbox
+          WHERE state = 'pending' AND seq > ? AND seq <= ? AND +stream IN (${streams.map(() => '?').join(', ')}) ORDER BY seq`,
+      )
+      .raw(true);
+    const read = this.db.transaction((): ResendBlock => {
+      const groups: { seqs: number[]; runs: [number, number][]; singles: number[]; payloads: Buffer[]; runStart: number }[] = [];
+      let pendingCount = 0;
+      let previousStream = -1; // the stream of the row just before, if it is a selected synced row
+      let previousSeq = 0;
       let after = afterSeq;
       let scanned = 0;
-      let previousSelected = false;
+      let selected = 0;
+      const closeRun = (stream: number) => {
+        const group = groups[stream]!;
+        if (group.runStart === previousSeq) group.singles.push(previousSeq);
+        else group.runs.push([group.runStart, previousSeq]);
+      };
       while (after < maxSeq) {
         const range = this.rangeAt.get(after + 1, after + 1);
-        let statement = byOwnMarker;
         let end = maxSeq;
-        let statementParams: number[] = params;
+        let segment = byOwnMarker;
         if (range !== undefined) {
-          statement = isResent(range, selection) ? inRange.resent : inRange.kept;
-          statementParams = [];
+          segment = isResent(range, selection) ? inRange.resent : inRange.kept;
           end = Math.min(end, range.last_seq);
         } else {
           const next = this.nextRangeStart.get(after);
           if (next !== undefined) end = Math.min(end, next.first_seq - 1);
         }
         const budget = limit - scanned;
-        const rows = statement.all(...streamParams, ...streams, ...statementParams, after, end, budget) as [number, number | null, string, string | null, number][];
-        for (const [seq, stream, id, payload, pending] of rows) {
-          if (payload === null) {
-            previousSelected = false;
+        const rows = segment.codes.all(...streamParams, ...segment.params, after, end, budget) as number[];
+        const segmentStreams = new Set<number>();
+        for (const code of rows) {
+          const flags = code % (width * 4);
+          const seq = (code - flags) / (width * 4);
+          const stream = flags >> 2;
+          const resent = (flags & 2) === 2 && stream < streams.length;
+          if (!resent || (flags & 1) === 1) {
+            // not re-sent, or pending (marked row by row): either way the row ends a run
+            if (previousStream >= 0) closeRun(previousStream);
+            previousStream = -1;
+            previousSeq = seq;
+            if (resent) {
+              pendingCount += 1;
+              selected += 1;
+            }
             continue;
           }
-          out.push({ seq, stream: streams[stream!]!, id, payload, state: pending ? 'pending' : 'synced', adjacent: previousSelected });
-          previousSelected = true;
+          selected += 1;
+          const group = (groups[stream] ??= { seqs: [], runs: [], singles: [], payloads: [], runStart: 0 });
+          group.seqs.push(seq);
+          segmentStreams.add(stream);
+          if (previousStream !== stream) {
+            if (previousStream >= 0) closeRun(previousStream);
+            group.runStart = seq;
+          }
+          previousStream = stream;
+          previousSeq = seq;
+        }
+        const segmentEnd = rows.length < budget ? end : previousSeq; // a short answer: the segment is done
+        for (const stream of segmentStreams) {
+          groups[stream]!.payloads.push(segment.payloads.get(after, segmentEnd, streams[stream]!, ...segment.params) as Buffer);
         }
         scanned += rows.length;
-        after = rows.length < budget ? end : rows[rows.length - 1]![0]; // a short answer: the segment is done
+        after = segmentEnd;
         if (scanned >= limit) {
-          if (out.length > 0) break;
+          if (selected > 0) break;
           scanned = 0;
         }
       }
-      return out;
+      if (previousStream >= 0) closeRun(previousStream);
+      const pending = pendingCount === 0 ? [] : (pendingRows.all(afterSeq, after, ...streams) as unknown[]).map(toRow);
+      const synced: SyncedRows[] = [];
+      groups.forEach((group, stream) => {
+        const parts = group.payloads.flatMap((part, i) => (i === 0 ? [part] : [SEPARATOR_BYTE, part]));
+        const payloads = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        synced.push({ stream: streams[stream]!, seqs: group.seqs, runs: group.runs, singles: group.singles, payloads });
+      });
+      return { end: after, pending, synced };
     });
+    return this.locked(() => read.deferred());
+  }
+
+  /** The rows with these seqs that are still in the buffer, in seq order. */
+  rowsBySeq(seqs: readonly number[]): OutboxRow[] {
+    return this.locked(() =>
+      this.db
+        .prepare('SELECT seq, stream, id, payload FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq')
+        .raw(true)
+        .all(JSON.stringify(seqs))
+        .map(toRow),
+    );
   }
 
   pendingCount(): number {
@@ -455,7 +531,31 @@ export class Outbox {
   }
 }
 
-export type ResendRow = OutboxRow & { readonly state: 'pending' | 'synced'; readonly adjacent: boolean };
+/** What a drain re-sends next (see `resendBlock`). */
+export interface ResendBlock {
+  /** Every row up to this seq was examined: the next block starts after it. */
+  readonly end: number;
+  /** Pending rows of the streams, sent (and checked) like any pending row. */
+  readonly pending: readonly OutboxRow[];
+  readonly synced: readonly SyncedRows[];
+}
+
+/** One stream's synced rows in a drain block. */
+export interface SyncedRows {
+  readonly stream: string;
+  /** In seq order. */
+  readonly seqs: readonly number[];
+  /**
+   * Runs of at least two rows with no other row between them (first, last seq): sent in one statement, a
+   * run may be marked as one outbox_resync range. `singles` are the rows outside runs, marked row by row.
+   */
+  readonly runs: readonly (readonly [number, number])[];
+  readonly singles: readonly number[];
+  /** The rows' payloads, in no particular order, separated by PAYLOAD_SEPARATOR (copy-rows.ts). */
+  readonly payloads: Buffer;
+}
+
+const SEPARATOR_BYTE = Buffer.from(PAYLOAD_SEPARATOR);
 
 interface ResyncRange {
   first_seq: number;

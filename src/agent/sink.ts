@@ -87,13 +87,13 @@ export class PgSink {
   }
 
   /**
-   * Loads the rows (COPY text lines for the stream's columns, see copy-rows.ts) with ONE autocommit
+   * Loads the rows (COPY text data for the stream's columns, see copy-rows.ts) with ONE autocommit
    * `COPY t (cols) FROM STDIN`. Not idempotent by itself: it fails as a whole (unique_violation) when any row
    * is already there, and the caller then sends the same rows with `insert`. Resolves to the rows inserted.
    */
-  copy(stream: StreamConfig, lines: readonly string[]): Promise<number> {
+  copy(stream: StreamConfig, data: Buffer): Promise<number> {
     const { table, columnList } = identifiers(stream);
-    return copyFrom(this.client, `COPY ${table} (${columnList}) FROM STDIN`, `${lines.join('\n')}\n`);
+    return copyFrom(this.client, `COPY ${table} (${columnList}) FROM STDIN`, data);
   }
 
   /**

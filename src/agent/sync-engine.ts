@@ -1,9 +1,9 @@
-import type { AgentConfig } from './config.js';
+import type { AgentConfig, StreamConfig } from './config.js';
 import { errorMessage, type AgentLog } from './log.js';
-import type { Outbox, OutboxRow, SyncMarker } from './outbox.js';
+import type { Outbox, OutboxRow, ResendBlock, SyncMarker } from './outbox.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
-import { payloadToCopyLine, type ColumnKind } from './copy-rows.js';
-import { isRowContentError, PgSink, type StreamBatch } from './sink.js';
+import { copyPlan, PAYLOAD_SEPARATOR, payloadsToCopyData, type CopyPlan } from './copy-rows.js';
+import { isRowContentError, PgSink } from './sink.js';
 import type { WriterSource } from './writer-source.js';
 
 export interface SendTotals {
@@ -38,27 +38,25 @@ export const StateKey = {
   LastPrune: 'lastPrune',
 } as const;
 
+/** One statement: rows of one stream. */
 interface Unit {
   readonly name: string;
-  readonly rows: readonly OutboxRow[];
-  readonly batch: StreamBatch;
+  readonly stream: StreamConfig;
+  readonly seqs: readonly number[];
+  /** The rows with their payloads; a drain's synced rows are read from the buffer only if needed (INSERT path). */
+  rows: readonly OutboxRow[] | null;
+  /** The payloads separated by PAYLOAD_SEPARATOR, when the buffer gave them so (a drain's synced rows). */
+  readonly payloads?: Buffer;
   /** Set on a batch's last unit: marking it completes the batch up to this seq. */
   readonly batchEnd?: number;
-  /** The rows as COPY text lines once converted; null when some row cannot be converted exactly. */
-  copyLines?: string[] | null;
+  /** The rows as COPY data once converted; null when some row cannot be converted exactly. */
+  copyData?: Buffer | null;
   /**
-   * Drains only: runs of rows with no other row between them (first, last seq), marked as ranges, and the
-   * rows marked one by one (pending ones, whose state changes, and rows outside a run). Without them,
-   * every row is marked one by one.
+   * A drain's synced rows: runs of rows with no other row between them (first, last seq), marked as ranges,
+   * and the rows outside runs, marked one by one. Without them, every row is marked one by one.
    */
   readonly ranges?: readonly (readonly [number, number])[];
   readonly rowByRow?: readonly number[];
-}
-
-/** How a stream's payloads become COPY lines on the current writer (copy-rows.ts); null: never COPY. */
-interface CopyPlan {
-  readonly columns: ReadonlyMap<string, number>;
-  readonly kinds: readonly ColumnKind[];
 }
 
 interface Committed {
@@ -77,7 +75,7 @@ export class SyncEngine {
   private consecutiveFailures = 0;
   /** Failed attempts since this engine started (the SyncErrors metric). */
   syncErrors = 0;
-  /** Per stream, for the current session: how to build COPY text, or null when the stream always uses INSERT. */
+  /** Per stream, for the current session: how to build COPY data, or null when the stream always uses INSERT. */
   private copyPlans = new Map<string, CopyPlan | null>();
   /** Streams whose last COPY met a row already present: INSERT ... ON CONFLICT until one inserts every row again. */
   private readonly copyPaused = new Set<string>();
@@ -155,57 +153,55 @@ export class SyncEngine {
     const totals = emptyTotals();
     const { batchSize, streams } = this.config();
     const names = Object.keys(streams);
-    const next = (afterSeq: number) => this.outbox.pendingBatch(names, batchSize, afterSeq);
+    const next = (afterSeq: number): ResendBlock => {
+      const pending = this.outbox.pendingBatch(names, batchSize, afterSeq);
+      return { end: pending.length === 0 ? afterSeq : pending[pending.length - 1]!.seq, pending, synced: [] };
+    };
     const progress = { afterSeq: 0 };
-    const finished = await this.pump(next, progress, totals, () => true, shouldStop);
-    return { ...totals, complete: finished || next(progress.afterSeq).length === 0 };
+    const finished = await this.pump(next, progress, totals, shouldStop);
+    return { ...totals, complete: finished || isEmpty(next(progress.afterSeq)) };
   }
 
   /**
-   * Sends the batches `next` yields (rows after a seq, in seq order) until it yields none, and marks each
-   * statement's rows synced right after its commit. Local work overlaps PostgreSQL's: while a batch's
-   * INSERT runs, the previous one is marked and the next one read from SQLite. Only one statement is ever
-   * outstanding on the session. Rows refused for their content are narrowed down and set aside (see
-   * `narrow`); any other error is thrown with `progress` at the last fully marked batch (committed rows
-   * are marked before the error propagates). Returns false when it stopped because `shouldStop` said so.
+   * Sends the blocks `next` yields (rows after a seq, in seq order) until it yields an empty one, and marks
+   * each statement's rows synced right after its commit. Local work overlaps PostgreSQL's: while a block's
+   * statement runs, the previous one is marked and the next block read from SQLite. Only one statement is
+   * ever outstanding on the session. Pending rows are checked first (rows other languages inserted straight
+   * into the file); rows refused for their content are narrowed down and set aside (see `narrow`); any other
+   * error is thrown with `progress` at the last fully marked block (committed rows are marked before the
+   * error propagates). Returns false when it stopped because `shouldStop` said so.
    */
-  async pump(
-    next: (afterSeq: number) => OutboxRow[],
-    progress: PumpProgress,
-    totals: SendTotals,
-    validate: (row: OutboxRow) => boolean,
-    shouldStop: () => boolean = () => false,
-  ): Promise<boolean> {
+  async pump(next: (afterSeq: number) => ResendBlock, progress: PumpProgress, totals: SendTotals, shouldStop: () => boolean = () => false): Promise<boolean> {
     let unmarked: Committed | null = null;
     const markUnmarked = () => {
       if (unmarked !== null) this.mark(unmarked, progress, totals);
       unmarked = null;
     };
-    const read = (afterSeq: number): { rows: OutboxRow[]; units: Unit[] } => {
-      const rows = next(afterSeq);
-      const units = rows.length === 0 ? [] : this.units(rows, rows[rows.length - 1]!.seq, totals, validate);
+    const read = (afterSeq: number): { block: ResendBlock; units: Unit[] } => {
+      const block = next(afterSeq);
+      const units = this.units(block, totals);
       for (const unit of units) if (!this.copyPaused.has(unit.name)) this.convert(unit);
-      return { rows, units };
+      return { block, units };
     };
     try {
-      let { rows, units } = read(progress.afterSeq);
-      while (rows.length > 0) {
-        const batchEnd = rows[rows.length - 1]!.seq;
+      let { block, units } = read(progress.afterSeq);
+      while (!isEmpty(block)) {
+        const batchEnd = block.end;
         if (units.length === 0) progress.afterSeq = Math.max(progress.afterSeq, batchEnd);
-        let upcoming: { rows: OutboxRow[]; units: Unit[] } | null = null;
+        let upcoming: { block: ResendBlock; units: Unit[] } | null = null;
         for (const [index, unit] of units.entries()) {
           const sink = await this.session();
           const inserting = this.send(sink, unit);
           inserting.catch(() => undefined); // awaited below; keeps Node from flagging it meanwhile
           markUnmarked();
-          // The next batch is read, validated and converted while PostgreSQL runs this statement.
+          // The next block is read, checked and converted while PostgreSQL runs this statement.
           if (index === units.length - 1 && !shouldStop()) upcoming = read(batchEnd);
           try {
             const inserted = await inserting;
             unmarked = { unit, inserted, marker: await sink.marker() };
           } catch (error) {
             if (!isRowContentError(error)) throw error;
-            await this.narrow(unit.rows, totals, error);
+            await this.narrow(this.rowsOf(unit), totals, error);
             if (unit.batchEnd !== undefined) progress.afterSeq = Math.max(progress.afterSeq, unit.batchEnd);
           }
         }
@@ -213,7 +209,7 @@ export class SyncEngine {
           markUnmarked();
           return false;
         }
-        ({ rows, units } = upcoming ?? read(batchEnd));
+        ({ block, units } = upcoming ?? read(batchEnd));
       }
       markUnmarked();
       return true;
@@ -235,20 +231,19 @@ export class SyncEngine {
     // Synchronous up to the statement going on the wire (the caller works locally meanwhile), except for
     // the one catalog query per stream and session.
     if (this.copyPaused.has(unit.name) || this.copyPlans.has(unit.name)) return this.dispatch(sink, unit);
-    const stream = unit.batch.stream;
     return sink
-      .columnKinds(stream)
+      .columnKinds(unit.stream)
       .catch(() => null)
       .then((kinds) => {
-        this.copyPlans.set(unit.name, kinds && { columns: new Map(stream.columns.map((c, i) => [c, i])), kinds });
+        this.copyPlans.set(unit.name, kinds && copyPlan(unit.stream.columns, kinds));
         return this.dispatch(sink, unit);
       });
   }
 
   private dispatch(sink: PgSink, unit: Unit): Promise<number> {
-    const lines = this.copyPaused.has(unit.name) ? null : (this.convert(unit) ?? null);
-    if (lines === null) return this.upsert(sink, unit);
-    return sink.copy(unit.batch.stream, lines).catch((error: unknown) => {
+    const data = this.copyPaused.has(unit.name) ? null : (this.convert(unit) ?? null);
+    if (data === null) return this.upsert(sink, unit);
+    return sink.copy(unit.stream, data).catch((error: unknown) => {
       if (sink.broken || typeof (error as { code?: unknown }).code !== 'string') throw error;
       this.copyPaused.add(unit.name);
       return this.upsert(sink, unit);
@@ -256,74 +251,55 @@ export class SyncEngine {
   }
 
   private async upsert(sink: PgSink, unit: Unit): Promise<number> {
-    const inserted = await sink.insert(unit.batch);
-    if (inserted === unit.rows.length) this.copyPaused.delete(unit.name);
+    const rows = this.rowsOf(unit);
+    const inserted = await sink.insert({ stream: unit.stream, payloads: rows.map((r) => r.payload) });
+    if (inserted === rows.length) this.copyPaused.delete(unit.name);
     return inserted;
   }
 
-  /** Converts the unit's rows to COPY lines once, when the stream's plan is known (null if any row does not convert). */
-  private convert(unit: Unit): string[] | null | undefined {
-    if (unit.copyLines !== undefined) return unit.copyLines;
+  /** The unit's rows with their payloads, read from the buffer the first time a drain's synced rows need them. */
+  private rowsOf(unit: Unit): readonly OutboxRow[] {
+    return (unit.rows ??= this.outbox.rowsBySeq(unit.seqs));
+  }
+
+  /** Converts the unit's rows to COPY data once, when the stream's plan is known (null if any row does not convert). */
+  private convert(unit: Unit): Buffer | null | undefined {
+    if (unit.copyData !== undefined) return unit.copyData;
     const plan = this.copyPlans.get(unit.name);
     if (plan === undefined) return undefined;
-    let lines: string[] | null = null;
-    if (plan !== null) {
-      lines = [];
-      for (const payload of unit.batch.payloads) {
-        const line = payloadToCopyLine(payload, plan.columns, plan.kinds);
-        if (line === null) {
-          lines = null;
-          break;
-        }
-        lines.push(line);
-      }
-    }
-    return (unit.copyLines = lines);
+    const payloads = unit.payloads ?? Buffer.from(this.rowsOf(unit).map((r) => r.payload).join(PAYLOAD_SEPARATOR), 'utf8');
+    return (unit.copyData = plan === null ? null : payloadsToCopyData(payloads, unit.seqs.length, plan));
   }
 
   /**
-   * Validates rows (those `validate` picks: rows other languages inserted straight into the file are checked
-   * before PostgreSQL sees them) and groups them into one statement per stream, in seq order of first row.
+   * One statement per stream and kind of row, in block order: the pending rows, checked first (rows other
+   * languages inserted straight into the file are checked before PostgreSQL sees them), then a drain's
+   * synced rows (checked when they were first sent).
    */
-  private units(rows: readonly OutboxRow[], batchEnd: number, totals: SendTotals, validate: (row: OutboxRow) => boolean): Unit[] {
+  private units(block: ResendBlock, totals: SendTotals): Unit[] {
     const streams = this.config().streams;
-    const groups = new Map<string, { rows: OutboxRow[]; runs: OutboxRow[][] }>();
-    let previous: OutboxRow | undefined;
-    for (const row of rows) {
-      const before = previous;
-      previous = row;
+    const groups = new Map<string, OutboxRow[]>();
+    for (const row of block.pending) {
       const stream = streams[row.stream];
-      if (stream === undefined) continue; // selections only return configured streams
-      if (validate(row)) {
-        try {
-          validateRow(row.stream, stream, row.payload);
-        } catch (error) {
-          if (!(error instanceof RowRejectedError)) throw error;
-          this.reject(row, error.message, totals);
-          continue;
-        }
+      if (stream === undefined) continue; // blocks only hold configured streams
+      try {
+        validateRow(row.stream, stream, row.payload);
+      } catch (error) {
+        if (!(error instanceof RowRejectedError)) throw error;
+        this.reject(row, error.message, totals);
+        continue;
       }
-      let group = groups.get(row.stream);
-      if (group === undefined) groups.set(row.stream, (group = { rows: [], runs: [] }));
-      // A run continues only if the row directly before this one (no row between, see resendBatch) is the
-      // last row of this statement: then every row in [first, last] is in it.
-      const run = group.runs[group.runs.length - 1];
-      if ((row as { adjacent?: boolean }).adjacent === true && run !== undefined && run[run.length - 1] === before) run.push(row);
-      else group.runs.push([row]);
-      group.rows.push(row);
+      let rows = groups.get(row.stream);
+      if (rows === undefined) groups.set(row.stream, (rows = []));
+      rows.push(row);
     }
-    const units: Unit[] = [...groups].map(([name, group]) => {
-      const unit = { name, rows: group.rows, batch: { stream: streams[name]!, payloads: group.rows.map((r) => r.payload) } };
-      if (!group.rows.some((r) => (r as { adjacent?: boolean }).adjacent !== undefined)) return unit;
-      const ranges: [number, number][] = [];
-      const rowByRow: number[] = [];
-      for (const run of group.runs) {
-        if (run.length > 1) ranges.push([run[0]!.seq, run[run.length - 1]!.seq]);
-        for (const r of run) if (run.length === 1 || (r as { state?: string }).state !== 'synced') rowByRow.push(r.seq);
-      }
-      return { ...unit, ranges, rowByRow };
-    });
-    return units.map((unit, i) => (i === units.length - 1 ? { ...unit, batchEnd } : unit));
+    const units: Unit[] = [...groups].map(([name, rows]) => ({ name, stream: streams[name]!, seqs: rows.map((r) => r.seq), rows }));
+    for (const synced of block.synced) {
+      const stream = streams[synced.stream];
+      if (stream === undefined) continue;
+      units.push({ name: synced.stream, stream, seqs: synced.seqs, rows: null, payloads: synced.payloads, ranges: synced.runs, rowByRow: synced.singles });
+    }
+    return units.map((unit, i) => (i === units.length - 1 ? { ...unit, batchEnd: block.end } : unit));
   }
 
   private mark(committed: Committed, progress: PumpProgress, totals: SendTotals): void {
@@ -331,7 +307,7 @@ export class SyncEngine {
     this.consecutiveFailures = 0;
     const { unit } = committed;
     this.outbox.markSynced(
-      unit.rowByRow ?? unit.rows.map((r) => r.seq),
+      unit.rowByRow ?? unit.seqs,
       committed.marker,
       at,
       {
@@ -342,7 +318,7 @@ export class SyncEngine {
       },
       unit.ranges,
     );
-    totals.sent += committed.unit.rows.length;
+    totals.sent += committed.unit.seqs.length;
     totals.inserted += committed.inserted;
     totals.batches += 1;
     totals.marker = committed.marker;
@@ -365,7 +341,8 @@ export class SyncEngine {
       const sink = await this.session();
       try {
         const inserted = await sink.insert({ stream, payloads: half.map((r) => r.payload) });
-        this.mark({ unit: { name: rows[0]!.stream, rows: half, batch: { stream, payloads: [] } }, inserted, marker: await sink.marker() }, { afterSeq: 0 }, totals);
+        const unit = { name: rows[0]!.stream, stream, seqs: half.map((r) => r.seq), rows: half };
+        this.mark({ unit, inserted, marker: await sink.marker() }, { afterSeq: 0 }, totals);
       } catch (error) {
         if (!isRowContentError(error)) throw error;
         await this.narrow(half, totals, error);
@@ -382,6 +359,10 @@ export class SyncEngine {
   async close(): Promise<void> {
     await this.dropSession();
   }
+}
+
+function isEmpty(block: ResendBlock): boolean {
+  return block.pending.length === 0 && block.synced.length === 0;
 }
 
 export function emptyTotals(): SendTotals {

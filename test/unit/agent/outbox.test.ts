@@ -7,7 +7,7 @@ import { checkpoint } from '../../../src/agent/checkpoint.js';
 import { parseConfig, type StreamConfig } from '../../../src/agent/config.js';
 import { historyRanges } from '../../../src/agent/lineage.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from '../../../src/agent/outbox-schema.js';
-import { Outbox } from '../../../src/agent/outbox.js';
+import { Outbox, type ResendSelection } from '../../../src/agent/outbox.js';
 import { RowRejectedError } from '../../../src/agent/row-validation.js';
 
 const config = parseConfig({
@@ -21,6 +21,14 @@ const pairs = config.streams.pairs as StreamConfig;
 
 let dir: string;
 let outbox: Outbox;
+
+/** The ids of the rows a drain block re-sends (pending and synced), in seq order. */
+function resentIds(selection: ResendSelection, limit = 100): string[] {
+  const block = outbox.resendBlock(['events'], selection, 0, outbox.maxSeq(), limit);
+  const ids = new Map(outbox.rows().map((r) => [r.seq, r.id]));
+  const seqs = [...block.pending.map((r) => r.seq), ...block.synced.flatMap((g) => g.seqs)].sort((a, b) => a - b);
+  return seqs.map((seq) => ids.get(seq)!);
+}
 beforeEach(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'outbox-'));
   outbox = Outbox.open(path.join(dir, 'buffer.db'));
@@ -127,11 +135,11 @@ describe('outbox', () => {
       ['r6', 'pending', null, null],
     ]);
     const fork = { kind: 'outside-history' as const, ranges: historyRanges({ timelineId: 1, lsn: 0x4000000n }, []) };
-    const max = outbox.maxSeq();
-    expect(outbox.resendBatch(['events'], fork, 0, max, 100).map((r) => r.id)).toEqual(['r3', 'r4', 'r5', 'r6']);
-    expect(outbox.resendBatch(['events'], fork, 0, max, 2).map((r) => r.id)).toEqual(['r3', 'r4']);
-    expect(outbox.resendBatch(['events'], { kind: 'synced-since', sinceMs: 20_000 }, 0, max, 100).map((r) => r.id)).toEqual(['r3', 'r4', 'r5', 'r6']);
-    expect(outbox.countExamined(max)).toBe(6);
+    expect(resentIds(fork)).toEqual(['r3', 'r4', 'r5', 'r6']);
+    expect(resentIds(fork, 2)).toEqual(['r3', 'r4']);
+    expect(resentIds({ kind: 'synced-since', sinceMs: 20_000 })).toEqual(['r3', 'r4', 'r5', 'r6']);
+    expect(outbox.countExamined(outbox.maxSeq())).toBe(6);
+    expect(outbox.countExamined(seqs[1]!)).toBe(2);
   });
 
   it('prunes only synced rows old enough and inside the history ranges', () => {
@@ -154,15 +162,16 @@ describe('outbox', () => {
     outbox.markSynced(seqs.slice(3, 7), { timelineId: 1, lsn: '0/900' }, 2_000); // s4, s6, s7: past the fork
     const fork = { kind: 'outside-history' as const, ranges: historyRanges({ timelineId: 1, lsn: 0x500n }, []) };
     const max = outbox.maxSeq();
-    const batch = outbox.resendBatch(['events'], fork, 0, max, 100);
-    expect(batch.map((r) => [r.id, r.state, r.adjacent])).toEqual([
-      ['s4', 'synced', false],
-      ['s6', 'synced', false],
-      ['s7', 'synced', true],
-      ['s8', 'pending', true],
+    const block = outbox.resendBlock(['events'], fork, 0, max, 100);
+    // s8 is pending (sent and marked row by row); s4 stands alone (s5 between); s6-s7 is a run
+    expect(block.end).toBe(max);
+    expect(block.pending.map((r) => r.id)).toEqual(['s8']);
+    expect(block.synced.map(({ payloads, ...group }) => ({ ...group, payloads: payloads.toString().split('\u001e').sort() }))).toEqual([
+      { stream: 'events', seqs: [seqs[3], seqs[5], seqs[6]], runs: [[seqs[5], seqs[6]]], singles: [seqs[3]], payloads: ['{"id":"s4"}', '{"id":"s6"}', '{"id":"s7"}'] },
     ]);
-    // what the engine does after the statement committed on a timeline 2 writer: s8 row by row (pending), s6-s8 as a range
-    outbox.markSynced([seqs[3]!, seqs[7]!], { timelineId: 2, lsn: '0/2000' }, 5_000, undefined, [[seqs[5]!, seqs[7]!]]);
+    // what the engine does after the statements committed on a timeline 2 writer
+    outbox.markSynced([seqs[7]!], { timelineId: 2, lsn: '0/2000' }, 5_000);
+    outbox.markSynced([seqs[3]!], { timelineId: 2, lsn: '0/2000' }, 5_000, undefined, [[seqs[5]!, seqs[6]!]]);
     const effective = () => outbox.rows().map((r) => [r.id, r.state, r.markerTimeline, r.markerLsn]);
     const expected = [
       ['s1', 'synced', 1, '0/100'],
@@ -178,10 +187,10 @@ describe('outbox', () => {
     expect(effective()).toEqual(expected);
     // the next drain and a window drain read the range's marker and time
     const fork2 = { kind: 'outside-history' as const, ranges: historyRanges({ timelineId: 2, lsn: 0x1000n }, []) };
-    expect(outbox.resendBatch(['events'], fork2, 0, max, 100).map((r) => r.id)).toEqual(['s1', 's2', 's3', 's4', 's6', 's7', 's8']);
-    expect(outbox.resendBatch(['events'], fork2, 0, max, 3).map((r) => r.id)).toEqual(['s1', 's2', 's3']);
-    expect(outbox.resendBatch(['events'], { kind: 'outside-history', ranges: historyRanges({ timelineId: 2, lsn: 0x3000n }, []) }, 0, max, 100).map((r) => r.id)).toEqual(['s1', 's2', 's3']);
-    expect(outbox.resendBatch(['events'], { kind: 'synced-since', sinceMs: 4_000 }, 0, max, 100).map((r) => r.id)).toEqual(['s4', 's6', 's7', 's8']);
+    expect(resentIds(fork2)).toEqual(['s1', 's2', 's3', 's4', 's6', 's7', 's8']);
+    expect(resentIds(fork2, 3)).toEqual(['s1', 's2', 's3']);
+    expect(resentIds({ kind: 'outside-history', ranges: historyRanges({ timelineId: 2, lsn: 0x3000n }, []) })).toEqual(['s1', 's2', 's3']);
+    expect(resentIds({ kind: 'synced-since', sinceMs: 4_000 })).toEqual(['s4', 's6', 's7', 's8']);
     expect(outbox.counts(4_000).syncedBeforeMs).toBe(3);
 
     // a newer range over part of an older one replaces that part only
@@ -203,7 +212,7 @@ describe('outbox', () => {
         db.close();
       }
     };
-    expect(raw().ranges).toBe(2);
+    expect(raw().ranges).toBe(1);
     expect(outbox.pruneChunk(historyRanges({ timelineId: 2, lsn: 0x2000n }, []), 5_500, 100)).toBe(2); // s4 and s8
     expect(raw()).toEqual({ ranges: 0, timelines: [1, 1, 1, null, 4, 3, null] });
     expect(outbox.rows().map((r) => r.id)).toEqual(['s1', 's2', 's3', 's5', 's6', 's7', 'o9']);
