@@ -277,7 +277,7 @@ export class Outbox {
     const codes = (syncedChoice: string) =>
       this.db
         .prepare(
-          `SELECT ((seq * ${width} + ${streamIndex}) * 4) + 2 * (state = 'pending' OR (state = 'synced' AND ${syncedChoice})) + (state = 'pending')
+          `SELECT ((seq * ${width} + ${streamIndex}) * 4) + CASE state WHEN 'pending' THEN 3 WHEN 'synced' THEN 2 * (${syncedChoice}) ELSE 0 END
              FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
         )
         .pluck();

@@ -22,10 +22,17 @@ const pairs = config.streams.pairs as StreamConfig;
 let dir: string;
 let outbox: Outbox;
 
-/** The ids of the rows a drain block re-sends (pending and synced), in seq order. */
+/**
+ * The ids of the rows a drain block re-sends (pending and synced), in seq order; checks on the way that each
+ * synced group's payload buffer holds exactly its rows' payloads (the rows here have payload {"id": id}).
+ */
 function resentIds(selection: ResendSelection, limit = 100): string[] {
   const block = outbox.resendBlock(['events'], selection, 0, outbox.maxSeq(), limit);
   const ids = new Map(outbox.rows().map((r) => [r.seq, r.id]));
+  for (const group of block.synced) {
+    const inBuffer = group.payloads.toString('utf8').split('\u001e').map((p) => (JSON.parse(p) as { id: string }).id);
+    expect(inBuffer.sort()).toEqual(group.seqs.map((seq) => ids.get(seq)!).sort());
+  }
   const seqs = [...block.pending.map((r) => r.seq), ...block.synced.flatMap((g) => g.seqs)].sort((a, b) => a - b);
   return seqs.map((seq) => ids.get(seq)!);
 }
