@@ -233,6 +233,7 @@ export class FailoverStack extends Stack {
         agentCommand: AGENT.command,
         bufferPath: AGENT.bufferPath,
         configPath: AGENT.configPath,
+        daemonUnit: AGENT.unit,
         drainTimeoutSeconds: runbook.drainTimeoutSeconds,
         expectedCount: config.workers.count,
       },
@@ -259,6 +260,7 @@ export class FailoverStack extends Stack {
     output('TopologyParameterName', this.topologyParameterName, 'SSM parameter holding the topology (JSON)');
     output('DatabaseSecretArn', this.dbCredentialsSecret.secretArn, 'Secrets Manager secret with the master credentials');
     output('WorkerInstanceIds', this.workerInstanceIds.join(','), 'EC2 instance ids of the buffered workers');
+    output('DrainDocumentName', this.runbook.drainDocument.documentName, 'SSM Command document that drains a worker\'s buffer (rds-failover drain runs it)');
     output('RunbookStateMachineArn', this.runbook.stateMachine.stateMachineArn, 'The failover runbook (rds-failover failover/switchover/plan start it)');
     output('AlertTopicArn', this.monitoring.topic.topicArn, 'SNS topic of lag alerts, alarms and runbook events (Slack subscribes to it)');
     output('SlackWebhookSecretArn', this.monitoring.webhookSecret.secretArn, 'Put the Slack incoming-webhook URL here: {"url": "https://hooks.slack.com/..."}');

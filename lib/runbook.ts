@@ -1,3 +1,4 @@
+import { DrainDocument } from './drain-document.js';
 import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -55,7 +56,9 @@ export interface RunbookWorkersProps {
   readonly bufferPath: string;
   /** @default - the agent's default configuration */
   readonly configPath?: string;
-  /** @default 600 */
+  /** The agent daemon's systemd unit (SIGHUP before a drain). @default rds-failover-agent.service */
+  readonly daemonUnit?: string;
+  /** How long one worker's drain may run. @default 600 */
   readonly drainTimeoutSeconds?: number;
   /**
    * How many workers the drain must find (the stack's worker count): fewer fails the drain step instead of
@@ -153,6 +156,8 @@ export class Runbook extends Construct {
   readonly table: dynamodb.Table;
   readonly functions: Readonly<Record<RunbookFunctionName, ControllerFunction>>;
   readonly logGroup: logs.LogGroup;
+  /** The one command the drain function may run on the workers. */
+  readonly drainDocument: DrainDocument;
   readonly failureEventRule: events.Rule;
   private readonly clusterId: string;
 
@@ -194,13 +199,18 @@ export class Runbook extends Construct {
       NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
     };
     const w = props.workers;
+    this.drainDocument = new DrainDocument(this, 'DrainDocument', {
+      clusterId: props.clusterId,
+      agentCommand: w.agentCommand,
+      bufferPath: w.bufferPath,
+      configPath: w.configPath,
+      daemonUnit: w.daemonUnit,
+      timeoutSeconds: w.drainTimeoutSeconds ?? 600,
+    });
     const drain: Record<string, string> = {
       [RunbookEnvVar.WorkerTagKey]: w.tagKey,
       [RunbookEnvVar.WorkerTagValue]: w.tagValue,
-      [RunbookEnvVar.BufferPath]: w.bufferPath,
-      ...(w.agentCommand ? { [RunbookEnvVar.AgentCommand]: w.agentCommand } : {}),
-      ...(w.configPath ? { [RunbookEnvVar.AgentConfigPath]: w.configPath } : {}),
-      [RunbookEnvVar.DrainTimeoutSeconds]: String(w.drainTimeoutSeconds ?? 600),
+      [RunbookEnvVar.DrainDocument]: this.drainDocument.documentName,
     };
 
     const inVpc = new Set<RunbookFunctionName>(['probe', 'fence', 'promote', 'finish']);
@@ -275,7 +285,7 @@ export class Runbook extends Construct {
     props.writerParameter.grantRead(fns.repoint.function);
     props.writerParameter.grantWrite(fns.repoint.function);
     allow('drain', ['ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation'], ['*']);
-    allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })]);
+    allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ssm', resource: 'document', resourceName: this.drainDocument.documentName })]);
     allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })], {
       StringEquals: { [`ssm:resourceTag/${w.tagKey}`]: w.tagValue },
     });
@@ -352,7 +362,7 @@ export class Runbook extends Construct {
           id: 'AwsSolutions-IAM5[Resource::*]',
           reason:
             name === 'drain'
-              ? 'X-Ray segments, ssm:DescribeInstanceInformation and ssm:GetCommandInvocation support no resource-level permissions; SendCommand itself is scoped to AWS-RunShellScript and instances carrying the worker tag.'
+              ? 'X-Ray segments, ssm:DescribeInstanceInformation and ssm:GetCommandInvocation support no resource-level permissions; SendCommand itself is scoped to the stack\'s drain document and instances carrying the worker tag.'
               : 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.',
         },
         { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: 'Encrypting items of the lock table and messages to the encrypted topic needs GenerateDataKey variants, scoped to their keys.' },
@@ -437,6 +447,9 @@ function validate(id: string, props: RunbookProps): void {
   if (!w.tagKey || !w.tagValue) errors.push('workers.tagKey and workers.tagValue must name the tag that marks the worker instances');
   for (const [field, value] of [['bufferPath', w.bufferPath], ['agentCommand', w.agentCommand], ['configPath', w.configPath]] as const) {
     if (value !== undefined && !/^\/[A-Za-z0-9._/-]+$/.test(value)) errors.push(`workers.${field} '${value}' must be an absolute path of letters, digits, '.', '_', '-', '/'`);
+  }
+  if (w.daemonUnit !== undefined && !/^[A-Za-z0-9@._-]+\.service$/.test(w.daemonUnit)) {
+    errors.push(`workers.daemonUnit '${w.daemonUnit}' must be a systemd service name like rds-failover-agent.service`);
   }
   const positive = (path: string, v: number | undefined) => {
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) errors.push(`${path} must be a whole number of seconds >= 1, got ${v}`);

@@ -160,10 +160,7 @@ export function buildAwsRunbookEnv(env: Env, onEvent?: (event: RunbookEvent) => 
         ssm,
         tagKey: required(env, RunbookEnvVar.WorkerTagKey),
         tagValue: required(env, RunbookEnvVar.WorkerTagValue),
-        agentCommand: env[RunbookEnvVar.AgentCommand],
-        bufferPath: required(env, RunbookEnvVar.BufferPath),
-        configPath: env[RunbookEnvVar.AgentConfigPath],
-        executionTimeoutSeconds: env[RunbookEnvVar.DrainTimeoutSeconds] ? Number(env[RunbookEnvVar.DrainTimeoutSeconds]) : undefined,
+        documentName: required(env, RunbookEnvVar.DrainDocument),
       })
     : unavailablePort<WorkerControl>('workers', where);
 

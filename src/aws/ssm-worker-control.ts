@@ -1,7 +1,8 @@
 /**
- * WorkerControl over SSM Run Command: the workers are the SSM-managed instances carrying the worker tag;
- * a drain is `AWS-RunShellScript` running the agent's `drain --json` on one instance; its result is the JSON
- * summary the agent prints, read back with GetCommandInvocation.
+ * WorkerControl over SSM Run Command: the workers are the SSM-managed instances carrying the worker tag; a
+ * drain is the stack's drain document (lib/drain-document.ts: the agent's `drain --json` with fixed paths)
+ * run on one instance with the fork point or window as its only parameters; its result is the JSON summary
+ * the agent prints, read back with GetCommandInvocation.
  */
 import {
   DescribeInstanceInformationCommand,
@@ -9,42 +10,23 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { isLsn } from '../core/lsn.js';
+import { drainParameters } from '../core/drain-parameters.js';
 import type { DrainRequest, DrainStatus, DrainSummary, WorkerControl, WorkerRef } from '../ports/worker-control.js';
 
 export interface SsmWorkerControlOptions {
   readonly ssm: SSMClient;
   readonly tagKey: string;
   readonly tagValue: string;
-  /** Path of the agent's CLI on the workers. @default /usr/local/bin/rds-failover-agent */
-  readonly agentCommand?: string;
-  /** The buffer file on the worker's data volume. */
-  readonly bufferPath: string;
-  /** The agent's config file (streams, writer endpoint). @default none */
-  readonly configPath?: string;
-  /** Run Command execution timeout for one drain. @default 600 */
-  readonly executionTimeoutSeconds?: number;
+  /** The drain document's name (drainDocumentName(clusterId), also the stack output DrainDocumentName). */
+  readonly documentName: string;
   /** Where command output goes besides the 24 kB inline copy (CloudWatch Logs group). @default none */
   readonly outputLogGroupName?: string;
-  /**
-   * The agent daemon's systemd unit: sent SIGHUP before the drain, so its sync loop drops its connection and
-   * resolves the (repointed) writer again instead of waiting for an error. @default rds-failover-agent.service
-   */
-  readonly daemonUnit?: string;
 }
-
-const DEFAULT_DAEMON_UNIT = 'rds-failover-agent.service';
-
-const SAFE_PATH = /^\/[A-Za-z0-9._\/-]+$/;
 
 export class SsmWorkerControl implements WorkerControl {
   constructor(private readonly o: SsmWorkerControlOptions) {
-    for (const [field, value] of [['agentCommand', o.agentCommand], ['bufferPath', o.bufferPath], ['configPath', o.configPath]] as const) {
-      if (value !== undefined && !SAFE_PATH.test(value)) {
-        throw new Error(`SsmWorkerControl: ${field} '${value}' must be an absolute path of letters, digits, '.', '_', '-', '/'`);
-      }
-    }
     if (!o.tagKey || !o.tagValue) throw new Error('SsmWorkerControl: tagKey and tagValue are required (the tag that marks worker instances)');
+    if (!o.documentName) throw new Error('SsmWorkerControl: documentName is required (the stack\'s drain document, output DrainDocumentName)');
   }
 
   async listWorkers(): Promise<readonly WorkerRef[]> {
@@ -62,14 +44,14 @@ export class SsmWorkerControl implements WorkerControl {
 
   async startDrain(workerId: string, request: DrainRequest): Promise<string> {
     if (!/^(i|mi)-[0-9a-f]+$/.test(workerId)) throw new Error(`startDrain: '${workerId}' is not an instance id (i-...)`);
-    const timeout = this.o.executionTimeoutSeconds ?? 600;
     const out = await this.o.ssm.send(
       new SendCommandCommand({
         InstanceIds: [workerId],
-        DocumentName: 'AWS-RunShellScript',
+        DocumentName: this.o.documentName,
+        DocumentVersion: '$LATEST', // what the last deploy wrote, whichever version is the default
         Comment: 'rds-failover: drain the write buffer after failover',
         TimeoutSeconds: 60,
-        Parameters: { commands: [reconnectCommand(this.o.daemonUnit ?? DEFAULT_DAEMON_UNIT), drainCommand(this.o, request)], executionTimeout: [String(timeout)] },
+        Parameters: drainParameters(request),
         ...(this.o.outputLogGroupName ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: this.o.outputLogGroupName } } : {}),
       }),
     );
@@ -103,29 +85,6 @@ export class SsmWorkerControl implements WorkerControl {
         };
     }
   }
-}
-
-/** The shell line Run Command executes; every interpolated value is validated first (no injection). */
-/** Tells the daemon to reconnect now; a worker without the daemon running still drains. */
-export function reconnectCommand(unit: string): string {
-  if (!/^[A-Za-z0-9@._-]+\.service$/.test(unit)) throw new Error(`daemonUnit '${unit}' must be a systemd service name like rds-failover-agent.service`);
-  return `systemctl kill --signal=HUP ${unit} 2>/dev/null || true`;
-}
-
-export function drainCommand(o: Pick<SsmWorkerControlOptions, 'agentCommand' | 'bufferPath' | 'configPath'>, request: DrainRequest): string {
-  const parts = [o.agentCommand ?? '/usr/local/bin/rds-failover-agent', 'drain', '--json', '--buffer', o.bufferPath];
-  if (o.configPath) parts.push('--config', o.configPath);
-  if (request.forkPoint) {
-    const { timelineId, lsn } = request.forkPoint;
-    if (!Number.isInteger(timelineId) || timelineId < 1) throw new Error(`drain: fork timeline must be an integer >= 1, got ${timelineId}`);
-    if (!isLsn(lsn)) throw new Error(`drain: fork LSN must look like 0/3000060, got '${lsn}'`);
-    parts.push('--fork-timeline', String(timelineId), '--fork-lsn', lsn);
-  } else {
-    const seconds = request.windowSeconds;
-    if (!Number.isInteger(seconds) || seconds <= 0) throw new Error(`drain: window must be a positive whole number of seconds, got ${seconds}`);
-    parts.push('--window', `${seconds}s`);
-  }
-  return parts.join(' ');
 }
 
 /** The last line of stdout that is a JSON drain summary (the agent may log before it). */

@@ -410,8 +410,10 @@ describe('FailoverStack with config/default.json', () => {
     });
 
     it("the pre-script document runs the agent's checkpoint and answers DLM's dry-run", () => {
-      const docs = Object.values(resourcesOfType(synth.template, 'AWS::SSM::Document'));
-      expect(docs).toHaveLength(1);
+      // the other document is the runbook's drain document (test/infra/drain-document.test.ts)
+      const all = Object.values(resourcesOfType(synth.template, 'AWS::SSM::Document'));
+      expect(all.map((d) => d.Properties.Name ?? null).sort()).toEqual([null, 'rds-failover-orders-drain']);
+      const docs = all.filter((d) => d.Properties.Name === undefined);
       const content = docs[0].Properties.Content as Json;
       expect(docs[0].Properties.DocumentType).toBe('Command');
       expect(content.parameters).toMatchObject({ command: { allowedValues: ['pre-script', 'post-script', 'dry-run'] }, executionId: { type: 'String' } });
@@ -453,7 +455,7 @@ describe('FailoverStack with config/default.json', () => {
       expect(s.logKey.node.id).toBe('LogKey');
       expect(Object.keys(synth.template.toJSON().Outputs as Json).sort()).toEqual(
         [
-          'AlertTopicArn', 'ClusterId', 'DashboardName', 'DatabaseSecretArn', 'PrimaryInstanceId', 'RunbookStateMachineArn', 'SlackWebhookSecretArn',
+          'AlertTopicArn', 'ClusterId', 'DashboardName', 'DatabaseSecretArn', 'DrainDocumentName', 'PrimaryInstanceId', 'RunbookStateMachineArn', 'SlackWebhookSecretArn',
           'TopologyParameterName', 'WorkerInstanceIds', 'WriterEndpointName', 'WriterParameterName',
         ],
       );

@@ -192,6 +192,12 @@ describe('Runbook: functions and least privilege', () => {
     });
     const sendToInstances = actionsOf('drain').find((s) => s.Action === 'ssm:SendCommand' && JSON.stringify(s.Resource).includes('instance/*'))!;
     expect(sendToInstances.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/rds-failover:role': 'worker' } });
+    // the only document it may send is the stack's drain document (never AWS-RunShellScript: any shell line)
+    const sendDocuments = actionsOf('drain').filter((s) => s.Action === 'ssm:SendCommand' && JSON.stringify(s.Resource).includes(':document/'));
+    const documentId = Object.keys(resources).find((id) => resources[id]!.Type === 'AWS::SSM::Document')!;
+    expect(sendDocuments.map((s) => s.Resource)).toEqual([
+      { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ssm:eu-west-1:123456789012:document/', { Ref: documentId }]] },
+    ]);
     const modify = actionsOf('fence').find((s) => s.Action === 'rds:ModifyDBInstance')!;
     expect(modify.Resource).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':rds:eu-west-1:123456789012:db:prod-*']] });
     const tagging = actionsOf('fence').find((s) => Array.isArray(s.Action) && s.Action.includes('rds:AddTagsToResource'))!;
@@ -239,7 +245,13 @@ describe('Runbook: functions and least privilege', () => {
       expect(JSON.stringify(vars)).not.toMatch(/password/i);
       expect(vars.CLUSTER_ID).toBe('prod');
     }
-    expect(fn('drain').Environment.Variables).toMatchObject({ WORKER_TAG_KEY: 'rds-failover:role', WORKER_TAG_VALUE: 'worker', BUFFER_PATH: '/data/buffer/outbox.db', AGENT_CONFIG_PATH: '/etc/rds-failover/agent.json' });
+    const documentId = Object.keys(resources).find((id) => resources[id]!.Type === 'AWS::SSM::Document')!;
+    expect(fn('drain').Environment.Variables).toEqual({
+      ...fn('drain').Environment.Variables,
+      WORKER_TAG_KEY: 'rds-failover:role',
+      WORKER_TAG_VALUE: 'worker',
+      DRAIN_DOCUMENT: { Ref: documentId },
+    });
     expect(fn('probe').Environment.Variables.DB_FENCE_DATABASES).toBe('app');
   });
 
@@ -295,7 +307,7 @@ describe('Runbook: bundling', () => {
       return readFileSync(join(assembly.directory, `asset.${key.replace(/\.zip$/, '')}`, 'index.js'), 'utf8');
     };
     expect(code('fence')).toContain('default_transaction_read_only');
-    expect(code('drain')).toContain('AWS-RunShellScript');
+    expect(code('drain')).toContain('DRAIN_DOCUMENT');
     expect(code('promote')).toContain('PromoteReadReplica');
   }, 240_000);
 });

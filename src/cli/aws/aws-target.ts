@@ -3,6 +3,7 @@
  * the AWS CLI (--region and --profile win over AWS_REGION / AWS_PROFILE and the shared config files).
  * Everything is looked up lazily, once: `status` never needs the state machine, `plan` never needs the workers.
  */
+import { drainDocumentName } from '../../core/drain-parameters.js';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { RDSClient } from '@aws-sdk/client-rds';
@@ -22,6 +23,7 @@ export const STACK_OUTPUT = {
   WriterParameterName: 'WriterParameterName',
   TopologyParameterName: 'TopologyParameterName',
   WorkerInstanceIds: 'WorkerInstanceIds',
+  DrainDocumentName: 'DrainDocumentName',
 } as const;
 
 /** The stack name the stack itself uses (src/core, shared with lib/failover-stack.ts). */
@@ -88,6 +90,11 @@ export class AwsTarget {
   async stateMachineArn(): Promise<string> {
     if (this.flags.stateMachineArn) return this.flags.stateMachineArn;
     return this.output(STACK_OUTPUT.StateMachineArn, '--state-machine-arn');
+  }
+
+  /** The SSM document that drains one worker (the only command the CLI sends to workers). */
+  async drainDocumentName(): Promise<string> {
+    return (await this.optionalOutput(STACK_OUTPUT.DrainDocumentName)) ?? drainDocumentName(await this.clusterId());
   }
 
   async topologyParameterName(): Promise<string> {

@@ -1,10 +1,10 @@
 /**
  * `rds-failover drain`: the runbook's drain step alone, on every worker: each re-sends the rows it synced past the
  * fork point (or within a window) plus everything pending to the current writer. Idempotent, so safe to re-run.
- * AWS: SSM Run Command on the tagged workers (the runbook's SsmWorkerControl); local: the agent CLI per buffer.
+ * AWS: the stack's drain document by SSM Run Command on the tagged workers (the runbook's SsmWorkerControl);
+ * local: the agent CLI per buffer.
  */
 import type { Command } from 'commander';
-import { AGENT } from '../../../lib/worker-user-data.js';
 import { SsmWorkerControl } from '../../aws/ssm-worker-control.js';
 import { formatDurationMs } from '../../core/duration.js';
 import { renderTable, type Column } from '../../core/format-table.js';
@@ -163,9 +163,7 @@ export function registerDrainCommand(program: Command, io: CliIo, deps: CliDeps)
         ssm: target.ssm(),
         tagKey: WORKER_CLUSTER_TAG,
         tagValue: await target.clusterId(),
-        agentCommand: AGENT.command,
-        bufferPath: AGENT.bufferPath,
-        configPath: AGENT.configPath,
+        documentName: await target.drainDocumentName(),
       });
       timing = { pollMs: deps.awsPollMs, timeoutMs: AWS_RUNBOOK_CONFIG.timeoutMs.drain };
     }

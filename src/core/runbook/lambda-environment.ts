@@ -24,10 +24,8 @@ export const RunbookEnvVar = {
   /** Only in the drain function. */
   WorkerTagKey: 'WORKER_TAG_KEY',
   WorkerTagValue: 'WORKER_TAG_VALUE',
-  AgentCommand: 'AGENT_COMMAND',
-  BufferPath: 'BUFFER_PATH',
-  AgentConfigPath: 'AGENT_CONFIG_PATH',
-  DrainTimeoutSeconds: 'DRAIN_TIMEOUT_SECONDS',
+  /** Name of the stack's SSM drain document (lib/drain-document.ts). */
+  DrainDocument: 'DRAIN_DOCUMENT',
 } as const;
 
 /** The Lambda functions of the runbook and the actions each runs (each has an IAM policy for exactly these). */

@@ -7,7 +7,8 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { drainCommand, parseDrainSummary, SsmWorkerControl } from '../../../src/aws/ssm-worker-control.js';
+import { parseDrainSummary, SsmWorkerControl } from '../../../src/aws/ssm-worker-control.js';
+import { drainParameters } from '../../../src/core/drain-parameters.js';
 
 const ssm = mockClient(SSMClient);
 const control = () =>
@@ -15,9 +16,7 @@ const control = () =>
     ssm: new SSMClient({}),
     tagKey: 'rds-failover:role',
     tagValue: 'worker',
-    bufferPath: '/data/buffer/outbox.db',
-    configPath: '/etc/rds-failover/agent.json',
-    executionTimeoutSeconds: 300,
+    documentName: 'rds-failover-orders-drain',
     outputLogGroupName: '/rds-failover/orders/drains',
   });
 
@@ -38,41 +37,35 @@ describe('SsmWorkerControl', () => {
     ]);
   });
 
-  it('sends AWS-RunShellScript with the agent drain command and the fork point', async () => {
+  it('sends the stack\'s drain document with the fork point as its only parameters', async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
     const handle = await control().startDrain('i-0aaa', { forkPoint: { timelineId: 3, lsn: '0/5000A28' } });
     expect(handle).toBe('cmd-1');
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input)).toEqual([
       {
         InstanceIds: ['i-0aaa'],
-        DocumentName: 'AWS-RunShellScript',
+        DocumentName: 'rds-failover-orders-drain',
+        DocumentVersion: '$LATEST',
         Comment: 'rds-failover: drain the write buffer after failover',
         TimeoutSeconds: 60,
-        Parameters: {
-          commands: [
-            'systemctl kill --signal=HUP rds-failover-agent.service 2>/dev/null || true',
-            '/usr/local/bin/rds-failover-agent drain --json --buffer /data/buffer/outbox.db --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/5000A28',
-          ],
-          executionTimeout: ['300'],
-        },
+        Parameters: { forkTimeline: ['3'], forkLsn: ['0/5000A28'], windowSeconds: [''] },
         CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: '/rds-failover/orders/drains' },
       },
     ]);
   });
 
   it('without a fork point drains by window', () => {
-    expect(drainCommand({ bufferPath: '/data/b.db' }, { windowSeconds: 900 })).toBe('/usr/local/bin/rds-failover-agent drain --json --buffer /data/b.db --window 900s');
+    expect(drainParameters({ windowSeconds: 900 })).toEqual({ forkTimeline: [''], forkLsn: [''], windowSeconds: ['900'] });
   });
 
-  it('validates everything it puts on the command line', async () => {
-    expect(() => drainCommand({ bufferPath: '/data/b.db' }, { forkPoint: { timelineId: 1, lsn: '0/1; rm -rf /' } })).toThrow(
-      "drain: fork LSN must look like 0/3000060, got '0/1; rm -rf /'",
-    );
-    expect(() => drainCommand({ bufferPath: '/data/b.db' }, { forkPoint: { timelineId: 0, lsn: '0/1' } })).toThrow('drain: fork timeline must be an integer >= 1, got 0');
-    expect(() => new SsmWorkerControl({ ssm: new SSMClient({}), tagKey: 'k', tagValue: 'v', bufferPath: '/data/$(id)' })).toThrow(
-      "SsmWorkerControl: bufferPath '/data/$(id)' must be an absolute path of letters, digits, '.', '_', '-', '/'",
-    );
+  it('validates every parameter before anything is sent', async () => {
+    expect(() => drainParameters({ forkPoint: { timelineId: 1, lsn: '0/1; rm -rf /' } })).toThrow("drain: fork LSN must look like 0/3000060, got '0/1; rm -rf /'");
+    expect(() => drainParameters({ forkPoint: { timelineId: 0, lsn: '0/1' } })).toThrow('drain: fork timeline must be an integer >= 1, got 0');
+    expect(() => drainParameters({ windowSeconds: 1.5 })).toThrow('drain: window must be a positive whole number of seconds, got 1.5');
+    expect(() => drainParameters({ windowSeconds: 10 ** 10 })).toThrow("drain: windowSeconds '10000000000' is outside what the drain document accepts");
+    expect(() => new SsmWorkerControl({ ssm: new SSMClient({}), tagKey: 'k', tagValue: 'v', documentName: '' })).toThrow('SsmWorkerControl: documentName is required');
     await expect(control().startDrain('worker-1', { windowSeconds: 60 })).rejects.toThrow("startDrain: 'worker-1' is not an instance id (i-...)");
+    await expect(control().startDrain('i-0aaa', { windowSeconds: -1 })).rejects.toThrow('drain: window must be a positive whole number of seconds, got -1');
     expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
   });
 

@@ -156,7 +156,7 @@ describe('status against AWS', () => {
 });
 
 describe('drain against AWS', () => {
-  it('runs the agent drain on every tagged worker through SSM Run Command and reports each summary', async () => {
+  it('runs the stack\'s drain document on every tagged worker through SSM Run Command and reports each summary', async () => {
     ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa' }, { InstanceId: 'i-0bbb' }] });
     ssm.on(SendCommandCommand).callsFake((input: { InstanceIds: string[] }) => ({ Command: { CommandId: `cmd-${input.InstanceIds[0]}` } }));
     const summary = { examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0 };
@@ -173,15 +173,10 @@ describe('drain against AWS', () => {
       MaxResults: 50,
       NextToken: undefined,
     });
-    expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input.Parameters!.commands)).toEqual([
-      [
-        'systemctl kill --signal=HUP rds-failover-agent.service 2>/dev/null || true',
-        '/usr/local/bin/rds-failover-agent drain --json --buffer /var/lib/rds-failover/outbox.sqlite --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/A000028',
-      ],
-      [
-        'systemctl kill --signal=HUP rds-failover-agent.service 2>/dev/null || true',
-        '/usr/local/bin/rds-failover-agent drain --json --buffer /var/lib/rds-failover/outbox.sqlite --config /etc/rds-failover/agent.json --fork-timeline 3 --fork-lsn 0/A000028',
-      ],
+    // the stack's drain document, found from the cluster id; the fork point is its only input
+    expect(ssm.commandCalls(SendCommandCommand).map((c) => [c.args[0].input.DocumentName, c.args[0].input.DocumentVersion, c.args[0].input.Parameters])).toEqual([
+      ['rds-failover-orders-drain', '$LATEST', { forkTimeline: ['3'], forkLsn: ['0/A000028'], windowSeconds: [''] }],
+      ['rds-failover-orders-drain', '$LATEST', { forkTimeline: ['3'], forkLsn: ['0/A000028'], windowSeconds: [''] }],
     ]);
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input.InstanceIds)).toEqual([['i-0aaa'], ['i-0bbb']]);
     expect(run.code).toBe(1);

@@ -1,0 +1,85 @@
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { DRAIN_DOCUMENT_PARAMETERS, drainDocumentName } from '../src/core/drain-parameters.js';
+
+/** Where the agent lives on the workers (paths validated by the Runbook construct). */
+export interface DrainDocumentProps {
+  /** Names the document (drainDocumentName): the CLI finds it from the cluster id. */
+  readonly clusterId: string;
+  /** @default /usr/local/bin/rds-failover-agent */
+  readonly agentCommand?: string;
+  readonly bufferPath: string;
+  /** @default - the agent's default configuration */
+  readonly configPath?: string;
+  /** The agent daemon's systemd unit, sent SIGHUP before the drain. @default rds-failover-agent.service */
+  readonly daemonUnit?: string;
+  /** Run Command execution timeout of one drain. */
+  readonly timeoutSeconds: number;
+}
+
+/**
+ * The one command the runbook may run on the workers: an SSM Command document that drains the agent's buffer.
+ * Its only inputs are a fork point (timeline, LSN) or a window in seconds, each held to a strict pattern by
+ * SSM itself; the paths are fixed here at synth time. So the drain function's SendCommand permission, scoped
+ * to this document, cannot run anything else on a worker (AWS-RunShellScript would run any shell line).
+ */
+export class DrainDocument extends Construct {
+  readonly document: ssm.CfnDocument;
+
+  constructor(scope: Construct, id: string, props: DrainDocumentProps) {
+    super(scope, id);
+    this.document = new ssm.CfnDocument(this, 'Document', {
+      name: drainDocumentName(props.clusterId),
+      documentType: 'Command',
+      // a changed document becomes a new version of the same name (senders ask for $LATEST)
+      updateMethod: 'NewVersion',
+      content: drainDocumentContent(props),
+    });
+  }
+
+  /** The document's name (what SendCommand takes). */
+  get documentName(): string {
+    return this.document.ref;
+  }
+}
+
+/** The document (schema 2.2). Pure: exported so tests can run its script the way the SSM agent does. */
+export function drainDocumentContent(props: DrainDocumentProps): Record<string, unknown> {
+  const agent = [props.agentCommand ?? '/usr/local/bin/rds-failover-agent', 'drain', '--json', '--buffer', props.bufferPath];
+  if (props.configPath) agent.push('--config', props.configPath);
+  const { forkTimeline, forkLsn, windowSeconds } = DRAIN_DOCUMENT_PARAMETERS;
+  return {
+    schemaVersion: '2.2',
+    description: 'rds-failover: drain the worker write buffer into the new primary after a failover (fork point, or a window)',
+    parameters: {
+      forkTimeline: { type: 'String', default: '', allowedPattern: forkTimeline.source, description: 'Timeline of the fork point (with forkLsn)' },
+      forkLsn: { type: 'String', default: '', allowedPattern: forkLsn.source, description: 'LSN of the fork point, e.g. 0/3000060 (with forkTimeline)' },
+      windowSeconds: { type: 'String', default: '', allowedPattern: windowSeconds.source, description: 'No fork point known: re-send rows synced within this many seconds' },
+    },
+    mainSteps: [
+      {
+        action: 'aws:runShellScript',
+        name: 'drain',
+        inputs: {
+          timeoutSeconds: String(props.timeoutSeconds),
+          runCommand: [
+            'set -eu',
+            // the daemon's sync loop drops its session and resolves the (repointed) writer now; a worker without it still drains
+            `systemctl kill --signal=HUP ${props.daemonUnit ?? 'rds-failover-agent.service'} 2>/dev/null || true`,
+            // single-quoted: even a value that got past a pattern could not leave the quotes without a ' (no pattern allows one)
+            "fork_timeline='{{ forkTimeline }}'",
+            "fork_lsn='{{ forkLsn }}'",
+            "window='{{ windowSeconds }}'",
+            'if [ -n "$fork_timeline" ] && [ -n "$fork_lsn" ] && [ -z "$window" ]; then',
+            `  exec ${agent.join(' ')} --fork-timeline "$fork_timeline" --fork-lsn "$fork_lsn"`,
+            'elif [ -z "$fork_timeline" ] && [ -z "$fork_lsn" ] && [ -n "$window" ]; then',
+            `  exec ${agent.join(' ')} --window "\${window}s"`,
+            'fi',
+            'echo "drain: give forkTimeline and forkLsn, or windowSeconds alone" >&2',
+            'exit 2',
+          ],
+        },
+      },
+    ],
+  };
+}

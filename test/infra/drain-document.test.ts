@@ -1,0 +1,110 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DrainDocument } from '../../lib/drain-document.js';
+import { parseDrainSummary } from '../../src/aws/ssm-worker-control.js';
+import { DRAIN_DOCUMENT_PARAMETERS, drainParameters } from '../../src/core/drain-parameters.js';
+
+interface DocumentContent {
+  parameters: Record<string, { type: string; default: string; allowedPattern: string }>;
+  mainSteps: { action: string; inputs: { runCommand: string[]; timeoutSeconds: string } }[];
+}
+
+let dir: string;
+let content: DocumentContent;
+
+beforeAll(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'drain-document-'));
+  // A stand-in agent and systemctl that record their arguments; the agent prints a drain summary as the real one does.
+  const fake = (name: string, extra = '') => {
+    writeFileSync(path.join(dir, name), `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/${name}.args\n${extra}`);
+    chmodSync(path.join(dir, name), 0o755);
+  };
+  fake('agent', `echo '{"examined":10,"resent":4,"inserted":1,"alreadyPresent":3,"remainingPending":0}'\n`);
+  fake('systemctl');
+  const stack = new Stack(new App(), 'Drain');
+  new DrainDocument(stack, 'Drain', { clusterId: 'orders', agentCommand: `${dir}/agent`, bufferPath: '/var/lib/b.sqlite', configPath: '/etc/a.json', timeoutSeconds: 300 });
+  const documents = Template.fromStack(stack).findResources('AWS::SSM::Document');
+  expect(Object.values(documents)).toHaveLength(1);
+  const properties = Object.values(documents)[0]!.Properties as { Name: string; DocumentType: string; Content: DocumentContent };
+  expect(properties).toMatchObject({ Name: 'rds-failover-orders-drain', DocumentType: 'Command', UpdateMethod: 'NewVersion' });
+  content = properties.Content;
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * Runs the synthesized document the way SSM Run Command does: each parameter must match its allowedPattern
+ * (SSM refuses the command otherwise), `{{ name }}` is replaced by the value, and the runCommand lines run as
+ * one script under sh.
+ */
+function runDocument(parameters: Record<string, [string]>): { code: number | null; stdout: string; stderr: string; agentArgs: string[] | null; systemctlArgs: string[] | null } {
+  const values: Record<string, string> = {};
+  for (const [name, spec] of Object.entries(content.parameters)) {
+    const value = parameters[name]?.[0] ?? spec.default;
+    if (!new RegExp(spec.allowedPattern).test(value)) throw new Error(`SSM refuses parameter ${name}: '${value}' does not match ${spec.allowedPattern}`);
+    values[name] = value;
+  }
+  const [step] = content.mainSteps;
+  expect(step!.action).toBe('aws:runShellScript');
+  const script = step!.inputs.runCommand.map((line) => line.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, name: string) => values[name]!)).join('\n');
+  for (const f of ['agent.args', 'systemctl.args']) rmSync(path.join(dir, f), { force: true });
+  const run = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+  const read = (f: string) => {
+    try {
+      return readFileSync(path.join(dir, f), 'utf8').trimEnd().split('\n');
+    } catch {
+      return null;
+    }
+  };
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr, agentArgs: read('agent.args'), systemctlArgs: read('systemctl.args') };
+}
+
+describe('DrainDocument: the only command the runbook runs on workers', () => {
+  it('declares exactly the drain parameters, with the patterns the runbook checks before sending', () => {
+    expect(content.parameters).toEqual({
+      forkTimeline: expect.objectContaining({ type: 'String', default: '', allowedPattern: DRAIN_DOCUMENT_PARAMETERS.forkTimeline.source }),
+      forkLsn: expect.objectContaining({ type: 'String', default: '', allowedPattern: DRAIN_DOCUMENT_PARAMETERS.forkLsn.source }),
+      windowSeconds: expect.objectContaining({ type: 'String', default: '', allowedPattern: DRAIN_DOCUMENT_PARAMETERS.windowSeconds.source }),
+    });
+    expect(content.mainSteps[0]!.inputs.timeoutSeconds).toBe('300');
+  });
+
+  it('with a fork point: wakes the daemon, then runs the agent drain with the fixed paths and the fork point', () => {
+    const run = runDocument(drainParameters({ forkPoint: { timelineId: 3, lsn: '0/5000A28' } }));
+    expect(run.code).toBe(0);
+    expect(run.systemctlArgs).toEqual(['kill', '--signal=HUP', 'rds-failover-agent.service']);
+    expect(run.agentArgs).toEqual(['drain', '--json', '--buffer', '/var/lib/b.sqlite', '--config', '/etc/a.json', '--fork-timeline', '3', '--fork-lsn', '0/5000A28']);
+    expect(parseDrainSummary(run.stdout)).toEqual({ examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0 });
+  });
+
+  it('with a window: the agent drains by window', () => {
+    const run = runDocument(drainParameters({ windowSeconds: 900 }));
+    expect(run.code).toBe(0);
+    expect(run.agentArgs).toEqual(['drain', '--json', '--buffer', '/var/lib/b.sqlite', '--config', '/etc/a.json', '--window', '900s']);
+  });
+
+  it('refuses half a fork point, both kinds at once or nothing: exit 2, the agent never runs', () => {
+    for (const parameters of [{ forkTimeline: ['3'] }, { forkLsn: ['0/1'] }, { forkTimeline: ['3'], forkLsn: ['0/1'], windowSeconds: ['60'] }, {}] as Record<string, [string]>[]) {
+      const run = runDocument(parameters);
+      expect(run.code, JSON.stringify(parameters)).toBe(2);
+      expect(run.stderr).toContain('drain: give forkTimeline and forkLsn, or windowSeconds alone');
+      expect(run.agentArgs).toBeNull();
+    }
+  });
+
+  it('SSM itself refuses anything but a value in a parameter (no shell can get through)', () => {
+    for (const [name, value] of [
+      ['forkLsn', "0/1'; touch /tmp/pwned; '"],
+      ['forkTimeline', '1 2'],
+      ['forkTimeline', '$(id)'],
+      ['windowSeconds', '60s'],
+      ['windowSeconds', '-1'],
+    ] as const) {
+      expect(() => runDocument({ [name]: [value] }), `${name}=${value}`).toThrow(`SSM refuses parameter ${name}`);
+    }
+  });
+});
