@@ -3,6 +3,7 @@ import type { Lsn } from '../core/lsn.js';
 import type { StreamConfig } from './config.js';
 import type { ColumnKind } from './copy-rows.js';
 import { copyFrom } from './pg-copy.js';
+import { quoteIdentifier, quoteTable } from '../pg/identifiers.js';
 import type { SyncMarker } from './outbox.js';
 
 export interface StreamBatch {
@@ -147,14 +148,6 @@ export class PgSink {
   }
 }
 
-export function quoteIdentifier(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-/** 'schema.table' or 'table', each part quoted. */
-export function quoteTable(table: string): string {
-  return table.split('.').map(quoteIdentifier).join('.');
-}
 
 function identifiers(stream: StreamConfig): { table: string; columnList: string; keyList: string } {
   return {

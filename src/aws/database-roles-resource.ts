@@ -1,0 +1,85 @@
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import pg from 'pg';
+import { applyLoginRoles, type TableGrant } from '../pg/database-roles.js';
+import { loadDbCredentials } from './db-credentials.js';
+
+/** The custom resource's properties (lib/database-roles.ts): secret ARNs, and the agent's tables as JSON. */
+export interface DatabaseRolesProperties {
+  readonly AgentSecretArn: string;
+  readonly MonitorSecretArn: string;
+  /** JSON array of {table, keyColumns}. */
+  readonly Tables: string;
+}
+
+/** What the Provider framework passes to onEvent (the fields used here). */
+export interface DatabaseRolesEvent {
+  readonly RequestType: 'Create' | 'Update' | 'Delete';
+  readonly PhysicalResourceId?: string;
+  readonly ResourceProperties: DatabaseRolesProperties & { readonly ServiceToken?: string };
+}
+
+export interface DatabaseRolesTarget {
+  readonly masterSecretArn: string;
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  /** TLS options for the session (the Lambda verifies the RDS certificate; tests pass false). */
+  readonly ssl: pg.ClientConfig['ssl'];
+}
+
+export const AGENT_ROLE_MEMBER_OF = ['pg_monitor'] as const; // prune reads replicas' replay_lsn (pg_read_all_stats)
+export const MONITOR_ROLE_MEMBER_OF = ['pg_monitor'] as const;
+
+/**
+ * Create/Update: applies the login roles named by the agent and monitor secrets (their usernames, with the
+ * passwords they hold now) as the master user, and grants the agent its tables; the tables that do not exist
+ * yet come back in Data.MissingTables. Delete: changes nothing (the roles stay: dropping one that holds
+ * privileges would fail, and the workers may still be draining).
+ */
+export async function onDatabaseRolesEvent(event: DatabaseRolesEvent, target: DatabaseRolesTarget, secrets: SecretsManagerClient): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
+  const physicalResourceId = event.PhysicalResourceId ?? `rds-failover-roles-${target.database}`;
+  if (event.RequestType === 'Delete') return { PhysicalResourceId: physicalResourceId };
+  const tables = parseTables(event.ResourceProperties.Tables);
+  const [master, agent, monitor] = await Promise.all(
+    [target.masterSecretArn, event.ResourceProperties.AgentSecretArn, event.ResourceProperties.MonitorSecretArn].map((arn) => loadDbCredentials(arn, secrets)),
+  );
+  const client = new pg.Client({
+    host: target.host,
+    port: target.port,
+    database: target.database,
+    user: master!.username,
+    password: master!.password,
+    ssl: target.ssl,
+    application_name: 'rds-failover-database-roles',
+  });
+  await client.connect();
+  try {
+    const applied = await applyLoginRoles(
+      client,
+      [
+        { name: agent!.username, password: agent!.password, memberOf: AGENT_ROLE_MEMBER_OF },
+        { name: monitor!.username, password: monitor!.password, memberOf: MONITOR_ROLE_MEMBER_OF },
+      ],
+      { role: agent!.username, tables },
+    );
+    return { PhysicalResourceId: physicalResourceId, Data: { Roles: applied.roles.join(','), GrantedTables: applied.granted.join(','), MissingTables: applied.missing.join(',') } };
+  } finally {
+    await client.end();
+  }
+}
+
+function parseTables(json: string): TableGrant[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new Error('Tables: expected a JSON array of {"table": ..., "keyColumns": [...]}');
+  }
+  if (!Array.isArray(value)) throw new Error('Tables: expected a JSON array of {"table": ..., "keyColumns": [...]}');
+  return value.map((t: { table?: unknown; keyColumns?: unknown }, i) => {
+    if (typeof t?.table !== 'string' || !Array.isArray(t.keyColumns) || t.keyColumns.length === 0 || !t.keyColumns.every((c) => typeof c === 'string')) {
+      throw new Error(`Tables[${i}]: expected {"table": "schema.table", "keyColumns": ["id", ...]}`);
+    }
+    return { table: t.table, keyColumns: t.keyColumns as string[] };
+  });
+}

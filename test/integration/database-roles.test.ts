@@ -1,0 +1,128 @@
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { onDatabaseRolesEvent } from '../../src/aws/database-roles-resource.js';
+import { applyLoginRoles, type LoginRole } from '../../src/pg/database-roles.js';
+import { LocalCluster } from '../../src/local/local-cluster.js';
+
+let cluster: LocalCluster;
+
+/** A session as `user` (password auth), or the error it got. */
+async function as<T>(user: string, password: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...cluster.clientConfig('pg-0'), user, password });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
+const roles = (agentPassword: string): LoginRole[] => [
+  { name: 'rds_failover_agent', password: agentPassword, memberOf: ['pg_monitor'] },
+  { name: 'rds_failover_monitor', password: 'monitor-pw-1', memberOf: ['pg_monitor'] },
+];
+const agent = {
+  role: 'rds_failover_agent',
+  tables: [
+    { table: 'app.events', keyColumns: ['id'] },
+    { table: 'pairs', keyColumns: ['a', 'b'] },
+    { table: 'app.not_created_yet', keyColumns: ['id'] },
+  ],
+};
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ replicas: 0 });
+  // Like the RDS master user: not a superuser, CREATEROLE, may grant pg_monitor, owns the application's tables.
+  const setup = new pg.Client(cluster.clientConfig('pg-0'));
+  await setup.connect();
+  await setup.query(`CREATE ROLE master LOGIN CREATEROLE PASSWORD 'master-pw';
+    GRANT pg_monitor TO master WITH ADMIN OPTION;
+    GRANT CREATE ON DATABASE postgres TO master;
+    GRANT CREATE ON SCHEMA public TO master`);
+  await setup.end();
+  await as('master', 'master-pw', (c) =>
+    c.query(`CREATE SCHEMA app;
+      CREATE TABLE app.events (id text PRIMARY KEY, body text NOT NULL);
+      CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b));
+      CREATE TABLE secrets (v text)`),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('applyLoginRoles (the stack\'s least-privilege roles, applied by the RDS master user)', () => {
+  it('creates login roles that can do their job and nothing more, and reports tables not created yet', async () => {
+    const applied = await as('master', 'master-pw', (c) => applyLoginRoles(c, roles('agent-pw-1'), agent));
+    expect(applied).toEqual({ roles: ['rds_failover_agent', 'rds_failover_monitor'], granted: ['app.events', 'pairs'], missing: ['app.not_created_yet'] });
+
+    await as('rds_failover_agent', 'agent-pw-1', async (c) => {
+      // what the sink runs: COPY, INSERT ... ON CONFLICT on the key, the marker; and what prune reads
+      await c.query(`INSERT INTO app.events (id, body) VALUES ('a', 'x') ON CONFLICT (id) DO NOTHING`);
+      await c.query(`INSERT INTO app.events (id, body) VALUES ('a', 'y') ON CONFLICT (id) DO NOTHING`);
+      await c.query(`INSERT INTO pairs (a, b, v) SELECT a, b, v FROM json_populate_recordset(NULL::pairs, '[{"a":1,"b":2,"v":"z"}]') ON CONFLICT (a, b) DO NOTHING`);
+      await c.query('SELECT pg_current_wal_insert_lsn(), pg_walfile_name(pg_current_wal_insert_lsn())');
+      expect((await c.query("SELECT pg_has_role('pg_monitor', 'USAGE') AS m")).rows[0].m).toBe(true);
+      await expect(c.query('SELECT body FROM app.events')).rejects.toThrow(/permission denied/);
+      await expect(c.query('SELECT * FROM secrets')).rejects.toThrow(/permission denied/);
+      await expect(c.query('DELETE FROM app.events')).rejects.toThrow(/permission denied/);
+      await expect(c.query('CREATE TABLE mine (x int)')).rejects.toThrow(/permission denied/);
+      await expect(c.query('CREATE ROLE other')).rejects.toThrow(/permission denied/);
+    });
+    await as('rds_failover_monitor', 'monitor-pw-1', async (c) => {
+      await c.query('SELECT application_name, replay_lsn, replay_lag FROM pg_stat_replication');
+      await expect(c.query(`INSERT INTO app.events (id, body) VALUES ('m', 'x')`)).rejects.toThrow(/permission denied/);
+    });
+  });
+
+  it('is idempotent and follows a rotated password (a re-run sets what the secret holds now)', async () => {
+    await as('master', 'master-pw', (c) => applyLoginRoles(c, roles('agent-pw-1'), agent));
+    await as('master', 'master-pw', (c) => applyLoginRoles(c, roles('agent-pw-2'), agent));
+    await expect(as('rds_failover_agent', 'agent-pw-1', (c) => c.query('SELECT 1'))).rejects.toThrow(/password authentication failed/);
+    expect((await as('rds_failover_agent', 'agent-pw-2', (c) => c.query('SELECT 1 AS one'))).rows[0].one).toBe(1);
+  });
+
+  it('grants a table once it exists', async () => {
+    await as('master', 'master-pw', (c) => c.query('CREATE TABLE app.not_created_yet (id text PRIMARY KEY)'));
+    const applied = await as('master', 'master-pw', (c) => applyLoginRoles(c, roles('agent-pw-2'), agent));
+    expect(applied.missing).toEqual([]);
+    await as('rds_failover_agent', 'agent-pw-2', (c) => c.query(`INSERT INTO app.not_created_yet VALUES ('n') ON CONFLICT (id) DO NOTHING`));
+  });
+});
+
+describe('the database-roles custom resource (Secrets Manager stood in, PostgreSQL real)', () => {
+  const secrets = mockClient(SecretsManagerClient);
+  const secretValues: Record<string, object> = {
+    'arn:master': { username: 'master', password: 'master-pw', engine: 'postgres' },
+    'arn:agent': { username: 'orders_agent', password: 'agent-secret-pw' },
+    'arn:monitor': { username: 'orders_monitor', password: 'monitor-secret-pw' },
+  };
+  const target = () => ({ masterSecretArn: 'arn:master', host: '127.0.0.1', port: Number(cluster.clientConfig('pg-0').port), database: 'postgres', ssl: false as const });
+  const properties = { AgentSecretArn: 'arn:agent', MonitorSecretArn: 'arn:monitor', Tables: JSON.stringify([{ table: 'app.events', keyColumns: ['id'] }, { table: 'later', keyColumns: ['id'] }]) };
+
+  it('Create applies the roles the secrets name, with their passwords, and reports tables still missing', async () => {
+    secrets.reset();
+    secrets.on(GetSecretValueCommand).callsFake(({ SecretId }: { SecretId: string }) => ({ SecretString: JSON.stringify(secretValues[SecretId]) }));
+    const result = await onDatabaseRolesEvent({ RequestType: 'Create', ResourceProperties: properties }, target(), new SecretsManagerClient({}));
+    expect(result).toEqual({
+      PhysicalResourceId: 'rds-failover-roles-postgres',
+      Data: { Roles: 'orders_agent,orders_monitor', GrantedTables: 'app.events', MissingTables: 'later' },
+    });
+    expect(secrets.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input.SecretId).sort()).toEqual(['arn:agent', 'arn:master', 'arn:monitor']);
+    await as('orders_agent', 'agent-secret-pw', (c) => c.query(`INSERT INTO app.events (id, body) VALUES ('cr', 'x') ON CONFLICT (id) DO NOTHING`));
+    await as('orders_monitor', 'monitor-secret-pw', (c) => c.query('SELECT replay_lsn FROM pg_stat_replication'));
+  });
+
+  it('Delete changes nothing and reads no secret; a bad Tables property fails naming it, before any change', async () => {
+    secrets.reset();
+    expect(await onDatabaseRolesEvent({ RequestType: 'Delete', PhysicalResourceId: 'p-1', ResourceProperties: properties }, target(), new SecretsManagerClient({}))).toEqual({ PhysicalResourceId: 'p-1' });
+    expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(0);
+    for (const Tables of ['not json', '{"table":"x"}', '[{"table":"x","keyColumns":[]}]']) {
+      await expect(onDatabaseRolesEvent({ RequestType: 'Update', ResourceProperties: { ...properties, Tables } }, target(), new SecretsManagerClient({}))).rejects.toThrow(/^Tables/);
+    }
+    expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(0);
+  });
+});
