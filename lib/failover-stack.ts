@@ -9,6 +9,7 @@ import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { BufferSnapshots } from './buffer-snapshots.js';
 import { BufferedWorkers, WORKER_TAGS } from './buffered-workers.js';
+import { DatabaseRoles } from './database-roles.js';
 import type { FailoverConfig } from './config.js';
 import { Monitoring } from './monitoring.js';
 import { Network } from './network.js';
@@ -20,6 +21,7 @@ import { WorkerMaintenance } from './worker-maintenance.js';
 import { AGENT } from './worker-user-data.js';
 import { WriterEndpoint } from './writer-endpoint.js';
 import { clusterStackName } from '../src/core/topology-document.js';
+import { parseStreams } from '../src/agent/config.js';
 
 export interface FailoverStackProps extends StackProps {
   /** Validated configuration (parseConfig / loadConfig). */
@@ -53,7 +55,10 @@ export class FailoverStack extends Stack {
   /** DB instance identifiers by node name (topology only; retired nodes excluded). */
   readonly dbInstanceIds: Readonly<Record<string, string>>;
   readonly primaryNode: string;
+  /** The master user's credentials (the runbook's fence needs them). */
   readonly dbCredentialsSecret: rds.DatabaseSecret;
+  /** The workers' and the lag monitor's own PostgreSQL roles and secrets. */
+  readonly databaseRoles: DatabaseRoles;
   readonly writerEndpoint: WriterEndpoint;
   readonly hostedZone: route53.PrivateHostedZone;
   /** Fully-qualified writer record, e.g. writer.orders.rds-failover.internal. */
@@ -137,6 +142,20 @@ export class FailoverStack extends Stack {
     this.primaryNode = this.database.primary.name;
     this.dbCredentialsSecret = this.database.secret;
 
+    this.databaseRoles = new DatabaseRoles(this, 'DatabaseRoles', {
+      clusterId: config.clusterId,
+      vpc: this.vpc,
+      subnets: this.network.workerSubnets,
+      dbClientSecurityGroup: this.controllerSecurityGroup,
+      masterSecret: this.dbCredentialsSecret,
+      primary: this.database.primaryInstance,
+      databaseName: config.database.databaseName,
+      agentTables: agentTables(config.workers.streams),
+      rotationDays: config.database.credentialsRotationDays,
+      key: this.key,
+      logKey: this.logKey,
+    });
+
     this.writerEndpoint = new WriterEndpoint(this, 'WriterEndpoint', {
       clusterId: config.clusterId,
       vpc: this.vpc,
@@ -168,7 +187,7 @@ export class FailoverStack extends Stack {
       writerHost: this.writerRecordName,
       writerPort: config.database.port,
       databaseName: config.database.databaseName,
-      secret: this.dbCredentialsSecret,
+      secret: this.databaseRoles.agentSecret,
       streams: config.workers.streams,
     });
     this.workerInstanceIds = this.workers.instanceIds;
@@ -199,7 +218,7 @@ export class FailoverStack extends Stack {
       vpc: this.vpc,
       vpcSubnets: this.network.workerSubnets,
       dbInstanceIds: Object.values(this.dbInstanceIds),
-      dbCredentialsSecret: this.dbCredentialsSecret,
+      dbCredentialsSecret: this.databaseRoles.monitorSecret,
       databaseName: config.database.databaseName,
       dbClientSecurityGroup: this.controllerSecurityGroup,
       key: this.key,
@@ -266,4 +285,9 @@ export class FailoverStack extends Stack {
     output('SlackWebhookSecretArn', this.monitoring.webhookSecret.secretArn, 'Put the Slack incoming-webhook URL here: {"url": "https://hooks.slack.com/..."}');
     output('DashboardName', this.monitoring.dashboard.dashboardName, 'CloudWatch dashboard of lag, backlog, failovers and alarms');
   }
+}
+
+/** The tables the workers' agent writes into and their keys (workers.streams, validated by the agent's parser). */
+function agentTables(streams: Readonly<Record<string, unknown>>): { table: string; keyColumns: string[] }[] {
+  return Object.values(parseStreams(streams)).map((s) => ({ table: s.table, keyColumns: [...s.key] }));
 }

@@ -291,12 +291,52 @@ describe('FailoverStack with config/default.json', () => {
       const s = (workerPolicy.Properties.PolicyDocument as Json).Statement as Json[];
       expect(s).toEqual(
         expect.arrayContaining([
-          expect.objectContaining({ Sid: 'DatabaseCredentials', Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'], Resource: { Ref: expect.stringMatching(/^DatabaseCredentials/) } }),
+          // their own role's secret (rds_failover_agent), never the master user's
+          expect.objectContaining({ Sid: 'DatabaseCredentials', Action: ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'], Resource: { Ref: expect.stringMatching(/^DatabaseRolesAgentCredentialsAttachment/) } }),
           expect.objectContaining({ Sid: 'BufferMetrics', Action: 'cloudwatch:PutMetricData', Resource: '*', Condition: { StringEquals: { 'cloudwatch:namespace': 'RdsFailover' } } }),
           expect.objectContaining({ Sid: 'AgentBundle', Action: 's3:GetObject' }),
         ]),
       );
       expect(flatten(s.find((x) => x.Sid === 'AgentBundle')!.Resource)).toMatch(/^arn:<Ref:AWS::Partition>:s3:::cdk-[^/]+\/[0-9a-f]{64}\.zip$/);
+    });
+  });
+
+  describe('database roles', () => {
+    const resources = () => synth.template.toJSON().Resources as Record<string, { Type: string; Properties: Json; DependsOn?: string[] }>;
+    const idOf = (prefix: string, type: string) => Object.keys(resourcesOfType(synth.template, type)).find((id) => id.startsWith(prefix))!;
+
+    it('a custom resource applies the agent and monitor roles with their own secrets and the stream tables', () => {
+      const [resource] = Object.values(resourcesOfType(synth.template, 'Custom::RdsFailoverDatabaseRoles'));
+      expect(resource!.Properties).toEqual({
+        ServiceToken: expect.anything(),
+        AgentSecretArn: { Ref: idOf('DatabaseRolesAgentCredentialsAttachment', 'AWS::SecretsManager::SecretTargetAttachment') },
+        MonitorSecretArn: { Ref: idOf('DatabaseRolesMonitorCredentialsAttachment', 'AWS::SecretsManager::SecretTargetAttachment') },
+        Tables: JSON.stringify(Object.values(synth.stack.config.workers.streams as Record<string, { table: string; key: string[] }>).map((st) => ({ table: st.table, keyColumns: st.key }))),
+      });
+      const secrets = Object.values(resourcesOfType(synth.template, 'AWS::SecretsManager::Secret'))
+        .filter((x) => (x.Properties.GenerateSecretString as Json | undefined)?.SecretStringTemplate !== undefined)
+        .map((x) => JSON.parse((x.Properties.GenerateSecretString as Json).SecretStringTemplate as string).username);
+      expect(secrets).toEqual(expect.arrayContaining(['rds_failover_agent', 'rds_failover_monitor']));
+    });
+
+    it('the function runs in the VPC with the master secret; each role secret rotates itself, only after the roles exist', () => {
+      const fnId = idOf('DatabaseRolesFunction', 'AWS::Lambda::Function');
+      const fn = resources()[fnId]!.Properties;
+      expect(fn.VpcConfig).toBeDefined();
+      expect((fn.Environment as Json).Variables).toMatchObject({ DB_SECRET_ARN: { Ref: expect.stringMatching(/^DatabaseCredentials[0-9A-F]+$/) }, DB_NAME: 'app', NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem' });
+      const resourceId = idOf('DatabaseRoles', 'Custom::RdsFailoverDatabaseRoles');
+      const schedules = Object.entries(resources()).filter(([id, r]) => r.Type === 'AWS::SecretsManager::RotationSchedule' && id.startsWith('DatabaseRoles'));
+      expect(schedules).toHaveLength(2);
+      for (const [, schedule] of schedules) {
+        expect(schedule.DependsOn).toContain(resourceId);
+        expect((schedule.Properties.HostedRotationLambda as Json).RotationType).toBe('PostgreSQLSingleUser');
+      }
+    });
+
+    it('the lag monitor logs in as the monitor role', () => {
+      const monitor = Object.entries(resourcesOfType(synth.template, 'AWS::Lambda::Function')).find(([id]) => id.startsWith('MonitoringLagMonitor'))![1];
+      expect(JSON.stringify((monitor.Properties.Environment as Json).Variables)).toContain(idOf('DatabaseRolesMonitorCredentialsAttachment', 'AWS::SecretsManager::SecretTargetAttachment'));
+      expect(JSON.stringify((monitor.Properties.Environment as Json).Variables)).not.toMatch(/"DatabaseCredentialsAttachment/);
     });
   });
 
@@ -370,7 +410,7 @@ describe('FailoverStack with config/default.json', () => {
           writerHost: 'writer.orders.rds-failover.internal',
           writerPort: 5432,
           database: 'app',
-          secretArn: expect.stringMatching(/^<Ref:DatabaseCredentials[0-9A-F]+>$/),
+          secretArn: expect.stringMatching(/^<Ref:DatabaseRolesAgentCredentialsAttachment[0-9A-F]+>$/),
           bufferPath: '/var/lib/rds-failover/outbox.sqlite',
           streams: synth.stack.config.workers.streams,
           metrics: { enabled: true, namespace: 'RdsFailover', dimensions: { ClusterId: 'orders', WorkerId: '__INSTANCE_ID__' } },
