@@ -23,7 +23,7 @@ export function copyPlan(columns: readonly string[], kinds: readonly ColumnKind[
   return { names: columns.map((c) => Buffer.from(c, 'utf8')), kinds };
 }
 
-const SEPARATOR = 0x1e;
+const SEPARATOR = PAYLOAD_SEPARATOR.charCodeAt(0);
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const TAB = 0x09;
@@ -40,8 +40,9 @@ const ESCAPED = -3; // a string with escapes, decoded into `decoded`
  * unpaired surrogates, duplicate or unknown keys, anything that is not strictly valid JSON, a payload count
  * other than `count`): the caller then uses the INSERT path, which lets PostgreSQL decide.
  * Works on bytes: field text is copied from the input as it is (number text unchanged, exact beyond 2^53),
- * and only strings holding escapes are decoded. Bytes that are not valid UTF-8 are passed on, and
- * PostgreSQL refuses the COPY (the caller then falls back to INSERT as for any refused COPY).
+ * and only strings holding escapes are decoded (null if those are not UTF-8). Other bytes that are not
+ * valid UTF-8 are passed on, and PostgreSQL refuses the COPY (the caller then falls back to INSERT as for
+ * any refused COPY).
  */
 export function payloadsToCopyData(input: Buffer, count: number, plan: CopyPlan): Buffer | null {
   const { names, kinds } = plan;
@@ -133,7 +134,10 @@ export function payloadsToCopyData(input: Buffer, count: number, plan: CopyPlan)
         if (end - start > 24) o += input.copy(out, o, start, end);
         else for (let k = start; k < end; k++) out[o++] = input[k]!;
       } else if (start === ESCAPED) {
-        o += out.write(decoded[column]!, o, 'utf8');
+        const text = decoded[column]!;
+        const written = out.write(text, o, 'utf8');
+        if (written !== Buffer.byteLength(text, 'utf8')) throw new Error(`payloadsToCopyData: output overflow writing ${Buffer.byteLength(text, 'utf8')} bytes at ${o}`);
+        o += written;
       } else {
         out[o++] = BACKSLASH; // MISSING or JSON_NULL: \N
         out[o++] = 0x4e;
@@ -141,6 +145,8 @@ export function payloadsToCopyData(input: Buffer, count: number, plan: CopyPlan)
     }
     out[o++] = NEWLINE;
   }
+  // A write past the end would have been dropped silently: never send data that lost part of a row.
+  if (o > out.length) throw new Error(`payloadsToCopyData: output overflow (${o} > ${out.length} bytes)`);
   return count === 0 && n !== 0 ? null : out.subarray(0, o);
 }
 
@@ -187,11 +193,17 @@ function escapedColumn(s: Buffer, start: number, end: number, names: readonly Bu
   return key === null ? -1 : names.findIndex((name) => name.toString('utf8') === key);
 }
 
-/** The decoded string token s[start, end), or null when PostgreSQL could refuse it (\u0000, unpaired surrogates, bad escapes). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The decoded string token s[start, end), or null when PostgreSQL could refuse it (\u0000, unpaired
+ * surrogates, bad escapes) or its bytes are not UTF-8 (decoding would put U+FFFD in: a different value, and
+ * longer than the token, which the output size relies on).
+ */
 function decodeString(s: Buffer, start: number, end: number): string | null {
   let text: string;
   try {
-    text = JSON.parse(s.toString('utf8', start, end)) as string;
+    text = JSON.parse(UTF8.decode(s.subarray(start, end))) as string;
   } catch {
     return null;
   }

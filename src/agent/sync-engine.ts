@@ -243,11 +243,19 @@ export class SyncEngine {
   private dispatch(sink: PgSink, unit: Unit): Promise<number> {
     const data = this.copyPaused.has(unit.name) ? null : (this.convert(unit) ?? null);
     if (data === null) return this.upsert(sink, unit);
-    return sink.copy(unit.stream, data).catch((error: unknown) => {
-      if (sink.broken || typeof (error as { code?: unknown }).code !== 'string') throw error;
-      this.copyPaused.add(unit.name);
-      return this.upsert(sink, unit);
-    });
+    return sink.copy(unit.stream, data).then(
+      async (copied) => {
+        if (copied === unit.seqs.length) return copied;
+        // Never mark rows a COPY did not load: the same rows go out by INSERT, which adds whatever is missing.
+        this.log('warn', 'COPY loaded a different number of rows than it was given; sending them again by INSERT', { stream: unit.name, rows: unit.seqs.length, copied });
+        return copied + (await this.upsert(sink, unit));
+      },
+      (error: unknown) => {
+        if (sink.broken || typeof (error as { code?: unknown }).code !== 'string') throw error;
+        this.copyPaused.add(unit.name);
+        return this.upsert(sink, unit);
+      },
+    );
   }
 
   private async upsert(sink: PgSink, unit: Unit): Promise<number> {

@@ -159,6 +159,29 @@ describe('sync to the writer', () => {
     expect(await dump('typed')).toEqual(reference);
   });
 
+  it('rows a COPY did not load are never marked: the same rows go out again by INSERT', async () => {
+    await sql(cluster, 'pg-0', 'CREATE TABLE events_short (LIKE events INCLUDING ALL)', 'typed');
+    const config = parseConfig({ writerUrl: cluster.connectionString('pg-0', 'typed'), streams: { e: { ...EVENTS_STREAM, table: 'events_short' } } });
+    const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'short.db'), config });
+    buffer.appendMany('e', Array.from({ length: 50 }, (_, i) => ({ id: `s${i}`, body: 'x', n: i })));
+    expect((await buffer.syncOnce()).sent).toBe(50);
+    await sql(cluster, 'pg-0', 'TRUNCATE events_short', 'typed');
+    // a converter that lost the last row: COPY commits 49 rows and says so
+    const original = PgSink.prototype.copy;
+    const copy = vi.spyOn(PgSink.prototype, 'copy').mockImplementation(function (this: PgSink, stream, data) {
+      const text = data.toString('utf8');
+      return original.call(this, stream, Buffer.from(text.slice(0, text.lastIndexOf('\n', text.length - 2) + 1), 'utf8'));
+    });
+    try {
+      expect(await buffer.drain({ windowSeconds: 600 })).toMatchObject({ resent: 50, inserted: 50 });
+      expect(copy).toHaveBeenCalledTimes(1);
+    } finally {
+      copy.mockRestore();
+    }
+    await buffer.close();
+    expect(await sql<{ n: number }>(cluster, 'pg-0', 'SELECT count(*)::int AS n FROM events_short', 'typed')).toEqual([{ n: 50 }]);
+  });
+
   it('a drain records a resync range only over runs of rows it re-sent in one statement, with no other row between', async () => {
     await sql(cluster, 'pg-0', 'CREATE TABLE events_b (LIKE events INCLUDING ALL)', 'typed');
     const file = path.join(dir, 'runs.db');

@@ -66,6 +66,15 @@ describe('payloadsToCopyData (JSON payloads -> COPY text, as json_populate_recor
     expect(convert(['{"id":"a"}', '{"id":"b","x":1}', '{"id":"c"}'])).toBeNull();
   });
 
+  it('declines a string with escapes whose bytes are not UTF-8 (decoding would change it, and grow it)', () => {
+    // "\n" then 401 bytes 0xff: U+FFFD for each would triple them, past the output's size
+    const payload = Buffer.concat([Buffer.from('{"id":"r1","body":"\\n'), Buffer.alloc(401, 0xff), Buffer.from('"}')]);
+    expect(payloadsToCopyData(payload, 1, copyPlan(['id', 'body', 'n'], scalars))).toBeNull();
+    // without escapes the bytes go through unchanged (PostgreSQL refuses them: the INSERT path follows)
+    const raw = Buffer.concat([Buffer.from('{"id":"r1","body":"'), Buffer.alloc(3, 0xff), Buffer.from('"}')]);
+    expect(payloadsToCopyData(raw, 1, copyPlan(['id', 'body', 'n'], scalars))).toEqual(Buffer.concat([Buffer.from('r1\t'), Buffer.alloc(3, 0xff), Buffer.from('\t\\N\n')]));
+  });
+
   it('declines input holding more or fewer payloads than the caller counted', () => {
     expect(convert(['{"id":"a"}', '{"id":"b"}'], scalars, 1)).toBeNull();
     expect(convert(['{"id":"a"}', '{"id":"b"}'], scalars, 3)).toBeNull();
