@@ -28,6 +28,11 @@ export class DrainDocument extends Construct {
 
   constructor(scope: Construct, id: string, props: DrainDocumentProps) {
     super(scope, id);
+    const errors = drainDocumentPropsErrors(props);
+    if (!Number.isInteger(props.timeoutSeconds) || props.timeoutSeconds < 1) errors.push(`timeoutSeconds must be a whole number of seconds >= 1, got ${props.timeoutSeconds}`);
+    if (errors.length > 0) throw new Error(`DrainDocument ${id}: ${errors.join('; ')}`);
+    // Named after the cluster (the CLI derives the name): a change that needs a replacement must also change
+    // the name, or CloudFormation cannot create the new document beside the old one.
     this.document = new ssm.CfnDocument(this, 'Document', {
       name: drainDocumentName(props.clusterId),
       documentType: 'Command',
@@ -41,6 +46,21 @@ export class DrainDocument extends Construct {
   get documentName(): string {
     return this.document.ref;
   }
+}
+
+/**
+ * What the script puts unquoted on its command lines must be plain paths and a unit name (checked here and
+ * by the Runbook construct, which names the fields with `prefix`).
+ */
+export function drainDocumentPropsErrors(props: Pick<DrainDocumentProps, 'agentCommand' | 'bufferPath' | 'configPath' | 'daemonUnit'>, prefix = ''): string[] {
+  const errors: string[] = [];
+  for (const [field, value] of [['bufferPath', props.bufferPath], ['agentCommand', props.agentCommand], ['configPath', props.configPath]] as const) {
+    if (value !== undefined && !/^\/[A-Za-z0-9._/-]+$/.test(value)) errors.push(`${prefix}${field} '${value}' must be an absolute path of letters, digits, '.', '_', '-', '/'`);
+  }
+  if (props.daemonUnit !== undefined && !/^[A-Za-z0-9@._-]+\.service$/.test(props.daemonUnit)) {
+    errors.push(`${prefix}daemonUnit '${props.daemonUnit}' must be a systemd service name like rds-failover-agent.service`);
+  }
+  return errors;
 }
 
 /** The document (schema 2.2). Pure: exported so tests can run its script the way the SSM agent does. */

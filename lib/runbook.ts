@@ -1,4 +1,4 @@
-import { DrainDocument } from './drain-document.js';
+import { DrainDocument, drainDocumentPropsErrors } from './drain-document.js';
 import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -445,12 +445,7 @@ function validate(id: string, props: RunbookProps): void {
   if (!Number.isInteger(retention) || retention < 1 || retention > 35) errors.push(`backupRetentionDays must be an integer from 1 to 35 (replicas need backups on their source), got ${retention}`);
   const w = props.workers;
   if (!w.tagKey || !w.tagValue) errors.push('workers.tagKey and workers.tagValue must name the tag that marks the worker instances');
-  for (const [field, value] of [['bufferPath', w.bufferPath], ['agentCommand', w.agentCommand], ['configPath', w.configPath]] as const) {
-    if (value !== undefined && !/^\/[A-Za-z0-9._/-]+$/.test(value)) errors.push(`workers.${field} '${value}' must be an absolute path of letters, digits, '.', '_', '-', '/'`);
-  }
-  if (w.daemonUnit !== undefined && !/^[A-Za-z0-9@._-]+\.service$/.test(w.daemonUnit)) {
-    errors.push(`workers.daemonUnit '${w.daemonUnit}' must be a systemd service name like rds-failover-agent.service`);
-  }
+  errors.push(...drainDocumentPropsErrors(w, 'workers.'));
   const positive = (path: string, v: number | undefined) => {
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) errors.push(`${path} must be a whole number of seconds >= 1, got ${v}`);
   };

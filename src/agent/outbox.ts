@@ -165,7 +165,7 @@ export class Outbox {
   /**
    * Records that rows are committed on the writer at `marker` (and, in the same transaction, agent state):
    * `seqs` row by row, and each of `ranges` (first, last seq; drains only) as one outbox_resync record,
-   * which is valid only if every row in it was in the committed statement (see `resendBatch`). A row
+   * which is valid only if every row in it was in the committed statement (see `resendBlock`). A row
    * marked row by row first gets the values of any resync range over it, which is dropped: so a range is
    * always newer than the own marker of every synced row it covers.
    */
@@ -260,7 +260,8 @@ export class Outbox {
    * pending rows of the given streams, and the synced rows the selection picks by their effective marker (a
    * resync range's, else their own). The synced rows come per stream as their seqs, their runs and one
    * buffer of their payloads (no string per row: this is the bulk of a drain). Read in one transaction, so
-   * the seqs and the payloads agree. An empty block means every row up to `maxSeq` was examined.
+   * the seqs and the payloads agree. A block may hold no row to re-send and still move `end` on; the scan is
+   * over when `end` reaches `maxSeq`.
    * The window is walked segment by segment: inside a resync range every synced row has the range's marker,
    * so whether they are re-sent is decided once for the segment; outside, by each row's own marker.
    */
@@ -270,7 +271,7 @@ export class Outbox {
     // One integer per scanned row, so every row comes back (gaps show) without a JS array per row:
     // (seq * width + stream index) * 4 + selected * 2 + pending. Index streams.length: not a configured stream.
     const width = streams.length + 1;
-    if (maxSeq * width * 4 > Number.MAX_SAFE_INTEGER) throw new Error(`seq ${maxSeq} is too large to scan ${streams.length} streams exactly`);
+    if ((maxSeq + 1) * width * 4 > Number.MAX_SAFE_INTEGER) throw new Error(`seq ${maxSeq} is too large to scan ${streams.length} streams exactly`);
     const { sql, params } = resendPredicate(selection);
     const streamIndex = `CASE stream ${streams.map(() => 'WHEN ? THEN ?').join(' ')} ELSE ${streams.length} END`;
     const streamParams = streams.flatMap((name, index) => [name, index]);
@@ -285,7 +286,7 @@ export class Outbox {
       this.db
         .prepare(
           // in rowid order in practice, but not ordered on purpose (that sorts): only the set matters
-          `SELECT CAST(group_concat(payload, char(30)) AS BLOB)
+          `SELECT CAST(group_concat(payload, char(${PAYLOAD_SEPARATOR.charCodeAt(0)})) AS BLOB)
              FROM outbox WHERE seq > ? AND seq <= ? AND +stream = ? AND state = 'synced' AND ${syncedChoice}`,
         )
         .pluck();
@@ -307,7 +308,6 @@ export class Outbox {
       let previousSeq = 0;
       let after = afterSeq;
       let scanned = 0;
-      let selected = 0;
       const closeRun = (stream: number) => {
         const group = groups[stream]!;
         if (group.runStart === previousSeq) group.singles.push(previousSeq);
@@ -337,13 +337,9 @@ export class Outbox {
             if (previousStream >= 0) closeRun(previousStream);
             previousStream = -1;
             previousSeq = seq;
-            if (resent) {
-              pendingCount += 1;
-              selected += 1;
-            }
+            if (resent) pendingCount += 1;
             continue;
           }
-          selected += 1;
           const group = (groups[stream] ??= { seqs: [], runs: [], singles: [], payloads: [], runStart: 0 });
           group.seqs.push(seq);
           segmentStreams.add(stream);
@@ -360,10 +356,8 @@ export class Outbox {
         }
         scanned += rows.length;
         after = segmentEnd;
-        if (scanned >= limit) {
-          if (selected > 0) break;
-          scanned = 0;
-        }
+        // Even with nothing selected: a short read transaction (a checkpoint waits for readers).
+        if (scanned >= limit) break;
       }
       if (previousStream >= 0) closeRun(previousStream);
       const pending = pendingCount === 0 ? [] : (pendingRows.all(afterSeq, after, ...streams) as unknown[]).map(toRow);
@@ -533,7 +527,7 @@ export class Outbox {
 
 /** What a drain re-sends next (see `resendBlock`). */
 export interface ResendBlock {
-  /** Every row up to this seq was examined: the next block starts after it. */
+  /** Every row up to this seq was examined: the next block starts after it (the scan is over at maxSeq). */
   readonly end: number;
   /** Pending rows of the streams, sent (and checked) like any pending row. */
   readonly pending: readonly OutboxRow[];

@@ -159,12 +159,13 @@ export class SyncEngine {
     };
     const progress = { afterSeq: 0 };
     const finished = await this.pump(next, progress, totals, shouldStop);
-    return { ...totals, complete: finished || isEmpty(next(progress.afterSeq)) };
+    return { ...totals, complete: finished || isDone(next(progress.afterSeq), progress.afterSeq) };
   }
 
   /**
-   * Sends the blocks `next` yields (rows after a seq, in seq order) until it yields an empty one, and marks
-   * each statement's rows synced right after its commit. Local work overlaps PostgreSQL's: while a block's
+   * Sends the blocks `next` yields (the rows after a seq; per block, the pending rows' statements first,
+   * then each stream's synced rows) until one holds nothing and examines nothing new, and marks each
+   * statement's rows synced right after its commit. Local work overlaps PostgreSQL's: while a block's
    * statement runs, the previous one is marked and the next block read from SQLite. Only one statement is
    * ever outstanding on the session. Pending rows are checked first (rows other languages inserted straight
    * into the file); rows refused for their content are narrowed down and set aside (see `narrow`); any other
@@ -177,18 +178,19 @@ export class SyncEngine {
       if (unmarked !== null) this.mark(unmarked, progress, totals);
       unmarked = null;
     };
-    const read = (afterSeq: number): { block: ResendBlock; units: Unit[] } => {
+    const read = (afterSeq: number): { block: ResendBlock; units: Unit[]; from: number } => {
       const block = next(afterSeq);
       const units = this.units(block, totals);
       for (const unit of units) if (!this.copyPaused.has(unit.name)) this.convert(unit);
-      return { block, units };
+      return { block, units, from: afterSeq };
     };
     try {
-      let { block, units } = read(progress.afterSeq);
-      while (!isEmpty(block)) {
+      let current = read(progress.afterSeq);
+      while (!isDone(current.block, current.from)) {
+        const { block, units } = current;
         const batchEnd = block.end;
         if (units.length === 0) progress.afterSeq = Math.max(progress.afterSeq, batchEnd);
-        let upcoming: { block: ResendBlock; units: Unit[] } | null = null;
+        let upcoming: typeof current | null = null;
         for (const [index, unit] of units.entries()) {
           const sink = await this.session();
           const inserting = this.send(sink, unit);
@@ -209,7 +211,7 @@ export class SyncEngine {
           markUnmarked();
           return false;
         }
-        ({ block, units } = upcoming ?? read(batchEnd));
+        current = upcoming ?? read(batchEnd);
       }
       markUnmarked();
       return true;
@@ -304,7 +306,7 @@ export class SyncEngine {
     const units: Unit[] = [...groups].map(([name, rows]) => ({ name, stream: streams[name]!, seqs: rows.map((r) => r.seq), rows }));
     for (const synced of block.synced) {
       const stream = streams[synced.stream];
-      if (stream === undefined) continue;
+      if (stream === undefined) continue; // blocks only hold configured streams
       units.push({ name: synced.stream, stream, seqs: synced.seqs, rows: null, payloads: synced.payloads, ranges: synced.runs, rowByRow: synced.singles });
     }
     return units.map((unit, i) => (i === units.length - 1 ? { ...unit, batchEnd: block.end } : unit));
@@ -369,8 +371,9 @@ export class SyncEngine {
   }
 }
 
-function isEmpty(block: ResendBlock): boolean {
-  return block.pending.length === 0 && block.synced.length === 0;
+/** Nothing to send and no progress: every row after `from` was examined. */
+function isDone(block: ResendBlock, from: number): boolean {
+  return block.pending.length === 0 && block.synced.length === 0 && block.end <= from;
 }
 
 export function emptyTotals(): SendTotals {

@@ -96,6 +96,13 @@ describe('DrainDocument: the only command the runbook runs on workers', () => {
     }
   });
 
+  it('refuses paths and a unit name that would not be plain words on the command line', () => {
+    const stack = new Stack(new App(), 'Bad');
+    expect(() => new DrainDocument(stack, 'D', { clusterId: 'orders', bufferPath: '/data/$(id)', daemonUnit: 'x; reboot', timeoutSeconds: 0 })).toThrow(
+      "DrainDocument D: bufferPath '/data/$(id)' must be an absolute path of letters, digits, '.', '_', '-', '/'; daemonUnit 'x; reboot' must be a systemd service name like rds-failover-agent.service; timeoutSeconds must be a whole number of seconds >= 1, got 0",
+    );
+  });
+
   it('SSM itself refuses anything but a value in a parameter (no shell can get through)', () => {
     for (const [name, value] of [
       ['forkLsn', "0/1'; touch /tmp/pwned; '"],

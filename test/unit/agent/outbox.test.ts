@@ -27,7 +27,11 @@ let outbox: Outbox;
  * synced group's payload buffer holds exactly its rows' payloads (the rows here have payload {"id": id}).
  */
 function resentIds(selection: ResendSelection, limit = 100): string[] {
-  const block = outbox.resendBlock(['events'], selection, 0, outbox.maxSeq(), limit);
+  // the first block with something to re-send (a block of rows none of which is re-sent just moves `end` on)
+  let block = outbox.resendBlock(['events'], selection, 0, outbox.maxSeq(), limit);
+  while (block.pending.length === 0 && block.synced.length === 0 && block.end < outbox.maxSeq()) {
+    block = outbox.resendBlock(['events'], selection, block.end, outbox.maxSeq(), limit);
+  }
   const ids = new Map(outbox.rows().map((r) => [r.seq, r.id]));
   for (const group of block.synced) {
     const inBuffer = group.payloads.toString('utf8').split('\u001e').map((p) => (JSON.parse(p) as { id: string }).id);
@@ -144,6 +148,8 @@ describe('outbox', () => {
     const fork = { kind: 'outside-history' as const, ranges: historyRanges({ timelineId: 1, lsn: 0x4000000n }, []) };
     expect(resentIds(fork)).toEqual(['r3', 'r4', 'r5', 'r6']);
     expect(resentIds(fork, 2)).toEqual(['r3', 'r4']);
+    // r1 and r2 are in the new history: their block holds nothing but ends after them (a short read transaction)
+    expect(outbox.resendBlock(['events'], fork, 0, outbox.maxSeq(), 2)).toEqual({ end: seqs[1], pending: [], synced: [] });
     expect(resentIds({ kind: 'synced-since', sinceMs: 20_000 })).toEqual(['r3', 'r4', 'r5', 'r6']);
     expect(outbox.countExamined(outbox.maxSeq())).toBe(6);
     expect(outbox.countExamined(seqs[1]!)).toBe(2);
