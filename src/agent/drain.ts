@@ -97,8 +97,9 @@ export async function drain(request: DrainRequest, deps: DrainDeps): Promise<Dra
     inserted: totals.inserted,
     alreadyPresent: totals.sent - totals.inserted,
     remainingPending: outbox.pendingCount(),
+    rejected: totals.rejected,
   };
-  log('info', 'drain finished', { ...summary, rejected: totals.rejected });
+  log(totals.rejected > 0 ? 'warn' : 'info', 'drain finished', { ...summary });
   return summary;
 }
 

@@ -233,9 +233,12 @@ export class Outbox {
     }
   }
 
-  /** A row PostgreSQL (or validation) refuses for its content: kept, never sent again until re-queued. */
+  /**
+   * A row PostgreSQL (or validation) refuses for its content: kept, never sent again until re-queued. A synced
+   * row too (a drain re-sent it and the new writer refused it): it is no longer on the current writer.
+   */
   markRejected(seq: number, error: string): void {
-    this.locked(() => this.db.prepare("UPDATE outbox SET state = 'rejected', error = ? WHERE seq = ? AND state = 'pending'").run(error, seq));
+    this.locked(() => this.db.prepare("UPDATE outbox SET state = 'rejected', error = ? WHERE seq = ? AND state IN ('pending', 'synced')").run(error, seq));
   }
 
   maxSeq(): number {

@@ -11,7 +11,8 @@ import {
   type SSMClient,
 } from '@aws-sdk/client-ssm';
 import { drainParameters } from '../core/drain-parameters.js';
-import type { DrainRequest, DrainStatus, DrainSummary, WorkerControl, WorkerRef } from '../ports/worker-control.js';
+import { parseDrainSummary } from '../core/drain-summary.js';
+import type { DrainRequest, DrainStatus, WorkerControl, WorkerRef } from '../ports/worker-control.js';
 
 export interface SsmWorkerControlOptions {
   readonly ssm: SSMClient;
@@ -85,25 +86,6 @@ export class SsmWorkerControl implements WorkerControl {
         };
     }
   }
-}
-
-/** The last line of stdout that is a JSON drain summary (the agent may log before it). */
-export function parseDrainSummary(stdout: string): DrainSummary | undefined {
-  const lines = stdout.trim().split('\n').reverse();
-  for (const line of lines) {
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    const v = value as Record<string, unknown>;
-    const fields = ['examined', 'resent', 'inserted', 'alreadyPresent', 'remainingPending'] as const;
-    if (v && typeof v === 'object' && fields.every((f) => typeof v[f] === 'number')) {
-      return Object.fromEntries(fields.map((f) => [f, v[f] as number])) as unknown as DrainSummary;
-    }
-  }
-  return undefined;
 }
 
 function tail(text: string | undefined): string {

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import type { DrainRequest, DrainStatus, DrainSummary, WorkerControl, WorkerRef } from '../ports/worker-control.js';
+import { parseDrainSummary } from '../core/drain-summary.js';
+import type { DrainRequest, DrainStatus, WorkerControl, WorkerRef } from '../ports/worker-control.js';
 
 export interface LocalWorker {
   readonly id: string;
@@ -95,18 +96,9 @@ function drainArgs(request: DrainRequest): string[] {
 }
 
 function parseSummary(stdout: string): DrainStatus {
-  const line = stdout.trim().split('\n').pop() ?? '';
-  try {
-    const value = JSON.parse(line) as Record<string, unknown>;
-    const fields: (keyof DrainSummary)[] = ['examined', 'resent', 'inserted', 'alreadyPresent', 'remainingPending'];
-    if (fields.every((f) => typeof value[f] === 'number')) {
-      const summary = Object.fromEntries(fields.map((f) => [f, value[f]])) as unknown as DrainSummary;
-      return { state: 'done', summary };
-    }
-  } catch {
-    // fall through
-  }
-  return { state: 'failed', error: `the agent exited 0 but printed no drain summary JSON: '${line.slice(0, 200)}'` };
+  const summary = parseDrainSummary(stdout);
+  if (summary !== undefined) return { state: 'done', summary };
+  return { state: 'failed', error: `the agent exited 0 but printed no drain summary JSON: '${stdout.trim().split('\n').pop()?.slice(0, 200) ?? ''}'` };
 }
 
 function failureText(stderr: string, code: number | null, signal: NodeJS.Signals | null): string {

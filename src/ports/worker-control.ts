@@ -17,6 +17,11 @@ export interface DrainSummary {
   readonly inserted: number;
   readonly alreadyPresent: number;
   readonly remainingPending: number;
+  /**
+   * Rows the writer refused for their content (e.g. another unique constraint meeting a row written on the new
+   * primary): kept in the buffer as 'rejected', with PostgreSQL's error (`rds-failover-agent status`).
+   */
+  readonly rejected: number;
 }
 
 export type DrainStatus =

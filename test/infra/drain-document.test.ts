@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DrainDocument } from '../../lib/drain-document.js';
-import { parseDrainSummary } from '../../src/aws/ssm-worker-control.js';
+import { parseDrainSummary } from '../../src/core/drain-summary.js';
 import { DRAIN_DOCUMENT_PARAMETERS, drainParameters } from '../../src/core/drain-parameters.js';
 
 interface DocumentContent {
@@ -24,7 +24,7 @@ beforeAll(() => {
     writeFileSync(path.join(dir, name), `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/${name}.args\n${extra}`);
     chmodSync(path.join(dir, name), 0o755);
   };
-  fake('agent', `echo '{"examined":10,"resent":4,"inserted":1,"alreadyPresent":3,"remainingPending":0}'\n`);
+  fake('agent', `echo '{"examined":10,"resent":4,"inserted":1,"alreadyPresent":3,"remainingPending":0,"rejected":0}'\n`);
   fake('systemctl');
   const stack = new Stack(new App(), 'Drain');
   new DrainDocument(stack, 'Drain', { clusterId: 'orders', agentCommand: `${dir}/agent`, bufferPath: '/var/lib/b.sqlite', configPath: '/etc/a.json', timeoutSeconds: 300 });
@@ -78,7 +78,7 @@ describe('DrainDocument: the only command the runbook runs on workers', () => {
     expect(run.code).toBe(0);
     expect(run.systemctlArgs).toEqual(['kill', '--signal=HUP', 'rds-failover-agent.service']);
     expect(run.agentArgs).toEqual(['drain', '--json', '--buffer', '/var/lib/b.sqlite', '--config', '/etc/a.json', '--fork-timeline', '3', '--fork-lsn', '0/5000A28']);
-    expect(parseDrainSummary(run.stdout)).toEqual({ examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0 });
+    expect(parseDrainSummary(run.stdout)).toEqual({ examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0, rejected: 0 });
   });
 
   it('with a window: the agent drains by window', () => {

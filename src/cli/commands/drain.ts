@@ -119,6 +119,7 @@ const COLUMNS: readonly Column<WorkerDrainResult>[] = [
   { header: 'inserted', value: (r) => r.summary?.inserted, align: 'right' },
   { header: 'already there', value: (r) => r.summary?.alreadyPresent, align: 'right' },
   { header: 'still pending', value: (r) => r.summary?.remainingPending, align: 'right' },
+  { header: 'refused', value: (r) => r.summary?.rejected, align: 'right' },
   { header: 'took', value: (r) => formatDurationMs(r.ms), align: 'right' },
   { header: 'error', value: (r) => r.error },
 ];

@@ -93,6 +93,7 @@ const DRAIN_COLUMNS: readonly Column<DrainProgress>[] = [
   { header: 'inserted', value: (d) => d.summary?.inserted, align: 'right' },
   { header: 'already there', value: (d) => d.summary?.alreadyPresent, align: 'right' },
   { header: 'still pending', value: (d) => d.summary?.remainingPending, align: 'right' },
+  { header: 'refused', value: (d) => d.summary?.rejected, align: 'right' },
   { header: 'error', value: (d) => d.error },
 ];
 

@@ -142,6 +142,7 @@ export interface RunbookState {
     readonly resent: number;
     readonly inserted: number;
     readonly remainingPending: number;
+    readonly rejected: number;
   };
   readonly rebuilds?: readonly RebuildProgress[];
   readonly steps?: Partial<Readonly<Record<StepName, StepTiming>>>;

@@ -146,7 +146,7 @@ describe('crash safety (SIGKILL)', () => {
 
     const final = await runAgent(drainArgs);
     expect(final.code).toBe(0);
-    expect(JSON.parse(final.stdout)).toEqual({ examined: all.size, resent: all.size, inserted: all.size - before, alreadyPresent: before, remainingPending: 0 });
+    expect(JSON.parse(final.stdout)).toEqual({ examined: all.size, resent: all.size, inserted: all.size - before, alreadyPresent: before, remainingPending: 0, rejected: 0 });
     const inPg = await idsIn(cluster, 'pg-0', DB);
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);

@@ -112,7 +112,7 @@ describe('failover with a replica that is behind', () => {
     const status = await waitForDrain(control, 'worker-1', handle);
     // re-sent: the 200 rows above the fork on timeline 1, and the 50 synced on timeline 2 (not the fork's
     // timeline: re-sent on principle, found present); the 300 below the fork are left alone.
-    expect(status).toEqual({ state: 'done', summary: { examined: 550, resent: 250, inserted: 200, alreadyPresent: 50, remainingPending: 0 } });
+    expect(status).toEqual({ state: 'done', summary: { examined: 550, resent: 250, inserted: 200, alreadyPresent: 50, remainingPending: 0, rejected: 0 } });
 
     const onNewPrimary = await idsIn(cluster, 'pg-1', DB);
     expect(onNewPrimary.rows).toBe(550);
@@ -126,7 +126,7 @@ describe('failover with a replica that is behind', () => {
 
     // Safe to run again: everything is present, nothing is inserted twice.
     const again = await waitForDrain(control, 'worker-1', await control.startDrain('worker-1', { forkPoint }));
-    expect(again).toEqual({ state: 'done', summary: { examined: 550, resent: 250, inserted: 0, alreadyPresent: 250, remainingPending: 0 } });
+    expect(again).toEqual({ state: 'done', summary: { examined: 550, resent: 250, inserted: 0, alreadyPresent: 250, remainingPending: 0, rejected: 0 } });
     expect((await idsIn(cluster, 'pg-1', DB)).rows).toBe(550);
   });
 

@@ -182,6 +182,22 @@ describe('sync to the writer', () => {
     expect(await sql<{ n: number }>(cluster, 'pg-0', 'SELECT count(*)::int AS n FROM events_short', 'typed')).toEqual([{ n: 50 }]);
   });
 
+  it('a synced row the new writer refuses on a drain becomes rejected (kept, in status), and the drain says how many', async () => {
+    await sql(cluster, 'pg-0', 'CREATE TABLE events_refused (LIKE events INCLUDING ALL, UNIQUE (body))', 'typed');
+    const config = parseConfig({ writerUrl: cluster.connectionString('pg-0', 'typed'), streams: { e: { ...EVENTS_STREAM, table: 'events_refused' } } });
+    const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'refused.db'), config });
+    buffer.appendMany('e', Array.from({ length: 5 }, (_, i) => ({ id: `f${i}`, body: `body-${i}`, n: i })));
+    expect((await buffer.syncOnce()).sent).toBe(5);
+    // the new primary lost them, and meanwhile took a row of its own with the same body as f3
+    await sql(cluster, 'pg-0', `TRUNCATE events_refused; INSERT INTO events_refused (id, body, n) VALUES ('direct', 'body-3', 0)`, 'typed');
+    expect(await buffer.drain({ windowSeconds: 600 })).toEqual({ examined: 5, resent: 4, inserted: 4, alreadyPresent: 0, remainingPending: 0, rejected: 1 });
+    const f3 = buffer.outbox.rows().find((r) => r.id === 'f3')!;
+    expect(f3.state).toBe('rejected');
+    expect(f3.error).toMatch(/duplicate key value violates unique constraint/);
+    expect(buffer.status().rejectedRows).toBe(1);
+    await buffer.close();
+  });
+
   it('a drain records a resync range only over runs of rows it re-sent in one statement, with no other row between', async () => {
     await sql(cluster, 'pg-0', 'CREATE TABLE events_b (LIKE events INCLUDING ALL)', 'typed');
     const file = path.join(dir, 'runs.db');
@@ -465,7 +481,7 @@ describe('sync to the writer', () => {
     await sql(cluster, 'pg-0', "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 10)", 'prune');
     const drained = await runAgent(['drain', '--json', '--window', '10m', '--buffer', buffer, '--config', config]);
     expect(drained.code).toBe(0);
-    expect(JSON.parse(drained.stdout)).toEqual({ examined: 30, resent: 30, inserted: 10, alreadyPresent: 20, remainingPending: 0 });
+    expect(JSON.parse(drained.stdout)).toEqual({ examined: 30, resent: 30, inserted: 10, alreadyPresent: 20, remainingPending: 0, rejected: 0 });
     expect((await idsIn(cluster, 'pg-0', 'prune')).rows).toBe(30);
 
     // pg-1 holds replay: rows synced now stay above its replay LSN and must be kept

@@ -7,7 +7,8 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { parseDrainSummary, SsmWorkerControl } from '../../../src/aws/ssm-worker-control.js';
+import { SsmWorkerControl } from '../../../src/aws/ssm-worker-control.js';
+import { parseDrainSummary } from '../../../src/core/drain-summary.js';
 import { drainParameters } from '../../../src/core/drain-parameters.js';
 
 const ssm = mockClient(SSMClient);
@@ -20,7 +21,7 @@ const control = () =>
     outputLogGroupName: '/rds-failover/orders/drains',
   });
 
-const SUMMARY = { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0 };
+const SUMMARY = { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0, rejected: 0 };
 
 beforeEach(() => ssm.reset());
 

@@ -140,7 +140,7 @@ const SUCCEEDED_STATE: RunbookState = {
       startedBy: 'orders-failover-2025-03-01T10-00-00-000Z',
       attempts: 1,
       status: 'done',
-      summary: { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0 },
+      summary: { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0, rejected: 0 },
     },
   ],
   steps: {

@@ -159,7 +159,7 @@ describe('drain against AWS', () => {
   it('runs the stack\'s drain document on every tagged worker through SSM Run Command and reports each summary', async () => {
     ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa' }, { InstanceId: 'i-0bbb' }] });
     ssm.on(SendCommandCommand).callsFake((input: { InstanceIds: string[] }) => ({ Command: { CommandId: `cmd-${input.InstanceIds[0]}` } }));
-    const summary = { examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0 };
+    const summary = { examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0, rejected: 0 };
     ssm
       .on(GetCommandInvocationCommand, { CommandId: 'cmd-i-0aaa' })
       .resolvesOnce({ Status: 'InProgress' })
@@ -181,7 +181,7 @@ describe('drain against AWS', () => {
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input.InstanceIds)).toEqual([['i-0aaa'], ['i-0bbb']]);
     expect(run.code).toBe(1);
     expect(run.stdout).toContain('drain: re-send rows synced on timeline 3 above 0/A000028, plus every pending row');
-    expect(run.stdout).toMatch(/i-0aaa\s+done\s+10\s+4\s+1\s+3\s+0\s+2\.00s/);
+    expect(run.stdout).toMatch(/i-0aaa\s+done\s+10\s+4\s+1\s+3\s+0\s+0\s+2\.00s/);
     expect(run.stdout).toMatch(/i-0bbb\s+failed.*error: writer unreachable/);
     expect(run.stderr).toContain('error: drain did not complete on i-0bbb (failed); it is idempotent: re-run it');
   });

@@ -242,7 +242,7 @@ export class FakeWorkers implements WorkerControl {
   async drainStatus(workerId: string, handle: string): Promise<DrainStatus> {
     const job = this.jobs.get(handle);
     if (!job || job.workerId !== workerId) return { state: 'failed', error: `unknown drain ${handle}` };
-    const script = this.script.get(workerId) ?? [{ state: 'done', summary: { examined: 10, resent: 4, inserted: 2, alreadyPresent: 2, remainingPending: 0 } }];
+    const script = this.script.get(workerId) ?? [{ state: 'done', summary: { examined: 10, resent: 4, inserted: 2, alreadyPresent: 2, remainingPending: 0, rejected: 0 } }];
     const status = script[Math.min(job.polls, script.length - 1)]!;
     job.polls += 1;
     if (status.state === 'failed') this.script.set(workerId, script.slice(1).length ? script.slice(1) : script);

@@ -277,11 +277,23 @@ describe('runRunbook: failover with fake ports', () => {
     const f = fakes();
     f.workers.script.set('w-1', [
       { state: 'failed', error: 'connection reset' },
-      { state: 'done', summary: { examined: 1, resent: 1, inserted: 1, alreadyPresent: 0, remainingPending: 0 } },
+      { state: 'done', summary: { examined: 1, resent: 1, inserted: 1, alreadyPresent: 0, remainingPending: 0, rejected: 0 } },
     ]);
     const result = await run(f, { mode: 'failover' });
     expect(result.outcome).toBe('succeeded');
     expect(f.workers.requests.filter((r) => r.workerId === 'w-1').length).toBe(2);
+  });
+
+  it('rows the new primary refused during the drains are a warning with their count, and stay in the verification', async () => {
+    const f = fakes();
+    f.workers.script.set('w-1', [{ state: 'done', summary: { examined: 9, resent: 5, inserted: 3, alreadyPresent: 0, remainingPending: 0, rejected: 2 } }]);
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'failover' }, { events });
+    expect(result.outcome).toBe('succeeded');
+    expect(result.state.verification?.rejected).toBe(2);
+    expect(events.filter((e) => e.phase === 'warning' && e.step === 'verify').map((e) => e.message)).toEqual([
+      "2 re-sent rows were refused by pg-1 for their content (kept as rejected in the workers' buffers, with PostgreSQL's error: rds-failover-agent status); they are not on the new primary",
+    ]);
   });
 
   it('times out a wait loop with RunbookTimeout', async () => {

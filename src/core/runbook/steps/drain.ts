@@ -4,7 +4,7 @@
  * A failed drain is restarted up to config.drainAttempts times; drains are idempotent, so restarting one
  * (or a resumed run starting it again) is harmless.
  */
-import type { DrainRequest } from '../../../ports/worker-control.js';
+import type { DrainRequest, DrainSummary } from '../../../ports/worker-control.js';
 import { errorMessage, RunbookStepError } from '../errors.js';
 import type { RunbookEnv } from '../env.js';
 import type { DrainProgress, RunbookState } from '../state.js';
@@ -80,7 +80,7 @@ export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> =
 };
 
 export function drainTotals(drains: readonly DrainProgress[]) {
-  const sum = (k: 'examined' | 'resent' | 'inserted' | 'alreadyPresent' | 'remainingPending') => drains.reduce((n, d) => n + (d.summary?.[k] ?? 0), 0);
+  const sum = (k: keyof DrainSummary) => drains.reduce((n, d) => n + (d.summary?.[k] ?? 0), 0);
   return {
     workers: drains.length,
     examined: sum('examined'),
@@ -88,6 +88,7 @@ export function drainTotals(drains: readonly DrainProgress[]) {
     inserted: sum('inserted'),
     alreadyPresent: sum('alreadyPresent'),
     remainingPending: sum('remainingPending'),
+    rejected: sum('rejected'),
   };
 }
 

@@ -23,10 +23,15 @@ export const verify: ActionFn = async (state, env): Promise<ActionResult> => {
   if (problems.length > 0) throw new RunbookStepError(`verification failed: ${problems.join('; ')}`);
 
   const totals = drainTotals(state.drains ?? []);
-  const warnings =
-    totals.remainingPending > 0
-      ? [`${totals.remainingPending} rows were pending on the workers when their drains ended (appended meanwhile); their sync loops send them to ${plan.candidateId}`]
-      : [];
+  const warnings: string[] = [];
+  if (totals.remainingPending > 0) {
+    warnings.push(`${totals.remainingPending} rows were pending on the workers when their drains ended (appended meanwhile); their sync loops send them to ${plan.candidateId}`);
+  }
+  if (totals.rejected > 0) {
+    warnings.push(
+      `${totals.rejected} re-sent rows were refused by ${plan.candidateId} for their content (kept as rejected in the workers' buffers, with PostgreSQL's error: rds-failover-agent status); they are not on the new primary`,
+    );
+  }
   return {
     state: {
       ...state,
@@ -37,6 +42,7 @@ export const verify: ActionFn = async (state, env): Promise<ActionResult> => {
         resent: totals.resent,
         inserted: totals.inserted,
         remainingPending: totals.remainingPending,
+        rejected: totals.rejected,
       },
     },
     done: true,
