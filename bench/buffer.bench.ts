@@ -19,8 +19,8 @@ import { WriteBuffer } from '../src/agent/write-buffer.js';
 import { renderTable } from '../src/core/format-table.js';
 import { LocalCluster } from '../src/local/local-cluster.js';
 
-const ROUNDS = 4;
-const SAMPLES_PER_ROUND = 500;
+const ROUNDS = 40;
+const SAMPLES_PER_ROUND = 50;
 const THROUGHPUT_MS = 3000;
 const DRAIN_ROWS = 100_000;
 const NAIVE_ROWS = 10_000;
