@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareLsn, isLsn } from '../../src/core/lsn.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 import { LocalClusterControl } from '../../src/local/local-cluster-control.js';
-import { childPids, isAlive } from '../../src/local/processes.js';
+import { ClusterProcesses } from '../support/cluster-processes.js';
 import type { OperationStatus } from '../../src/ports/cluster-control.js';
 
 async function connect(cluster: LocalCluster, nodeId: string): Promise<pg.Client> {
@@ -35,8 +35,8 @@ async function settle(read: () => Promise<OperationStatus>, timeoutMs = 60_000):
 describe('LocalClusterControl: the ClusterControl port over real PostgreSQL processes', () => {
   let cluster: LocalCluster;
   let control: LocalClusterControl;
-  const pids = new Set<number>();
-  const remember = () => cluster.nodes().forEach((n) => n.pid !== null && [n.pid, ...childPids(n.pid)].forEach((p) => pids.add(p)));
+  const processes = new ClusterProcesses();
+  const remember = () => processes.remember(cluster);
 
   beforeAll(async () => {
     cluster = await LocalCluster.start({ replicas: 2 });
@@ -49,7 +49,7 @@ describe('LocalClusterControl: the ClusterControl port over real PostgreSQL proc
     if (!cluster) return;
     remember();
     await cluster.stop();
-    expect([...pids].filter(isAlive)).toEqual([]);
+    expect(processes.alive()).toEqual([]);
     expect(existsSync(cluster.baseDir)).toBe(false);
   });
 

@@ -13,7 +13,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../src/local/local-cluster.js';
-import { childPids, isAlive } from '../../src/local/processes.js';
+import { ClusterProcesses } from '../support/cluster-processes.js';
 import { PgDatabaseProbe } from '../../src/pg/probe.js';
 import { SnsNotifier } from '../../src/aws/sns-notifier.js';
 import { runMonitor, type MonitorReport } from '../../src/core/monitor.js';
@@ -77,8 +77,8 @@ describe('lag monitor on a real cluster, alerting a local Slack', () => {
   let cluster: LocalCluster;
   let server: Server;
   const requests: SlackRequest[] = [];
-  const pids = new Set<number>();
-  const remember = () => cluster.nodes().forEach((n) => n.pid !== null && [n.pid, ...childPids(n.pid)].forEach((p) => pids.add(p)));
+  const processes = new ClusterProcesses();
+  const remember = () => processes.remember(cluster);
 
   beforeAll(async () => {
     // Slack stand-in: answers the first CRIT message with 429 + Retry-After: 1, everything else with 200 ok.
@@ -115,7 +115,7 @@ describe('lag monitor on a real cluster, alerting a local Slack', () => {
     remember();
     await cluster.stop();
     // Nothing of ours survives: no postgres process, no data directory.
-    expect([...pids].filter((pid) => isAlive(pid))).toEqual([]);
+    expect(processes.alive()).toEqual([]);
     expect(existsSync(cluster.baseDir)).toBe(false);
   });
 

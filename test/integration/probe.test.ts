@@ -4,7 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareLsn, isLsn, lsnDiff } from '../../src/core/lsn.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
-import { childPids, isAlive } from '../../src/local/processes.js';
+import { ClusterProcesses } from '../support/cluster-processes.js';
 import { PgDatabaseProbe } from '../../src/pg/probe.js';
 import type { NodeProbe, ReachableProbe } from '../../src/ports/database-probe.js';
 
@@ -38,8 +38,8 @@ async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => bool
 describe('PgDatabaseProbe on a real cluster, as a pg_monitor member (no superuser)', () => {
   let cluster: LocalCluster;
   let probe: PgDatabaseProbe;
-  const pids = new Set<number>();
-  const remember = () => cluster.nodes().forEach((n) => n.pid !== null && [n.pid, ...childPids(n.pid)].forEach((p) => pids.add(p)));
+  const processes = new ClusterProcesses();
+  const remember = () => processes.remember(cluster);
 
   beforeAll(async () => {
     cluster = await LocalCluster.start({ replicas: 2 });
@@ -58,7 +58,7 @@ describe('PgDatabaseProbe on a real cluster, as a pg_monitor member (no superuse
     if (!cluster) return;
     remember();
     await cluster.stop();
-    expect([...pids].filter(isAlive)).toEqual([]);
+    expect(processes.alive()).toEqual([]);
     expect(existsSync(cluster.baseDir)).toBe(false);
   });
 

@@ -11,12 +11,13 @@
  * Finally: every acknowledged row is in the final primary exactly once.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LoadWorkerMessage, LoadWorkerSpec } from '../../src/cli/drill/load-worker-protocol.js';
+import type { LoadWorkerMessage } from '../../src/cli/drill/load-worker-protocol.js';
+import { writeLoadWorkerConfig } from '../../src/cli/drill/run-drill.js';
 import type { RunbookState } from '../../src/core/runbook/state.js';
 import { FileRunbookJournal } from '../../src/local/file-runbook-journal.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
@@ -60,23 +61,8 @@ function probe(c: LocalCluster = cluster) {
 }
 
 function startLoadWorker(id: string): Promise<void> {
-  const configPath = path.join(workDir, `${id}.agent.json`);
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      writerFile: cluster.writerFile,
-      workerId: id,
-      streams: { events: { table: TABLE, key: ['id'], columns: ['id', 'worker', 'seq', 'payload'] } },
-      batchSize: 200,
-      pollIntervalMs: 20,
-      connectTimeoutMs: 1000,
-      queryTimeoutMs: 5000,
-      backoff: { initialMs: 20, maxMs: 250 },
-      retention: { minReplicas: 1 },
-    }),
-  );
-  const spec: LoadWorkerSpec = { workerId: id, bufferPath: path.join(workDir, `${id}.outbox.sqlite`), configPath, stream: 'events', ratePerSecond: RATE };
-  localWorkers.push({ id, bufferPath: spec.bufferPath, configPath });
+  const spec = writeLoadWorkerConfig({ workDir, workerId: id, writerFile: cluster.writerFile, table: TABLE, stream: 'events', ratePerSecond: RATE, batchSize: 200 });
+  localWorkers.push({ id, bufferPath: spec.bufferPath, configPath: spec.configPath });
   const child = fork(LOAD_WORKER, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   loadWorkers.push(child);
   const ids: string[] = [];

@@ -182,12 +182,20 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
 }
 
 function workerSpec(workDir: string, workerId: string, writerFile: string, rate: number): LoadWorkerSpec {
-  const configPath = path.join(workDir, `${workerId}.agent.json`);
+  return writeLoadWorkerConfig({ workDir, workerId, writerFile, table: TABLE, stream: STREAM, ratePerSecond: rate, batchSize: 500 });
+}
+
+/**
+ * Writes the agent config of one load worker and returns its spec: the drill's rows (id, worker, seq,
+ * payload) into `table`, syncing and backing off fast (the drill measures in tens of milliseconds).
+ */
+export function writeLoadWorkerConfig(o: { workDir: string; workerId: string; writerFile: string; table: string; stream: string; ratePerSecond: number; batchSize: number }): LoadWorkerSpec {
+  const configPath = path.join(o.workDir, `${o.workerId}.agent.json`);
   const config = {
-    writerFile,
-    workerId,
-    streams: { [STREAM]: { table: TABLE, key: ['id'], columns: ['id', 'worker', 'seq', 'payload'] } },
-    batchSize: 500,
+    writerFile: o.writerFile,
+    workerId: o.workerId,
+    streams: { [o.stream]: { table: o.table, key: ['id'], columns: ['id', 'worker', 'seq', 'payload'] } },
+    batchSize: o.batchSize,
     pollIntervalMs: 20,
     connectTimeoutMs: 1000,
     queryTimeoutMs: 5000,
@@ -195,7 +203,7 @@ function workerSpec(workDir: string, workerId: string, writerFile: string, rate:
     retention: { minReplicas: 1 },
   };
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  return { workerId, bufferPath: path.join(workDir, `${workerId}.outbox.sqlite`), configPath, stream: STREAM, ratePerSecond: rate };
+  return { workerId: o.workerId, bufferPath: path.join(o.workDir, `${o.workerId}.outbox.sqlite`), configPath, stream: o.stream, ratePerSecond: o.ratePerSecond };
 }
 
 async function createTargetTable(cluster: LocalCluster, primary: string): Promise<void> {
