@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
@@ -6,6 +5,7 @@ import type { StreamConfig } from './config.js';
 import { PAYLOAD_SEPARATOR } from './copy-rows.js';
 import { isInHistory, type HistoryRange, type RecordedFork } from './lineage.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from './outbox-schema.js';
+import { isSqliteBusy, openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
 
 /** Where a batch was committed: the writer's timeline and an upper bound of the commit's LSN. */
@@ -42,26 +42,26 @@ export interface OutboxCounts {
 }
 
 /**
- * The SQLite outbox. Every method is synchronous (better-sqlite3): an append returns after its commit
+ * The SQLite outbox. Every method is synchronous (better-sqlite3 or node:sqlite, see sqlite.ts): an append returns after its commit
  * is on disk (WAL, synchronous=FULL). Several processes may open the same file.
  */
 export class Outbox {
-  private readonly db: Database.Database;
-  private readonly insertRow: Database.Statement<[string, string, string, number]>;
-  private readonly existingRow: Database.Statement<[string, string], { payload: string }>;
-  private readonly markRows: Database.Statement<[number, number, number, string]>;
-  private readonly overlappingRanges: Database.Statement<[number, number], ResyncRange>;
-  private readonly insertRange: Database.Statement<[ResyncRange]>;
-  private readonly deleteRange: Database.Statement<[number]>;
-  private readonly rangeAt: Database.Statement<[number, number], ResyncRange>;
-  private readonly nextRangeStart: Database.Statement<[number], { first_seq: number }>;
+  private readonly db: SqliteDatabase;
+  private readonly insertRow: SqliteStatement<[string, string, string, number]>;
+  private readonly existingRow: SqliteStatement<[string, string], { payload: string }>;
+  private readonly markRows: SqliteStatement<[number, number, number, string]>;
+  private readonly overlappingRanges: SqliteStatement<[number, number], ResyncRange>;
+  private readonly insertRange: SqliteStatement<[ResyncRange]>;
+  private readonly deleteRange: SqliteStatement<[number]>;
+  private readonly rangeAt: SqliteStatement<[number, number], ResyncRange>;
+  private readonly nextRangeStart: SqliteStatement<[number], { first_seq: number }>;
 
   static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean } = {}): Outbox {
     if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     // No SQLite busy handler (it sleeps 1..100 ms between tries and starves waiters under contention):
     // `locked()` retries with sub-millisecond jittered waits instead.
-    const db = new Database(file, { timeout: 0 });
+    const db = openSqlite(file);
     const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     try {
       retryWhileBusy(file, busyTimeoutMs, () => {
@@ -77,7 +77,7 @@ export class Outbox {
   }
 
   private constructor(
-    db: Database.Database,
+    db: SqliteDatabase,
     readonly file: string,
     private readonly busyTimeoutMs: number,
   ) {
@@ -590,7 +590,7 @@ export function retryWhileBusy<T>(file: string, timeoutMs: number, fn: () => T):
     try {
       return fn();
     } catch (error) {
-      if (!String((error as { code?: unknown }).code ?? '').startsWith('SQLITE_BUSY')) throw error;
+      if (!isSqliteBusy(error)) throw error;
       if (Date.now() >= deadline) {
         throw new Error(`buffer ${file} stayed locked by another process for ${timeoutMs} ms (busyTimeoutMs): ${(error as Error).message}`);
       }
@@ -603,7 +603,7 @@ export function lsnToInteger(lsn: Lsn): number {
   return Number(parseLsn(lsn));
 }
 
-function ensureSchema(db: Database.Database): void {
+function ensureSchema(db: SqliteDatabase): void {
   const version = Number(db.pragma('user_version', { simple: true }));
   if (version === SCHEMA_VERSION) return;
   if (version > SCHEMA_VERSION) {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { backoffDelayMs } from '../../../src/agent/backoff.js';
 import { parseWindowSeconds } from '../../../src/agent/cli.js';
 import { historyRanges, isInHistory, type RecordedFork } from '../../../src/agent/lineage.js';
+import { isSqliteBusy } from '../../../src/agent/sqlite.js';
 
 describe('backoff', () => {
   const bounds = { initialMs: 100, maxMs: 1000 };
@@ -70,5 +71,17 @@ describe('timeline lineage', () => {
     expect(historyRanges(pos(3, 1000n), conflicting)).toEqual([{ timelineId: 3, maxLsn: 1000n }]);
     const bogus: RecordedFork[] = [{ timelineId: 5, forkLsn: 10n, nextTimelineId: 3 }];
     expect(historyRanges(pos(3, 1000n), bogus)).toEqual([{ timelineId: 3, maxLsn: 1000n }]);
+  });
+});
+
+describe('isSqliteBusy (both SQLite drivers)', () => {
+  it('recognises SQLITE_BUSY from better-sqlite3 and from node:sqlite, and nothing else', () => {
+    expect(isSqliteBusy(Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }))).toBe(true);
+    expect(isSqliteBusy(Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY_SNAPSHOT' }))).toBe(true);
+    expect(isSqliteBusy(Object.assign(new Error('database is locked'), { code: 'ERR_SQLITE_ERROR', errcode: 5 }))).toBe(true);
+    expect(isSqliteBusy(Object.assign(new Error('snapshot'), { code: 'ERR_SQLITE_ERROR', errcode: 517 }))).toBe(true);
+    expect(isSqliteBusy(Object.assign(new Error('SQL logic error'), { code: 'ERR_SQLITE_ERROR', errcode: 1 }))).toBe(false);
+    expect(isSqliteBusy(Object.assign(new Error('constraint'), { code: 'SQLITE_CONSTRAINT' }))).toBe(false);
+    expect(isSqliteBusy(new Error('plain'))).toBe(false);
   });
 });
