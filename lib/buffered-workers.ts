@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Aws, RemovalPolicy, Size, Stack, Tags, Validations } from 'aws-cdk-lib';
+import { AssetHashType, Aws, RemovalPolicy, Size, Stack, Tags, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -7,13 +7,15 @@ import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { Dimension, METRIC_NAMESPACE } from '../src/core/metric-names.js';
+import { agentAssetBundling } from './agent-bundle.js';
 import { AGENT, workerUserData } from './worker-user-data.js';
 import { ResourceTag, WORKER_ROLE } from '../src/core/resource-tags.js';
 
 /** Tags the runbook (SSM SendCommand), the patch window and the snapshot policy target the workers by. */
 export const WORKER_TAGS = { cluster: ResourceTag.Cluster, role: ResourceTag.Role, roleValue: WORKER_ROLE } as const;
 export const DATA_VOLUME_DEVICE = '/dev/sdf';
-const DEFAULT_AGENT_ASSET_DIR = path.join(__dirname, 'assets', 'agent');
+/** Only names the asset's source: the content is built at synth (agentAssetBundling). */
+const AGENT_ASSET_SOURCE_DIR = path.join(__dirname, 'assets', 'agent');
 
 export interface BufferedWorkersProps {
   readonly clusterId: string;
@@ -48,8 +50,9 @@ export interface BufferedWorkersProps {
    */
   readonly streams: Readonly<Record<string, unknown>>;
   /**
-   * Folder shipped to the workers as the agent bundle; must contain `rds-failover-agent.cjs`.
-   * @default lib/assets/agent
+   * Folder shipped to the workers as the agent bundle instead of the one built at synth: it must hold
+   * `rds-failover-agent.cjs`, a Node.js 22.16+ `node` for the instance type's CPU and `rds-ca-bundle.pem`.
+   * @default - built at synth (lib/agent-bundle.ts)
    */
   readonly agentAssetDir?: string;
 }
@@ -78,7 +81,14 @@ export class BufferedWorkers extends Construct {
     if (subnets.length === 0) throw new Error(`BufferedWorkers ${id}: the subnet selection matches no subnet`);
     this.availabilityZones = subnets.slice(0, props.count).map((s) => s.availabilityZone);
 
-    this.agentAsset = new s3assets.Asset(this, 'AgentBundle', { path: props.agentAssetDir ?? DEFAULT_AGENT_ASSET_DIR });
+    const arch = props.instanceType.architecture === ec2.InstanceArchitecture.ARM_64 ? 'arm64' : 'x64';
+    this.agentAsset = new s3assets.Asset(
+      this,
+      'AgentBundle',
+      props.agentAssetDir
+        ? { path: props.agentAssetDir }
+        : { path: AGENT_ASSET_SOURCE_DIR, assetHashType: AssetHashType.OUTPUT, bundling: agentAssetBundling(arch) },
+    );
     this.role = this.createRole(props);
     const machineImage = props.amiId
       ? pinnedImage(props.amiId)
@@ -151,6 +161,7 @@ export class BufferedWorkers extends Construct {
       writerPort: props.writerPort,
       database: props.databaseName,
       secretArn: props.secret.secretArn,
+      tlsCaFile: AGENT.rdsCaFile,
       bufferPath: AGENT.bufferPath,
       streams: props.streams,
       metrics: {

