@@ -14,6 +14,9 @@ import { ResourceTag, WORKER_ROLE } from '../src/core/resource-tags.js';
 /** Tags the runbook (SSM SendCommand), the patch window and the snapshot policy target the workers by. */
 export const WORKER_TAGS = { cluster: ResourceTag.Cluster, role: ResourceTag.Role, roleValue: WORKER_ROLE } as const;
 export const DATA_VOLUME_DEVICE = '/dev/sdf';
+/** Makes cloud-init run the bootstrap script (the shell part) at every boot, not only the first. */
+export const EVERY_BOOT_CLOUD_CONFIG = '#cloud-config\ncloud_final_modules:\n  - [scripts-user, always]\n';
+
 /** Only names the asset's source: the content is built at synth (agentAssetBundling). */
 const AGENT_ASSET_SOURCE_DIR = path.join(__dirname, 'assets', 'agent');
 
@@ -106,8 +109,8 @@ export class BufferedWorkers extends Construct {
         encryptionKey: props.key,
         removalPolicy: RemovalPolicy.RETAIN,
       });
-      const userData = ec2.UserData.forLinux();
-      userData.addCommands(
+      const bootstrap = ec2.UserData.forLinux();
+      bootstrap.addCommands(
         ...workerUserData({
           region: Aws.REGION,
           agentBucket: this.agentAsset.s3BucketName,
@@ -116,6 +119,11 @@ export class BufferedWorkers extends Construct {
           agentConfigJson: Stack.of(this).toJsonString(this.agentConfig(props)),
         }),
       );
+      // cloud-init runs user-data scripts once per instance; on every boot instead, a changed agent or config
+      // (which stops and starts the instance) is installed when it comes back. The script is idempotent.
+      const userData = new ec2.MultipartUserData();
+      userData.addPart(ec2.MultipartBody.fromRawBody({ contentType: 'text/cloud-config; charset="utf8"', body: EVERY_BOOT_CLOUD_CONFIG }));
+      userData.addUserDataPart(bootstrap, ec2.MultipartBody.SHELL_SCRIPT, false);
       const instance = new ec2.Instance(this, `Worker${i}`, {
         vpc: props.vpc,
         vpcSubnets: { subnets: [subnet] },

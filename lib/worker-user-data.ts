@@ -1,5 +1,6 @@
 /**
- * The worker's boot script, as lines of bash. Pure: values may be CDK tokens (they are joined by the template).
+ * The worker's boot script, as lines of bash, run at every boot (BufferedWorkers), so it is idempotent. Pure:
+ * values may be CDK tokens (they are joined by the template).
  * Paths and the unit name are a contract with the runbook (SSM SendCommand runs the agent CLI on the workers)
  * and the snapshot pre-script.
  */
@@ -41,6 +42,7 @@ export function workerUserData(input: WorkerUserDataInput): string[] {
     `install -d -m 0755 ${AGENT.installDir}`,
     `aws s3 cp --region ${input.region} "s3://${input.agentBucket}/${input.agentKey}" ${AGENT.installDir}/agent.zip`,
     `python3 -m zipfile -e ${AGENT.installDir}/agent.zip ${AGENT.installDir}/`,
+    `rm -f ${AGENT.installDir}/agent.zip`,
     `chmod 0755 ${AGENT.node}`,
     '# The agent runs on the Node.js 22 shipped with it (node:sqlite, no native addon; ExperimentalWarning is noise).',
     `cat > ${AGENT.command} <<EOF`,
@@ -106,7 +108,9 @@ export function workerUserData(input: WorkerUserDataInput): string[] {
     'WantedBy=multi-user.target',
     'UNIT',
     'systemctl daemon-reload',
-    `systemctl enable --now ${AGENT.unit}`,
+    `systemctl enable ${AGENT.unit}`,
+    '# This script runs at every boot, after systemd started the unit with what was installed before: restart it.',
+    `systemctl restart ${AGENT.unit}`,
     'echo "rds-failover bootstrap done $(date -Is)"',
   ];
 }

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { Match } from 'aws-cdk-lib/assertions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { EVERY_BOOT_CLOUD_CONFIG } from '../../lib/buffered-workers.js';
 import { DEFAULT_INTERFACE_ENDPOINTS } from '../../lib/config.js';
 import { parseDailyWindow, parseWeeklyWindow, findCollisions, type NamedWindow } from '../../lib/maintenance-windows.js';
 import { DEFAULT_DB_PARAMETERS } from '../../lib/postgres-cluster.js';
@@ -393,7 +394,13 @@ describe('FailoverStack with config/default.json', () => {
       const attachmentOf = (instanceId: string) =>
         Object.values(resourcesOfType(synth.template, 'AWS::EC2::VolumeAttachment')).find((a) => (a.Properties.InstanceId as Json).Ref === instanceId)!;
       for (const [instanceId, instance] of instances) {
-        const script = flatten(instance.Properties.UserData);
+        // MIME multipart: a cloud-config part that makes cloud-init run the script part at every boot
+        const userData = flatten(instance.Properties.UserData);
+        const boundary = /boundary="([^"]+)"/.exec(userData)![1]!;
+        const parts = userData.split(`--${boundary}`).slice(1, -1).map((p) => ({ type: /Content-Type: ([^;\n]+)/.exec(p)![1], body: p.slice(p.indexOf('\n\n') + 2) }));
+        expect(parts.map((p) => p.type)).toEqual(['text/cloud-config', 'text/x-shellscript']);
+        expect(parts[0]!.body.trim()).toBe(EVERY_BOOT_CLOUD_CONFIG.trim());
+        const script = parts[1]!.body;
         const volumeId = (attachmentOf(instanceId).Properties.VolumeId as Json).Ref as string;
         expect(Object.keys(volumes)).toContain(volumeId);
         expect(script.startsWith('#!/bin/bash\n')).toBe(true);
@@ -406,7 +413,8 @@ describe('FailoverStack with config/default.json', () => {
         expect(script).toContain('/var/lib/rds-failover xfs defaults,nofail,noatime 0 2');
         expect(script).toMatch(/aws s3 cp --region <Ref:AWS::Region> "s3:\/\/cdk-[a-z0-9]+-assets-\$\{AWS::AccountId\}-\$\{AWS::Region\}\/[0-9a-f]{64}\.zip" \/opt\/rds-failover-agent\/agent\.zip/);
         expect(script).toContain('[Service]\nType=simple\nUser=rds-failover\nEnvironment=AWS_REGION=<Ref:AWS::Region>\nExecStart=/usr/local/bin/rds-failover-agent run --buffer /var/lib/rds-failover/outbox.sqlite --config /etc/rds-failover/agent.json\nRestart=always\n');
-        expect(script).toContain('systemctl enable --now rds-failover-agent.service');
+        expect(script).toContain('systemctl enable rds-failover-agent.service\n');
+        expect(script).toContain('systemctl restart rds-failover-agent.service\n'); // at every boot: the new agent and config take effect
         const config = /<<'AGENT_CONFIG'\n(.*)\nAGENT_CONFIG/.exec(script)![1];
         expect(JSON.parse(config)).toEqual({
           writerHost: 'writer.orders.rds-failover.internal',
