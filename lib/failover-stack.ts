@@ -189,6 +189,7 @@ export class FailoverStack extends Stack {
       databaseName: config.database.databaseName,
       secret: this.databaseRoles.agentSecret,
       streams: config.workers.streams,
+      rdsCaBundleFile: config.workers.rdsCaBundleFile,
     });
     this.workerInstanceIds = this.workers.instanceIds;
     this.workerTargetTags = { [WORKER_TAGS.cluster]: config.clusterId, [WORKER_TAGS.role]: WORKER_TAGS.roleValue };

