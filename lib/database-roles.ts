@@ -23,6 +23,8 @@ export interface DatabaseRolesProps {
   readonly dbClientSecurityGroup: ec2.ISecurityGroup;
   /** The master user's secret: the function applies the roles with it. */
   readonly masterSecret: secretsmanager.ISecret;
+  /** Its rotation: the roles are applied after it is set up (the function also retries a password refused mid-rotation). */
+  readonly masterSecretRotation?: secretsmanager.RotationSchedule;
   /** The primary the roles are created on (they replicate to the replicas). */
   readonly primary: rds.CfnDBInstance;
   readonly databaseName: string;
@@ -90,6 +92,7 @@ export class DatabaseRoles extends Construct {
       resourceType: 'Custom::RdsFailoverDatabaseRoles',
       properties: { ...properties },
     });
+    if (props.masterSecretRotation) this.resource.node.addDependency(props.masterSecretRotation);
 
     for (const [name, s] of [['AgentRotation', this.agentSecret], ['MonitorRotation', this.monitorSecret]] as const) {
       const rotation = s.addRotationSchedule(name, {

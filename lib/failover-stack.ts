@@ -148,6 +148,7 @@ export class FailoverStack extends Stack {
       subnets: this.network.workerSubnets,
       dbClientSecurityGroup: this.controllerSecurityGroup,
       masterSecret: this.dbCredentialsSecret,
+      masterSecretRotation: this.database.secretRotation,
       primary: this.database.primaryInstance,
       databaseName: config.database.databaseName,
       agentTables: agentTables(config.workers.streams),
@@ -280,6 +281,9 @@ export class FailoverStack extends Stack {
     output('TopologyParameterName', this.topologyParameterName, 'SSM parameter holding the topology (JSON)');
     output('DatabaseSecretArn', this.dbCredentialsSecret.secretArn, 'Secrets Manager secret with the master credentials');
     output('WorkerInstanceIds', this.workerInstanceIds.join(','), 'EC2 instance ids of the buffered workers');
+    const roles = this.databaseRoles.resource;
+    output('AgentTablesMissing', roles.getAttString('MissingTables'), 'Stream tables that did not exist when the agent role was applied (grant them once created: docs/buffer.md)');
+    output('AgentTablesNotGranted', roles.getAttString('NotGrantedTables'), 'Stream tables the master user could not grant to the agent role (their owner must)');
     output('DrainDocumentName', this.runbook.drainDocument.documentName, 'SSM Command document that drains a worker\'s buffer (rds-failover drain runs it)');
     output('RunbookStateMachineArn', this.runbook.stateMachine.stateMachineArn, 'The failover runbook (rds-failover failover/switchover/plan start it)');
     output('AlertTopicArn', this.monitoring.topic.topicArn, 'SNS topic of lag alerts, alarms and runbook events (Slack subscribes to it)');

@@ -63,6 +63,8 @@ export interface PostgresClusterProps {
  * (attached to the primary), Enhanced Monitoring role and KMS-encrypted log groups for the log exports.
  */
 export class PostgresCluster extends Construct {
+  /** The master secret's rotation (its first run starts right after creation). */
+  readonly secretRotation: secretsmanager.RotationSchedule;
   readonly nodes: readonly NodePlan[];
   /** Every DB instance by node name (topology and retired). */
   readonly instances: Readonly<Record<string, rds.CfnDBInstance>>;
@@ -129,7 +131,7 @@ export class PostgresCluster extends Construct {
         targetType: secretsmanager.AttachmentTargetType.RDS_DB_INSTANCE,
       }),
     });
-    attached.addRotationSchedule('Rotation', {
+    this.secretRotation = attached.addRotationSchedule('Rotation', {
       automaticallyAfter: Duration.days(db.credentialsRotationDays),
       hostedRotation: secretsmanager.HostedRotation.postgreSqlSingleUser({
         vpc: props.vpc,

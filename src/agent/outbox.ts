@@ -201,8 +201,10 @@ export class Outbox {
   private putRange(range: ResyncRange): void {
     for (const old of this.overlappingRanges.all(range.last_seq, range.first_seq)) {
       this.deleteRange.run(old.first_seq);
-      if (old.first_seq < range.first_seq) this.insertRange.run({ ...old, last_seq: range.first_seq - 1 });
-      if (old.last_seq > range.last_seq) this.insertRange.run({ ...old, first_seq: range.last_seq + 1 });
+      // Only the named parameters (node:sqlite refuses unknown ones, such as a column added to the table later).
+      const keep = { synced_at_ms: old.synced_at_ms, marker_timeline: old.marker_timeline, marker_lsn: old.marker_lsn };
+      if (old.first_seq < range.first_seq) this.insertRange.run({ ...keep, first_seq: old.first_seq, last_seq: range.first_seq - 1 });
+      if (old.last_seq > range.last_seq) this.insertRange.run({ ...keep, first_seq: range.last_seq + 1, last_seq: old.last_seq });
     }
     this.insertRange.run(range);
   }

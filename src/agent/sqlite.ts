@@ -53,7 +53,9 @@ export function sqliteDriver(): SqliteDriver {
   }
   if (wanted !== 'node') {
     try {
-      require('better-sqlite3');
+      // Loading the module is not enough: an addon built for another Node.js fails only when a database opens.
+      const BetterSqlite3 = require('better-sqlite3') as typeof import('better-sqlite3');
+      new BetterSqlite3(':memory:').close();
       return (chosen = 'better-sqlite3');
     } catch (error) {
       if (wanted === 'better-sqlite3') throw error;
@@ -116,6 +118,7 @@ class NodeSqliteDatabase implements SqliteDatabase {
     return new NodeSqliteStatement<P, R>(this.db.prepare(sql), 'rows');
   }
 
+  /** Not nestable (better-sqlite3 nests with savepoints): the outbox never nests its transactions. */
   transaction<T>(fn: () => T): SqliteTransaction<T> {
     const run = (begin: string) => (): T => {
       this.db.exec(begin);

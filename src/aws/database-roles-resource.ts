@@ -1,4 +1,5 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { applyLoginRoles, type TableGrant } from '../pg/database-roles.js';
 import { loadDbCredentials } from './db-credentials.js';
@@ -25,9 +26,11 @@ export interface DatabaseRolesTarget {
   readonly database: string;
   /** TLS options for the session (the Lambda verifies the RDS certificate; tests pass false). */
   readonly ssl: pg.ClientConfig['ssl'];
+  /** Wait before reading the master secret again after a refused password. @default 10000 */
+  readonly retryDelayMs?: number;
 }
 
-export const AGENT_ROLE_MEMBER_OF = ['pg_monitor'] as const; // prune reads replicas' replay_lsn (pg_read_all_stats)
+export const AGENT_ROLE_MEMBER_OF = ['pg_read_all_stats'] as const; // prune reads replicas' replay_lsn in pg_stat_replication
 export const MONITOR_ROLE_MEMBER_OF = ['pg_monitor'] as const;
 
 /**
@@ -40,19 +43,8 @@ export async function onDatabaseRolesEvent(event: DatabaseRolesEvent, target: Da
   const physicalResourceId = event.PhysicalResourceId ?? `rds-failover-roles-${target.database}`;
   if (event.RequestType === 'Delete') return { PhysicalResourceId: physicalResourceId };
   const tables = parseTables(event.ResourceProperties.Tables);
-  const [master, agent, monitor] = await Promise.all(
-    [target.masterSecretArn, event.ResourceProperties.AgentSecretArn, event.ResourceProperties.MonitorSecretArn].map((arn) => loadDbCredentials(arn, secrets)),
-  );
-  const client = new pg.Client({
-    host: target.host,
-    port: target.port,
-    database: target.database,
-    user: master!.username,
-    password: master!.password,
-    ssl: target.ssl,
-    application_name: 'rds-failover-database-roles',
-  });
-  await client.connect();
+  const [agent, monitor] = await Promise.all([event.ResourceProperties.AgentSecretArn, event.ResourceProperties.MonitorSecretArn].map((arn) => loadDbCredentials(arn, secrets)));
+  const client = await connectAsMaster(target, secrets);
   try {
     const applied = await applyLoginRoles(
       client,
@@ -62,9 +54,42 @@ export async function onDatabaseRolesEvent(event: DatabaseRolesEvent, target: Da
       ],
       { role: agent!.username, tables },
     );
-    return { PhysicalResourceId: physicalResourceId, Data: { Roles: applied.roles.join(','), GrantedTables: applied.granted.join(','), MissingTables: applied.missing.join(',') } };
+    const list = (tables: readonly string[]) => (tables.length === 0 ? 'none' : tables.join(','));
+    return {
+      PhysicalResourceId: physicalResourceId,
+      Data: { Roles: applied.roles.join(','), GrantedTables: list(applied.granted), MissingTables: list(applied.missing), NotGrantedTables: list(applied.notGranted) },
+    };
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * A session of the master user. The master secret may be mid-rotation (its first rotation starts right after the
+ * stack creates it): a refused password is retried with the secret read again.
+ */
+async function connectAsMaster(target: DatabaseRolesTarget, secrets: SecretsManagerClient): Promise<pg.Client> {
+  const attempts = 6;
+  for (let attempt = 1; ; attempt++) {
+    const master = await loadDbCredentials(target.masterSecretArn, secrets);
+    const client = new pg.Client({
+      host: target.host,
+      port: target.port,
+      database: target.database,
+      user: master.username,
+      password: master.password,
+      ssl: target.ssl,
+      connectionTimeoutMillis: 10_000,
+      application_name: 'rds-failover-database-roles',
+    });
+    try {
+      await client.connect();
+      return client;
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      if ((error as { code?: unknown }).code !== '28P01' || attempt === attempts) throw error; // invalid_password
+      await sleep(target.retryDelayMs ?? 10_000);
+    }
   }
 }
 

@@ -22,6 +22,11 @@ export interface RolesApplied {
   readonly granted: readonly string[];
   /** Tables that do not exist (yet): grant them once they do (docs/buffer.md, PostgreSQL privileges). */
   readonly missing: readonly string[];
+  /**
+   * Tables the GRANT left without the privileges (PostgreSQL only warns when the granting role lacks the grant
+   * option, e.g. on a table another role owns): their owner must grant them.
+   */
+  readonly notGranted: readonly string[];
 }
 
 /**
@@ -41,6 +46,7 @@ export async function applyLoginRoles(client: pg.Client, roles: readonly LoginRo
   }
   const granted: string[] = [];
   const missing: string[] = [];
+  const notGranted: string[] = [];
   for (const { table, keyColumns } of agent.tables) {
     const { rows } = await client.query<{ schema: string | null }>(
       'SELECT n.nspname AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)',
@@ -53,7 +59,12 @@ export async function applyLoginRoles(client: pg.Client, roles: readonly LoginRo
     const role = quoteIdentifier(agent.role);
     await client.query(`GRANT USAGE ON SCHEMA ${quoteIdentifier(rows[0]!.schema!)} TO ${role}`);
     await client.query(`GRANT INSERT, SELECT (${keyColumns.map(quoteIdentifier).join(', ')}) ON TABLE ${quoteTable(table)} TO ${role}`);
-    granted.push(table);
+    const check = await client.query<{ ok: boolean }>(
+      `SELECT has_schema_privilege($1, $2, 'USAGE') AND has_table_privilege($1, $3, 'INSERT')
+              AND (SELECT bool_and(has_column_privilege($1, $3, c, 'SELECT')) FROM unnest($4::text[]) c) AS ok`,
+      [agent.role, rows[0]!.schema, quoteTable(table), keyColumns],
+    );
+    (check.rows[0]!.ok ? granted : notGranted).push(table);
   }
-  return { roles: roles.map((r) => r.name), granted, missing };
+  return { roles: roles.map((r) => r.name), granted, missing, notGranted };
 }

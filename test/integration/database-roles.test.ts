@@ -20,7 +20,7 @@ async function as<T>(user: string, password: string, run: (client: pg.Client) =>
 }
 
 const roles = (agentPassword: string): LoginRole[] => [
-  { name: 'rds_failover_agent', password: agentPassword, memberOf: ['pg_monitor'] },
+  { name: 'rds_failover_agent', password: agentPassword, memberOf: ['pg_read_all_stats'] },
   { name: 'rds_failover_monitor', password: 'monitor-pw-1', memberOf: ['pg_monitor'] },
 ];
 const agent = {
@@ -29,6 +29,7 @@ const agent = {
     { table: 'app.events', keyColumns: ['id'] },
     { table: 'pairs', keyColumns: ['a', 'b'] },
     { table: 'app.not_created_yet', keyColumns: ['id'] },
+    { table: 'app_owned', keyColumns: ['id'] },
   ],
 };
 
@@ -38,7 +39,8 @@ beforeAll(async () => {
   const setup = new pg.Client(cluster.clientConfig('pg-0'));
   await setup.connect();
   await setup.query(`CREATE ROLE master LOGIN CREATEROLE PASSWORD 'master-pw';
-    GRANT pg_monitor TO master WITH ADMIN OPTION;
+    GRANT pg_monitor, pg_read_all_stats TO master WITH ADMIN OPTION;
+    CREATE ROLE app_owner;
     GRANT CREATE ON DATABASE postgres TO master;
     GRANT CREATE ON SCHEMA public TO master`);
   await setup.end();
@@ -48,6 +50,11 @@ beforeAll(async () => {
       CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b));
       CREATE TABLE secrets (v text)`),
   );
+  // A table the master does not own and may not grant on (another role created it).
+  const other = new pg.Client(cluster.clientConfig('pg-0'));
+  await other.connect();
+  await other.query('CREATE TABLE app_owned (id text PRIMARY KEY); ALTER TABLE app_owned OWNER TO app_owner; GRANT SELECT ON app_owned TO master');
+  await other.end();
 }, 60_000);
 
 afterAll(async () => {
@@ -57,7 +64,8 @@ afterAll(async () => {
 describe('applyLoginRoles (the stack\'s least-privilege roles, applied by the RDS master user)', () => {
   it('creates login roles that can do their job and nothing more, and reports tables not created yet', async () => {
     const applied = await as('master', 'master-pw', (c) => applyLoginRoles(c, roles('agent-pw-1'), agent));
-    expect(applied).toEqual({ roles: ['rds_failover_agent', 'rds_failover_monitor'], granted: ['app.events', 'pairs'], missing: ['app.not_created_yet'] });
+    // app_owned: PostgreSQL only warns that no privileges were granted; the check after the GRANT reports it
+    expect(applied).toEqual({ roles: ['rds_failover_agent', 'rds_failover_monitor'], granted: ['app.events', 'pairs'], missing: ['app.not_created_yet'], notGranted: ['app_owned'] });
 
     await as('rds_failover_agent', 'agent-pw-1', async (c) => {
       // what the sink runs: COPY, INSERT ... ON CONFLICT on the key, the marker; and what prune reads
@@ -65,7 +73,8 @@ describe('applyLoginRoles (the stack\'s least-privilege roles, applied by the RD
       await c.query(`INSERT INTO app.events (id, body) VALUES ('a', 'y') ON CONFLICT (id) DO NOTHING`);
       await c.query(`INSERT INTO pairs (a, b, v) SELECT a, b, v FROM json_populate_recordset(NULL::pairs, '[{"a":1,"b":2,"v":"z"}]') ON CONFLICT (a, b) DO NOTHING`);
       await c.query('SELECT pg_current_wal_insert_lsn(), pg_walfile_name(pg_current_wal_insert_lsn())');
-      expect((await c.query("SELECT pg_has_role('pg_monitor', 'USAGE') AS m")).rows[0].m).toBe(true);
+      expect((await c.query("SELECT pg_has_role('pg_read_all_stats', 'USAGE') AS m")).rows[0].m).toBe(true);
+      await c.query('SELECT application_name, replay_lsn FROM pg_stat_replication');
       await expect(c.query('SELECT body FROM app.events')).rejects.toThrow(/permission denied/);
       await expect(c.query('SELECT * FROM secrets')).rejects.toThrow(/permission denied/);
       await expect(c.query('DELETE FROM app.events')).rejects.toThrow(/permission denied/);
@@ -109,11 +118,23 @@ describe('the database-roles custom resource (Secrets Manager stood in, PostgreS
     const result = await onDatabaseRolesEvent({ RequestType: 'Create', ResourceProperties: properties }, target(), new SecretsManagerClient({}));
     expect(result).toEqual({
       PhysicalResourceId: 'rds-failover-roles-postgres',
-      Data: { Roles: 'orders_agent,orders_monitor', GrantedTables: 'app.events', MissingTables: 'later' },
+      Data: { Roles: 'orders_agent,orders_monitor', GrantedTables: 'app.events', MissingTables: 'later', NotGrantedTables: 'none' },
     });
     expect(secrets.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input.SecretId).sort()).toEqual(['arn:agent', 'arn:master', 'arn:monitor']);
     await as('orders_agent', 'agent-secret-pw', (c) => c.query(`INSERT INTO app.events (id, body) VALUES ('cr', 'x') ON CONFLICT (id) DO NOTHING`));
     await as('orders_monitor', 'monitor-secret-pw', (c) => c.query('SELECT replay_lsn FROM pg_stat_replication'));
+  });
+
+  it('a master secret caught mid-rotation (password refused) is read again until it works', async () => {
+    secrets.reset();
+    let masterReads = 0;
+    secrets.on(GetSecretValueCommand).callsFake(({ SecretId }: { SecretId: string }) => {
+      if (SecretId === 'arn:master' && (masterReads += 1) <= 2) return { SecretString: JSON.stringify({ username: 'master', password: 'the-old-one' }) };
+      return { SecretString: JSON.stringify(secretValues[SecretId]) };
+    });
+    const result = await onDatabaseRolesEvent({ RequestType: 'Update', PhysicalResourceId: 'p-1', ResourceProperties: properties }, { ...target(), retryDelayMs: 10 }, new SecretsManagerClient({}));
+    expect(result.Data?.Roles).toBe('orders_agent,orders_monitor');
+    expect(masterReads).toBe(3);
   });
 
   it('Delete changes nothing and reads no secret; a bad Tables property fails naming it, before any change', async () => {

@@ -109,6 +109,22 @@ describe('the worker agent bundle on Node.js 22 (node:sqlite, no native addon)',
     expect(checkpoint.code).toBe(0);
   });
 
+  it('the outbox and converter unit suites pass on node:sqlite too (Node.js 22, RDS_FAILOVER_SQLITE=node)', async () => {
+    const report = path.join(dir, 'node-sqlite-report.json');
+    const vitest = path.join(__dirname, '..', '..', '..', 'node_modules', 'vitest', 'vitest.mjs');
+    const run = await collect(
+      spawn(NODE22, ['--disable-warning=ExperimentalWarning', vitest, 'run', 'test/unit/agent/outbox.test.ts', 'test/unit/agent/copy-rows.test.ts', '--reporter=json', `--outputFile=${report}`], {
+        cwd: path.join(__dirname, '..', '..', '..'),
+        env: { ...process.env, RDS_FAILOVER_SQLITE: 'node' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
+    expect(run.code, run.stderr.slice(-2000)).toBe(0);
+    const result = JSON.parse(readFileSync(report, 'utf8')) as { numPassedTests: number; numFailedTests: number; numPendingTests: number };
+    expect(result).toMatchObject({ numFailedTests: 0, numPendingTests: 0 });
+    expect(result.numPassedTests).toBeGreaterThanOrEqual(30);
+  }, 120_000);
+
   it('keeps every acknowledged row of an appender killed with SIGKILL', async () => {
     const child = spawnBundle(['append', '--stream', 'events', '--buffer', buffer(), '--config', configPath]);
     const acked: string[] = [];

@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +8,7 @@ import { historyRanges } from '../../../src/agent/lineage.js';
 import { SCHEMA_SQL, SCHEMA_VERSION } from '../../../src/agent/outbox-schema.js';
 import { Outbox, type ResendSelection } from '../../../src/agent/outbox.js';
 import { RowRejectedError } from '../../../src/agent/row-validation.js';
+import { openSqlite } from '../../../src/agent/sqlite.js';
 
 const config = parseConfig({
   streams: {
@@ -50,7 +50,7 @@ afterEach(() => {
 });
 
 function rowCount(): number {
-  const db = new Database(outbox.file, { readonly: true });
+  const db = openSqlite(outbox.file, { readonly: true });
   try {
     return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
   } finally {
@@ -60,7 +60,7 @@ function rowCount(): number {
 
 describe('outbox', () => {
   it('creates the documented schema in WAL mode', () => {
-    const db = new Database(outbox.file, { readonly: true });
+    const db = openSqlite(outbox.file, { readonly: true });
     const columns = (db.prepare('PRAGMA table_info(outbox)').all() as { name: string }[]).map((c) => c.name);
     expect(columns).toEqual(['seq', 'stream', 'id', 'payload', 'created_at_ms', 'state', 'synced_at_ms', 'marker_timeline', 'marker_lsn', 'error']);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
@@ -215,7 +215,7 @@ describe('outbox', () => {
 
     // prune folds the ranges into the rows' own columns, then applies its rule to them
     const raw = () => {
-      const db = new Database(outbox.file, { readonly: true });
+      const db = openSqlite(outbox.file, { readonly: true });
       try {
         return {
           ranges: (db.prepare('SELECT count(*) AS n FROM outbox_resync').get() as { n: number }).n,
@@ -234,7 +234,7 @@ describe('outbox', () => {
   it('opens a version 1 buffer and migrates it to version 2 in place', () => {
     outbox.close();
     const file = path.join(dir, 'v1.db');
-    const db = new Database(file);
+    const db = openSqlite(file);
     db.pragma('journal_mode = WAL');
     db.exec(SCHEMA_SQL.replace(/CREATE TABLE IF NOT EXISTS outbox_resync \([^;]*\);/, ''));
     db.pragma('user_version = 1');
@@ -244,7 +244,7 @@ describe('outbox', () => {
     outbox = Outbox.open(file);
     expect(outbox.pendingBatch(['events'], 10).map((r) => r.id)).toEqual(['v1']);
     outbox.markSynced([], { timelineId: 1, lsn: '0/10' }, 1, undefined, [[1, 1]]);
-    const check = new Database(file, { readonly: true });
+    const check = openSqlite(file, { readonly: true });
     expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect((check.prepare('SELECT count(*) AS n FROM outbox_resync').get() as { n: number }).n).toBe(1);
     check.close();
@@ -264,7 +264,7 @@ describe('outbox', () => {
     outbox.close();
     outbox = Outbox.open(path.join(dir, 'buffer.db'), { busyTimeoutMs: 20 });
     outbox.append('events', events, { id: 'b1' });
-    const reader = new Database(outbox.file, { readonly: true });
+    const reader = openSqlite(outbox.file, { readonly: true });
     reader.exec('BEGIN');
     reader.prepare('SELECT count(*) FROM outbox').get();
     outbox.append('events', events, { id: 'b2' });
