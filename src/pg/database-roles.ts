@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { quoteIdentifier, quoteTable } from './identifiers.js';
+import { scramSha256Verifier } from './scram.js';
 
 /** A login role the stack owns, with the predefined roles it is a member of. */
 export interface LoginRole {
@@ -40,8 +41,9 @@ export async function applyLoginRoles(client: pg.Client, roles: readonly LoginRo
   for (const role of roles) {
     const name = quoteIdentifier(role.name);
     const { rowCount } = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role.name]);
-    // Utility statements take no parameters: the password goes in as an escaped literal, and is never logged.
-    await client.query(`${rowCount === 0 ? 'CREATE' : 'ALTER'} ROLE ${name} WITH LOGIN PASSWORD ${client.escapeLiteral(role.password)}`);
+    // Utility statements take no parameters: the password goes in as its SCRAM verifier (an escaped literal), so the
+    // password itself never shows in a failed or slow statement's log line or in pg_stat_activity.
+    await client.query(`${rowCount === 0 ? 'CREATE' : 'ALTER'} ROLE ${name} WITH LOGIN PASSWORD ${client.escapeLiteral(scramSha256Verifier(role.password))}`);
     for (const member of role.memberOf) await client.query(`GRANT ${quoteIdentifier(member)} TO ${name}`);
   }
   const granted: string[] = [];

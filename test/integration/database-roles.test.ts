@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onDatabaseRolesEvent } from '../../src/aws/database-roles-resource.js';
 import { applyLoginRoles, type LoginRole } from '../../src/pg/database-roles.js';
+import { scramSha256Verifier } from '../../src/pg/scram.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 
 let cluster: LocalCluster;
@@ -85,6 +86,18 @@ describe('applyLoginRoles (the stack\'s least-privilege roles, applied by the RD
       await c.query('SELECT application_name, replay_lsn, replay_lag FROM pg_stat_replication');
       await expect(c.query(`INSERT INTO app.events (id, body) VALUES ('m', 'x')`)).rejects.toThrow(/permission denied/);
     });
+  });
+
+  it('sends PostgreSQL only a SCRAM verifier, never the password (stored as it is; the password logs in)', async () => {
+    const superuser = new pg.Client(cluster.clientConfig('pg-0'));
+    await superuser.connect();
+    const { rows: stored } = await superuser.query<{ rolpassword: string }>("SELECT rolpassword FROM pg_authid WHERE rolname = 'rds_failover_agent'");
+    await superuser.end();
+    expect(stored[0]!.rolpassword).toMatch(/^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
+    expect(stored[0]!.rolpassword).not.toContain('agent-pw-1');
+    // the same verifier computed here for a known salt is what PostgreSQL would check a login against
+    const salt = Buffer.from(stored[0]!.rolpassword.split('$')[1]!.split(':')[1]!, 'base64');
+    expect(scramSha256Verifier('agent-pw-1', salt)).toBe(stored[0]!.rolpassword);
   });
 
   it('is idempotent and follows a rotated password (a re-run sets what the secret holds now)', async () => {
