@@ -1,11 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareLsn, isLsn } from '../../src/core/lsn.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 import { LocalClusterControl } from '../../src/local/local-cluster-control.js';
 import { ClusterProcesses } from '../support/cluster-processes.js';
-import type { OperationStatus } from '../../src/ports/cluster-control.js';
+import { until } from '../support/poll.js';
 
 async function connect(cluster: LocalCluster, nodeId: string): Promise<pg.Client> {
   const client = new pg.Client(cluster.clientConfig(nodeId));
@@ -23,15 +23,6 @@ async function sql(cluster: LocalCluster, nodeId: string, text: string): Promise
   }
 }
 
-async function settle(read: () => Promise<OperationStatus>, timeoutMs = 60_000): Promise<OperationStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await read();
-    if (status.state !== 'pending' || Date.now() > deadline) return status;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('LocalClusterControl: the ClusterControl port over real PostgreSQL processes', () => {
   let cluster: LocalCluster;
   let control: LocalClusterControl;
@@ -46,11 +37,7 @@ describe('LocalClusterControl: the ClusterControl port over real PostgreSQL proc
   });
 
   afterAll(async () => {
-    if (!cluster) return;
-    remember();
-    await cluster.stop();
-    expect(processes.alive()).toEqual([]);
-    expect(existsSync(cluster.baseDir)).toBe(false);
+    if (cluster) await processes.stopAndExpectNothingLeft(cluster);
   });
 
   it('reports the topology: writer, roles, endpoints, priorities, no-failover tags', async () => {
@@ -128,8 +115,8 @@ describe('LocalClusterControl: the ClusterControl port over real PostgreSQL proc
     expect(await control.rebuildReplica('pg-2', 'pg-1')).toEqual({ nodeId: 'pg-2' });
     expect(await control.rebuildReplica('pg-2', 'pg-1')).toEqual({ nodeId: 'pg-2' }); // same job
     expect(await control.rebuildReplica('pg-0', 'pg-1')).toEqual({ nodeId: 'pg-0' });
-    expect(await settle(() => control.rebuildStatus('pg-2'))).toEqual({ state: 'done', detail: 'pg-2 streams from pg-1' });
-    expect(await settle(() => control.rebuildStatus('pg-0'))).toEqual({ state: 'done', detail: 'pg-0 streams from pg-1' });
+    expect(await until('the rebuild of pg-2', () => control.rebuildStatus('pg-2'), (s) => s.state !== 'pending', 60_000)).toEqual({ state: 'done', detail: 'pg-2 streams from pg-1' });
+    expect(await until('the rebuild of pg-0', () => control.rebuildStatus('pg-0'), (s) => s.state !== 'pending', 60_000)).toEqual({ state: 'done', detail: 'pg-0 streams from pg-1' });
     remember();
 
     const topology = await control.topology();

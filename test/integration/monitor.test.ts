@@ -5,7 +5,6 @@
  * Replay is paused on pg-2 while the primary is written to: WARN, then CRIT (answered first with 429 and
  * Retry-After, delivered after it), then resumed: RESOLVED. Exactly those messages, with the figures.
  */
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
@@ -14,6 +13,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 import { ClusterProcesses } from '../support/cluster-processes.js';
+import { until } from '../support/poll.js';
 import { PgDatabaseProbe } from '../../src/pg/probe.js';
 import { SnsNotifier } from '../../src/aws/sns-notifier.js';
 import { runMonitor, type MonitorReport } from '../../src/core/monitor.js';
@@ -46,14 +46,8 @@ async function sql(cluster: LocalCluster, nodeId: string, text: string): Promise
 }
 
 /** Polls `check` until it returns a value, at most `timeoutMs`. */
-async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  return until(what, check, (value) => value !== undefined, timeoutMs) as Promise<T>;
 }
 
 const header = (m: SlackMessage) => {
@@ -111,12 +105,7 @@ describe('lag monitor on a real cluster, alerting a local Slack', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
-    if (!cluster) return;
-    remember();
-    await cluster.stop();
-    // Nothing of ours survives: no postgres process, no data directory.
-    expect(processes.alive()).toEqual([]);
-    expect(existsSync(cluster.baseDir)).toBe(false);
+    if (cluster) await processes.stopAndExpectNothingLeft(cluster);
   });
 
   it('goes WARN then CRIT with the figures while replay is paused under writes, and RESOLVED after resuming', async () => {

@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareLsn, isLsn, lsnDiff } from '../../src/core/lsn.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 import { ClusterProcesses } from '../support/cluster-processes.js';
+import { until } from '../support/poll.js';
 import { PgDatabaseProbe } from '../../src/pg/probe.js';
 import type { NodeProbe, ReachableProbe } from '../../src/ports/database-probe.js';
 
@@ -23,16 +23,6 @@ async function sql(cluster: LocalCluster, nodeId: string, text: string): Promise
 function reachable(p: NodeProbe): ReachableProbe {
   if (!p.reachable) throw new Error(`${p.nodeId} unreachable: ${p.error}`);
   return p;
-}
-
-async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('PgDatabaseProbe on a real cluster, as a pg_monitor member (no superuser)', () => {
@@ -55,11 +45,7 @@ describe('PgDatabaseProbe on a real cluster, as a pg_monitor member (no superuse
   });
 
   afterAll(async () => {
-    if (!cluster) return;
-    remember();
-    await cluster.stop();
-    expect(processes.alive()).toEqual([]);
-    expect(existsSync(cluster.baseDir)).toBe(false);
+    if (cluster) await processes.stopAndExpectNothingLeft(cluster);
   });
 
   it('reads the primary: writable, timeline 1, its current LSN and both streaming replicas', async () => {

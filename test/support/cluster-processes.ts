@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { expect } from 'vitest';
 import type { LocalCluster } from '../../src/local/local-cluster.js';
 import { childPids, isAlive } from '../../src/local/processes.js';
 
@@ -11,5 +13,13 @@ export class ClusterProcesses {
 
   alive(): number[] {
     return [...this.pids].filter(isAlive);
+  }
+
+  /** Stops the cluster and checks that nothing of it survives: no postgres process, no data directory. */
+  async stopAndExpectNothingLeft(cluster: LocalCluster): Promise<void> {
+    this.remember(cluster);
+    await cluster.stop();
+    expect(this.alive()).toEqual([]);
+    expect(existsSync(cluster.baseDir)).toBe(false);
   }
 }
