@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -8,6 +8,12 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 
 const PROJECT_ROOT = path.join(__dirname, '..');
+
+/**
+ * Environment of a function that talks to RDS over TLS: Lambda's Node 20+ runtimes ship the Amazon CA bundle
+ * (which holds the RDS CAs) at this path but load it only when asked.
+ */
+export const RDS_CA_ENVIRONMENT = { NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem' } as const;
 
 export interface ControllerFunctionProps {
   /** Folder under lambda/ holding the handler's index.ts (e.g. 'lag-monitor'). */
@@ -101,5 +107,20 @@ export class ControllerFunction extends Construct {
         externalModules: ['pg-native', '@aws-sdk/*'],
       },
     });
+  }
+
+  /**
+   * Acknowledges the cdk-nag findings every controller function has (the AWS-managed Lambda execution policies,
+   * the pinned runtime) and the function's own (`extra`, on its role), each with its reason.
+   */
+  acknowledgeFindings(extra: readonly { id: string; reason: string }[]): void {
+    Validations.of(this.function.role!).acknowledge(
+      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
+        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
+        reason: `${policy} is the AWS-maintained minimum for a Lambda's logs and VPC network interfaces.`,
+      })),
+      ...extra,
+    );
+    Validations.of(this.function).acknowledge({ id: 'AwsSolutions-L1', reason: 'Node.js 22 is the runtime the project pins for every Lambda (DESIGN.md, ControllerFunction).' });
   }
 }

@@ -9,7 +9,7 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import type { DatabaseRolesProperties } from '../src/aws/database-roles-resource.js';
 import type { TableGrant } from '../src/pg/database-roles.js';
-import { ControllerFunction } from './controller-function.js';
+import { ControllerFunction, RDS_CA_ENVIRONMENT } from './controller-function.js';
 
 export const AGENT_ROLE = 'rds_failover_agent';
 export const MONITOR_ROLE = 'rds_failover_monitor';
@@ -72,8 +72,7 @@ export class DatabaseRoles extends Construct {
         DB_HOST: props.primary.attrEndpointAddress,
         DB_PORT: props.primary.attrEndpointPort,
         DB_NAME: props.databaseName,
-        // Lambda's Node 20+ runtimes ship the RDS CA bundle here but do not load it by default.
-        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+        ...RDS_CA_ENVIRONMENT,
       },
     });
     for (const s of [props.masterSecret, this.agentSecret, this.monitorSecret]) s.grantRead(this.function.function);
@@ -111,14 +110,7 @@ export class DatabaseRoles extends Construct {
 
   private acknowledge(provider: cr.Provider): void {
     const fn = this.function.function;
-    Validations.of(fn.role!).acknowledge(
-      ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-        id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-        reason: `${policy} is the AWS-maintained minimum for a Lambda's logs and VPC network interfaces.`,
-      })),
-      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.' },
-    );
-    Validations.of(fn).acknowledge({ id: 'AwsSolutions-L1', reason: 'Node.js 22 is the runtime the project pins for every Lambda (DESIGN.md, ControllerFunction).' });
+    this.function.acknowledgeFindings([{ id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.' }]);
     Validations.of(provider).acknowledge(
       { id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', reason: 'The CDK custom-resource framework function: logs only.' },
       {

@@ -14,7 +14,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ControllerFunction } from './controller-function.js';
+import { ControllerFunction, RDS_CA_ENVIRONMENT } from './controller-function.js';
 import { BufferMetric, Dimension, LagMetric, METRIC_NAMESPACE } from '../src/core/metric-names.js';
 import { resolveMonitorConfig, type MonitorConfig } from '../src/core/monitor-config.js';
 import { LagMonitorEnv, SlackNotifierEnv } from '../src/core/monitor-environment.js';
@@ -323,8 +323,7 @@ export class Monitoring extends Construct {
         [LagMonitorEnv.TopicArn]: this.topic.topicArn,
         [LagMonitorEnv.StateTable]: this.stateTable.tableName,
         [LagMonitorEnv.MonitorConfig]: JSON.stringify(settings.monitor),
-        // Node 20+ Lambda runtimes load the Amazon CA bundle (which holds the RDS CAs) only when asked.
-        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+        ...RDS_CA_ENVIRONMENT,
         POWERTOOLS_METRICS_NAMESPACE: METRIC_NAMESPACE,
         POWERTOOLS_SERVICE_NAME: 'lag-monitor',
       },
@@ -612,14 +611,8 @@ function validateProps(id: string, props: MonitoringProps): void {
 }
 
 function acknowledgeFunction(fn: ControllerFunction, extra: { id: string; reason: string }[]): void {
-  const role = fn.function.role!;
-  Validations.of(role).acknowledge(
-    ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-      id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-      reason: `${policy} is the AWS-maintained minimum for a Lambda's logs and VPC network interfaces.`,
-    })),
+  fn.acknowledgeFindings([
     { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray PutTraceSegments/PutTelemetryRecords and (lag monitor) cloudwatch:GetMetricData support no resource-level permissions.' },
     ...extra,
-  );
-  Validations.of(fn.function).acknowledge({ id: 'AwsSolutions-L1', reason: 'Node.js 22 is the runtime the project pins for every Lambda (DESIGN.md, ControllerFunction).' });
+  ]);
 }

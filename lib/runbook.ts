@@ -15,7 +15,7 @@ import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { ControllerFunction } from './controller-function.js';
+import { ControllerFunction, RDS_CA_ENVIRONMENT } from './controller-function.js';
 import { ResourceTag } from '../src/core/resource-tags.js';
 import { RUNBOOK_FUNCTIONS, RunbookEnvVar, type RunbookFunctionName } from '../src/core/runbook/lambda-environment.js';
 
@@ -195,8 +195,7 @@ export class Runbook extends Construct {
       [RunbookEnvVar.DbSecretArn]: props.dbCredentialsSecret.secretArn,
       ...(props.databaseName ? { [RunbookEnvVar.DbName]: props.databaseName } : {}),
       ...(props.fenceDatabases?.length ? { [RunbookEnvVar.DbFenceDatabases]: props.fenceDatabases.join(',') } : {}),
-      // Lambda's Node 20+ runtimes ship the RDS CA bundle here but do not load it by default.
-      NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+      ...RDS_CA_ENVIRONMENT,
     };
     const w = props.workers;
     this.drainDocument = new DrainDocument(this, 'DrainDocument', {
@@ -386,14 +385,7 @@ export class Runbook extends Construct {
           });
         }
       }
-      Validations.of(fn.function.role!).acknowledge(
-        ...['AWSLambdaBasicExecutionRole', 'AWSLambdaVPCAccessExecutionRole'].map((policy) => ({
-          id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`,
-          reason: `${policy} is the AWS-maintained minimum for a Lambda's logs and VPC network interfaces.`,
-        })),
-        ...reasons,
-      );
-      Validations.of(fn.function).acknowledge({ id: 'AwsSolutions-L1', reason: 'Node.js 22 is the runtime the project pins for every Lambda (DESIGN.md, ControllerFunction).' });
+      fn.acknowledgeFindings(reasons);
     }
     Validations.of(this.stateMachine.role).acknowledge(
       { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'X-Ray tracing of the state machine (PutTraceSegments, GetSamplingRules...) supports no resource-level permissions.' },
