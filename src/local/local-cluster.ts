@@ -14,7 +14,7 @@ import { clusterConf, hbaConf, nodeConf, replicationConf, slotNameFor, validateS
 import { resolvePgBinaries, type PgBinaries } from './pg-binaries.js';
 import { findFreePort, isPortFree, LOOPBACK, validatePort } from './ports.js';
 import { logTail, runPgProgram, spawnPostmaster, waitUntilAccepting } from './postmaster.js';
-import { childPids, isAlive, killTreeSync, signal, waitForExit } from './processes.js';
+import { childPids, continueTree, isAlive, killTreeSync, signal, stopTree, waitForExit } from './processes.js';
 import { chownTree, copyDataDir } from './replica-clone.js';
 import { historySwitchPoint } from './timeline-history.js';
 
@@ -36,7 +36,15 @@ export interface LocalClusterOptions {
    * Re-open it later with LocalCluster.attach(baseDir). @default false
    */
   keepRunning?: boolean;
+  /**
+   * The port a replica's WAL receiver connects to for its upstream (the drill routes replication through a TCP
+   * proxy it can cut: src/local/tcp-proxy.ts), given the upstream's own port. Asked whenever a replica is cloned
+   * or repointed. @default the upstream's own port
+   */
+  replicationPort?: ReplicationRoute;
 }
+
+export type ReplicationRoute = (upstream: { readonly id: string; readonly port: number }, replicaId: string) => number;
 
 export interface LocalNodeInfo {
   id: string;
@@ -110,6 +118,9 @@ export class LocalCluster {
   private readonly binaries: PgBinaries;
   private readonly log: (line: string) => void;
   private stopped = false;
+  /** Set on a view made by routedVia: where this view's client connections go. */
+  private clientPort: ((nodeId: string) => number) | undefined;
+  private replicationPort: ReplicationRoute | undefined;
 
   private constructor(state: ClusterState, log: (line: string) => void) {
     this.state = state;
@@ -146,6 +157,7 @@ export class LocalCluster {
       },
       options.log ?? (() => undefined),
     );
+    cluster.replicationPort = options.replicationPort;
     // Even a cluster meant to outlive us is cleaned up if start-up is interrupted half-way.
     registerForCleanup(cluster);
     try {
@@ -201,7 +213,25 @@ export class LocalCluster {
 
   clientConfig(nodeId: string, database = 'postgres'): pg.ClientConfig {
     const node = this.node(nodeId);
-    return { host: LOOPBACK, port: node.port, user: SUPERUSER, password: this.state.password, database, connectionTimeoutMillis: 5_000 };
+    return { host: LOOPBACK, port: this.clientPort?.(nodeId) ?? node.port, user: SUPERUSER, password: this.state.password, database, connectionTimeoutMillis: 5_000 };
+  }
+
+  /**
+   * A view of this cluster whose own connections (clientConfig, and every query its methods run) go to
+   * `port(nodeId)` instead of the node: e.g. a controller behind a TCP proxy the drill can cut. It shares the
+   * state with this cluster; connectionString and the writer file keep the nodes' own ports.
+   */
+  routedVia(port: (nodeId: string) => number): LocalCluster {
+    const view = Object.create(this) as LocalCluster;
+    view.clientPort = port;
+    return view;
+  }
+
+  /** Re-read state.json: another process (a controller run as a child process) changed the cluster. */
+  refresh(): void {
+    if (this.stopped) return;
+    const fresh = LocalCluster.attach(this.baseDir).state;
+    Object.assign(this.state, fresh);
   }
 
   // ---------------------------------------------------------------- controls
@@ -269,6 +299,27 @@ export class LocalCluster {
       await c.query('SELECT pg_wal_replay_resume()');
     });
     this.log(`${nodeId}: replay resumed`);
+  }
+
+  /**
+   * SIGSTOP every process of the node's data directory (the postmaster first, so it forks nothing new, then
+   * each child): a stalled host. Connections stay open and get no answer. Returns the pids stopped.
+   */
+  pauseNode(nodeId: string): number[] {
+    const node = this.node(nodeId);
+    if (node.pid === null || !isAlive(node.pid)) throw new Error(`${nodeId} is not running: there is nothing to pause`);
+    const pids = stopTree(node.pid);
+    this.log(`${nodeId} paused (SIGSTOP of ${pids.length} processes)`);
+    return pids;
+  }
+
+  /** SIGCONT every process of the node's data directory (the children first, then the postmaster). */
+  resumeNode(nodeId: string): number[] {
+    const node = this.node(nodeId);
+    if (node.pid === null) throw new Error(`${nodeId} is not running: there is nothing to resume`);
+    const pids = continueTree(node.pid);
+    this.log(`${nodeId} resumed (SIGCONT of ${pids.length} processes)`);
+    return pids;
   }
 
   /** Resolves once the node has replayed (a replica) or written (a primary) WAL up to `lsn`. */
@@ -539,7 +590,7 @@ export class LocalCluster {
   private upstreamConf(primary: NodeState, replicaId: string): string {
     return replicationConf({
       host: LOOPBACK,
-      port: primary.port,
+      port: this.upstreamPort(primary.id, replicaId),
       user: SUPERUSER,
       password: this.state.password,
       applicationName: replicaId,
@@ -606,7 +657,7 @@ export class LocalCluster {
   /** Until the replica's WAL receiver streams from `primaryId` on `timeline`. */
   private async waitUntilStreaming(replicaId: string, primaryId: string, timeline: number, timeoutMs: number): Promise<void> {
     const replica = this.node(replicaId);
-    const primaryPort = this.node(primaryId).port;
+    const primaryPort = this.upstreamPort(primaryId, replicaId);
     const deadline = Date.now() + timeoutMs;
     let last = 'no WAL receiver yet';
     for (;;) {
@@ -624,6 +675,12 @@ export class LocalCluster {
       if (Date.now() > deadline) throw new Error(`not streaming from ${primaryId} (port ${primaryPort}, timeline ${timeline}) after ${timeoutMs} ms: ${last}`);
       await sleep(20);
     }
+  }
+
+  /** The port a replica streams from its upstream through (the upstream's own, unless routed). */
+  private upstreamPort(upstreamId: string, replicaId: string): number {
+    const upstream = this.node(upstreamId);
+    return this.replicationPort?.({ id: upstream.id, port: upstream.port }, replicaId) ?? upstream.port;
   }
 
   private async query<T>(nodeId: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {

@@ -65,6 +65,21 @@ export function killTreeSync(pid: number): void {
   for (const child of children) signal(child, 'SIGKILL');
 }
 
+/** SIGSTOP a process and its children (itself first, so it cannot fork a new one meanwhile); returns every pid stopped. */
+export function stopTree(pid: number): number[] {
+  if (!signal(pid, 'SIGSTOP')) return [];
+  const children = childPids(pid);
+  for (const child of children) signal(child, 'SIGSTOP');
+  return [pid, ...children];
+}
+
+/** SIGCONT the children of a process, then the process itself; returns every pid continued. */
+export function continueTree(pid: number): number[] {
+  const children = childPids(pid);
+  for (const child of children) signal(child, 'SIGCONT');
+  return signal(pid, 'SIGCONT') ? [...children, pid] : children;
+}
+
 export async function waitForExit(pids: readonly number[], timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (pids.some(isAlive)) {

@@ -103,7 +103,14 @@ export class TcpProxy {
   }
 
   private connect(link: Link): void {
-    const server = net.connect({ host: LOOPBACK, port: this.target() });
+    let port: number;
+    try {
+      port = this.target();
+    } catch {
+      this.end(link, true); // no target known (yet): like a refused connection
+      return;
+    }
+    const server = net.connect({ host: LOOPBACK, port });
     link.server = server;
     server.on('error', () => this.end(link, false));
     server.on('close', () => this.end(link, false));
