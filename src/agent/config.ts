@@ -42,6 +42,12 @@ export interface AgentConfig {
   readonly pollIntervalMs: number;
   /** SQLite busy timeout: how long an append waits for another process's write lock. */
   readonly busyTimeoutMs: number;
+  /**
+   * Appends that would grow the buffer's database beyond this are refused (BufferFullError, nothing stored) instead
+   * of filling the volume; syncing and pruning are not limited. The WAL file comes on top (up to ~4 MiB between
+   * automatic checkpoints). Unset: only the volume's free space limits appends.
+   */
+  readonly maxBufferBytes?: number;
   readonly connectTimeoutMs: number;
   readonly queryTimeoutMs: number;
   /** Exponential backoff with full jitter between failed sync attempts. */
@@ -122,6 +128,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     'batchSize',
     'pollIntervalMs',
     'busyTimeoutMs',
+    'maxBufferBytes',
     'connectTimeoutMs',
     'queryTimeoutMs',
     'backoff',
@@ -160,6 +167,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     batchSize: int(root.batchSize, 'batchSize', 1000, 1, 50_000),
     pollIntervalMs: int(root.pollIntervalMs, 'pollIntervalMs', 200, 1),
     busyTimeoutMs: int(root.busyTimeoutMs, 'busyTimeoutMs', 5000, 0),
+    ...(root.maxBufferBytes === undefined ? {} : { maxBufferBytes: int(root.maxBufferBytes, 'maxBufferBytes', 0, 64 * 1024) }),
     connectTimeoutMs: int(root.connectTimeoutMs, 'connectTimeoutMs', 5000, 1),
     queryTimeoutMs: int(root.queryTimeoutMs, 'queryTimeoutMs', 60_000, 1),
     backoff: { initialMs, maxMs },

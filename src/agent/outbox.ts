@@ -21,6 +21,14 @@ export interface OutboxRow {
   readonly payload: string;
 }
 
+/** An append refused because the buffer has no room (disk full, or maxBufferBytes reached): nothing of it was stored. */
+export class BufferFullError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BufferFullError';
+  }
+}
+
 export interface AppendResult {
   readonly ids: string[];
   /** The first rejected row (index into the input) and why; rows before it are committed. */
@@ -56,7 +64,10 @@ export class Outbox {
   private readonly rangeAt: SqliteStatement<[number, number], ResyncRange>;
   private readonly nextRangeStart: SqliteStatement<[number], { first_seq: number }>;
 
-  static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean } = {}): Outbox {
+  /** Set while appends are capped (maxBufferBytes): [max_page_count for appends, the connection's own limit]. */
+  private appendPageLimit: readonly [number, number] | null = null;
+
+  static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean; maxBytes?: number } = {}): Outbox {
     if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     // No SQLite busy handler (it sleeps 1..100 ms between tries and starves waiters under contention):
@@ -69,7 +80,9 @@ export class Outbox {
         db.pragma('synchronous = FULL');
         ensureSchema(db);
       });
-      return new Outbox(db, file, busyTimeoutMs);
+      const outbox = new Outbox(db, file, busyTimeoutMs);
+      if (options.maxBytes !== undefined) outbox.setMaxBytes(options.maxBytes);
+      return outbox;
     } catch (error) {
       db.close();
       throw error;
@@ -106,6 +119,27 @@ export class Outbox {
   }
 
   /**
+   * Caps what appends may grow the file to (null: no cap). SQLite's max_page_count of this connection, set
+   * around each append only, so a sync or prune on the same connection is never refused for lack of room.
+   */
+  setMaxBytes(maxBytes: number | null): void {
+    if (maxBytes === null) {
+      this.appendPageLimit = null;
+      return;
+    }
+    if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new Error(`maxBytes must be a positive integer, got ${JSON.stringify(maxBytes)}`);
+    const pageSize = Number(this.db.pragma('page_size', { simple: true }));
+    const own = this.appendPageLimit?.[1] ?? Number(this.db.pragma('max_page_count', { simple: true }));
+    this.appendPageLimit = [Math.max(1, Math.floor(maxBytes / pageSize)), own];
+  }
+
+  /** Bytes appends may still use before the cap (null: no cap; the volume's free space is not known here). */
+  get maxBytes(): number | null {
+    if (this.appendPageLimit === null) return null;
+    return this.appendPageLimit[0] * Number(this.db.pragma('page_size', { simple: true }));
+  }
+
+  /**
    * Validates and commits rows in one durable transaction, stopping at the first rejected row (the rows
    * before it stay committed). Re-appending an id with the same payload acknowledges it again; with a
    * different payload it is rejected, since the sink would keep only the first.
@@ -133,7 +167,17 @@ export class Outbox {
         }
       }
     });
-    this.locked(() => write.immediate());
+    const limit = this.appendPageLimit;
+    if (limit !== null) this.db.pragma(`max_page_count = ${limit[0]}`);
+    try {
+      this.locked(() => write.immediate());
+    } catch (error) {
+      if (!isSqliteFull(error)) throw error;
+      const cap = limit === null ? '' : ` or the buffer reached maxBufferBytes (${this.maxBytes} bytes)`;
+      throw new BufferFullError(`buffer ${this.file} is full (the volume has no space left${cap}): the append was refused and nothing of it was stored; appends succeed again once there is room (synced rows pruned, the volume grown${limit === null ? '' : ', or maxBufferBytes raised'})`);
+    } finally {
+      if (limit !== null) this.db.pragma(`max_page_count = ${limit[1]}`);
+    }
     return { ids, rejected };
   }
 
@@ -586,6 +630,13 @@ const sleepCell = new Int32Array(new SharedArrayBuffer(4));
  * appenders wait seconds (measured p99 3 s); this keeps the worst p99 near 70 ms at a lower total rate.
  * Safe: a statement or transaction that got SQLITE_BUSY did not take effect.
  */
+/** SQLITE_FULL (disk full, or max_page_count reached), from either driver (cf. isSqliteBusy in sqlite.ts). */
+function isSqliteFull(error: unknown): boolean {
+  const e = error as { code?: unknown; errcode?: unknown };
+  if (e?.code === 'SQLITE_FULL') return true; // better-sqlite3
+  return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && (e.errcode & 0xff) === 13; // node:sqlite
+}
+
 export function retryWhileBusy<T>(file: string, timeoutMs: number, fn: () => T): T {
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; ; attempt++) {

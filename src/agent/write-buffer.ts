@@ -55,7 +55,7 @@ export class WriteBuffer {
     this.config = options.config;
     this.log = options.log ?? silentLog;
     if (options.writerUrl !== undefined) parseWriterUrl(options.writerUrl, '--writer');
-    this.outbox = Outbox.open(options.bufferPath, { busyTimeoutMs: options.config.busyTimeoutMs, mustExist: options.mustExist });
+    this.outbox = Outbox.open(options.bufferPath, { busyTimeoutMs: options.config.busyTimeoutMs, mustExist: options.mustExist, maxBytes: options.config.maxBufferBytes });
   }
 
   /** Validates and durably stores one row; returns its id. Throws RowRejectedError (nothing written) on bad input. */
@@ -115,6 +115,7 @@ export class WriteBuffer {
   reloadConfig(config: AgentConfig): void {
     const writerChanged = JSON.stringify(config.writer) !== JSON.stringify(this.config.writer);
     this.config = config;
+    this.outbox.setMaxBytes(config.maxBufferBytes ?? null);
     if (writerChanged) {
       this.writerImpl = undefined;
       this.writerGeneration += 1;

@@ -113,7 +113,7 @@ describe('the worker agent bundle on Node.js 22 (node:sqlite, no native addon)',
     const report = path.join(dir, 'node-sqlite-report.json');
     const vitest = path.join(__dirname, '..', '..', '..', 'node_modules', 'vitest', 'vitest.mjs');
     const run = await collect(
-      spawn(NODE22, ['--disable-warning=ExperimentalWarning', vitest, 'run', 'test/unit/agent/outbox.test.ts', 'test/unit/agent/copy-rows.test.ts', '--reporter=json', `--outputFile=${report}`], {
+      spawn(NODE22, ['--disable-warning=ExperimentalWarning', vitest, 'run', 'test/unit/agent/outbox.test.ts', 'test/unit/agent/outbox-full.test.ts', 'test/unit/agent/copy-rows.test.ts', '--reporter=json', `--outputFile=${report}`], {
         cwd: path.join(__dirname, '..', '..', '..'),
         env: { ...process.env, RDS_FAILOVER_SQLITE: 'node' },
         stdio: ['pipe', 'pipe', 'pipe'],
