@@ -133,7 +133,12 @@ export class Outbox {
     this.appendPageLimit = [Math.max(1, Math.floor(maxBytes / pageSize)), own];
   }
 
-  /** Bytes appends may still use before the cap (null: no cap; the volume's free space is not known here). */
+  /** The database's size (its pages; the WAL file not counted): what a cap is compared with. */
+  databaseBytes(): number {
+    return Number(this.db.pragma('page_count', { simple: true })) * Number(this.db.pragma('page_size', { simple: true }));
+  }
+
+  /** The cap on the database's size for appends, in bytes (null: no cap; the volume's free space is not known here). */
   get maxBytes(): number | null {
     if (this.appendPageLimit === null) return null;
     return this.appendPageLimit[0] * Number(this.db.pragma('page_size', { simple: true }));

@@ -2,14 +2,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { renderDrillChart } from '../drill/chart.js';
-import { renderDrillTable, renderRunsTable, summarizeRuns, type DrillFault, type DrillResult } from '../drill/report.js';
-import { runDrill } from '../drill/run-drill.js';
+import { FAULT_NAMES, FAULTS } from '../drill/faults/index.js';
+import { renderDrillTable, renderRunsTable, summarizeRuns, type DrillResult } from '../drill/report.js';
+import { runDrill, type DrillOptions } from '../drill/run-drill.js';
 import { CliError, durationOption, ExitCode, nonNegativeIntegerOption, positiveIntegerOption, positiveNumberOption } from '../options.js';
 import { consoleProgress } from '../progress.js';
 
 interface DrillFlags {
   seed?: number;
-  fault: DrillFault;
+  fault: string;
   replicas: number;
   workers: number;
   rate: number;
@@ -28,8 +29,8 @@ export function registerDrillCommand(program: Command): Command {
     .description(
       'Run a failover drill on this machine: a real PostgreSQL primary + streaming replicas, worker processes writing through real buffers, a fault, the runbook, and an exact count of lost and duplicated rows.',
     )
-    .addOption(new Option('--fault <kind>', 'what fails').choices(['kill-primary', 'switchover', 'replica-lag']).default('kill-primary'))
-    .option('--seed <n>', 'seed for the random choices (fault moment); same seed, same schedule', nonNegativeIntegerOption('--seed'))
+    .addOption(new Option('--fault <kind>', `what fails: ${FAULTS.map((f) => `${f.name} (${f.summary})`).join('; ')}`).choices([...FAULT_NAMES]).default('kill-primary'))
+    .option('--seed <n>', 'seed for the random choices (fault moment, the fault\'s plan); same seed, same schedule', nonNegativeIntegerOption('--seed'))
     .option('--replicas <n>', 'streaming replicas besides the primary', positiveIntegerOption('--replicas', 5), 2)
     .option('--workers <n>', 'worker processes, each with its own buffer', positiveIntegerOption('--workers', 32), 3)
     .option('--rate <rows/s>', 'rows appended per second by each worker', positiveNumberOption('--rate'), 200)
@@ -48,19 +49,7 @@ export function registerDrillCommand(program: Command): Command {
       for (let run = 0; run < flags.runs; run++) {
         const seed = baseSeed + run;
         if (flags.runs > 1) progress.event('info', `run ${run + 1}/${flags.runs}`, `seed ${seed}`);
-        const result = await runDrill({
-          seed,
-          fault: flags.fault,
-          replicas: flags.replicas,
-          workers: flags.workers,
-          rate: flags.rate,
-          warmupMs: flags.warmup,
-          jitterMs: flags.jitter,
-          afterMs: flags.after,
-          confirmMs: flags.confirm,
-          probeIntervalMs: 50,
-          progress,
-        });
+        const result = await runDrill({ ...drillOptions(flags), seed, fault: flags.fault, progress });
         results.push(result);
         writeRunReport(flags.report, flags.runs > 1 ? `run-${run + 1}-` : '', result);
         if (!flags.json) process.stdout.write(`\n${renderDrillTable(result)}\n`);
@@ -76,19 +65,34 @@ export function registerDrillCommand(program: Command): Command {
       }
       process.stderr.write(`report written to ${path.resolve(flags.report)}\n`);
       if (summary.passed !== summary.runs) {
-        throw new CliError(`drill failed: ${summary.runs - summary.passed} of ${summary.runs} runs lost or duplicated rows`, ExitCode.Failed);
+        const failures = results.filter((r) => !r.ok).map((r) => `seed ${r.seed}: ${r.failure}`);
+        throw new CliError(`drill failed: ${summary.runs - summary.passed} of ${summary.runs} runs failed (${failures.join('; ')})`, ExitCode.Failed);
       }
     });
 }
 
-function writeRunReport(dir: string, prefix: string, result: DrillResult): void {
+/** The drill's settings from the flags, for one run (seed, fault and progress are the caller's). */
+function drillOptions(flags: DrillFlags): Omit<DrillOptions, 'seed' | 'fault' | 'progress'> {
+  return {
+    replicas: flags.replicas,
+    workers: flags.workers,
+    rate: flags.rate,
+    warmupMs: flags.warmup,
+    jitterMs: flags.jitter,
+    afterMs: flags.after,
+    confirmMs: flags.confirm,
+    probeIntervalMs: 50,
+  };
+}
+
+export function writeRunReport(dir: string, prefix: string, result: DrillResult): void {
   writeFileSync(path.join(dir, `${prefix}drill-report.json`), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(path.join(dir, `${prefix}drill-report.txt`), `${renderDrillTable(result)}\n`);
   writeFileSync(path.join(dir, `${prefix}drill-timeline.svg`), renderDrillChart(result));
 }
 
 /** The per-bucket series is for the chart; the JSON summary leaves it out. */
-function stripSeries(result: DrillResult): Omit<DrillResult, 'series'> {
+export function stripSeries(result: DrillResult): Omit<DrillResult, 'series'> {
   const { series: _series, ...rest } = result;
   return rest;
 }

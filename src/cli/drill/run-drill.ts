@@ -1,27 +1,37 @@
 /**
- * The local failover drill: a real primary with streaming replicas, K worker processes appending through
- * real buffers, a fault at a random moment, the runbook's own steps with local adapters, and an exact count
- * of what was acknowledged against what the new primary holds.
+ * The local failover drill: a real primary with streaming replicas, K worker processes appending through real
+ * buffers, a fault (src/cli/drill/faults/) at a seeded moment, the runbook's own steps with local adapters,
+ * and an exact count of what was acknowledged against what the final primary holds. The core knows no fault:
+ * each one sets up what it needs and acts through the hooks of faults/fault.ts.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { percentile, seededRandom } from '../../core/stats.js';
-import { runRunbook, type RunbookEvent, type RunbookInput, STEP_LABELS, LOCAL_RUNBOOK_CONFIG } from '../../core/runbook/index.js';
+import { LOCAL_RUNBOOK_CONFIG, STEP_LABELS, type RunbookEvent, type RunbookState } from '../../core/runbook/index.js';
 import { LocalCluster } from '../../local/local-cluster.js';
-import { createLocalRunbookPorts } from '../../local/local-runbook-ports.js';
+import { LocalSlack } from '../../local/local-slack.js';
 import { PgDatabaseProbe } from '../../pg/probe.js';
-import type { Notification } from '../../ports/notifier.js';
+import { QueuedNotifier } from '../../slack/queued-notifier.js';
+import { SlackNotifier } from '../../slack/slack-notifier.js';
+import { SlackWebhookClient } from '../../slack/webhook-client.js';
 import type { Progress } from '../progress.js';
-import type { LoadWorkerMessage, LoadWorkerSpec } from './load-worker-protocol.js';
-import { drillOk, type DrillEvent, type DrillFault, type DrillResult } from './report.js';
+import { childProcessController, inProcessController, type DrillController, type RunbookRequest } from './controller.js';
+import { DrillNetwork } from './drill-network.js';
+import { countingNode, createDrillTable, DRILL_STREAM, DRILL_TABLE, readStoredRows, type StoredRows } from './drill-table.js';
+import type { AnyFault, FaultContext, RoundReport } from './faults/fault.js';
+import { faultByName } from './faults/index.js';
+import { drillIncidents, drillRounds, recoveredByDrain, worstTimings, type RoundWithState } from './incidents.js';
+import { drillFailure, type DrillEvent, type DrillEventKind, type DrillResult, type DrillRows } from './report.js';
+import { WorkerFleet } from './worker-fleet.js';
+
+export { writeLoadWorkerConfig } from './worker-fleet.js';
 
 export interface DrillOptions {
   readonly seed: number;
-  readonly fault: DrillFault;
+  /** A fault's name (faults/index.ts). */
+  readonly fault: string;
   readonly replicas: number;
   readonly workers: number;
   /** Rows per second per worker. */
@@ -38,280 +48,245 @@ export interface DrillOptions {
   readonly progress: Progress;
 }
 
-const STREAM = 'events';
-const TABLE = 'drill_events';
-const LOAD_WORKER = path.join(__dirname, 'load-worker.ts');
+/** A runaway fault (a round that always asks for another) stops here. */
+const MAX_ROUNDS = 6;
+/** How long the drill waits at the end for queued notifications to be delivered (or given up). */
+const NOTIFY_SETTLE_MS = 15_000;
+
+/**
+ * The drill's Slack stand-in is not Slack: no one-per-second pacing (the runbook publishes ~30 messages), a
+ * short budget per message so an outage shows up as dead letters within the drill.
+ */
+const DRILL_WEBHOOK = { minIntervalMs: 0, maxAttempts: 3, baseBackoffMs: 100, maxBackoffMs: 1_000, maxTotalWaitMs: 3_000, requestTimeoutMs: 2_000 } as const;
 
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
+  const fault: AnyFault = faultByName(options.fault);
+  const needs = fault.needs ?? {};
+  if (options.replicas < (needs.minReplicas ?? 1)) {
+    throw new Error(`--replicas: the ${fault.name} fault needs at least ${needs.minReplicas} replicas, got ${options.replicas}`);
+  }
   const { progress } = options;
   const random = seededRandom(options.seed);
+  // The fault moment first: the same seed puts it at the same moment whatever the fault plans after it.
+  const faultAfter = options.warmupMs + Math.round(random() * options.jitterMs);
+  const plan: unknown = fault.plan(random, options);
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'rds-failover-drill-'));
   let origin = Date.now();
   const timeline: DrillEvent[] = [];
-  const mark = (name: string, detail?: string, at = Date.now()) => {
-    timeline.push({ atMs: at - origin, name, detail });
+  const mark = (kind: DrillEventKind, name: string, detail?: string, at = Date.now()) => {
+    timeline.push({ atMs: at - origin, kind, name, ...(detail === undefined ? {} : { detail }) });
   };
   let cluster: LocalCluster | undefined;
-  const workers: ChildProcess[] = [];
+  let network: DrillNetwork | undefined;
+  let fleet: WorkerFleet | undefined;
+  let slack: LocalSlack | undefined;
+  let controller: DrillController | undefined;
   try {
-    progress.event('start', 'cluster', `primary + ${options.replicas} streaming replicas`);
-    cluster = await LocalCluster.start({ replicas: options.replicas });
-    const oldPrimary = cluster.primaryId();
-    await createTargetTable(cluster, oldPrimary);
-    await cluster.setWriter(oldPrimary);
+    progress.event('start', 'cluster', `primary + ${options.replicas} streaming replicas${needs.network ? ', every path through a TCP proxy' : ''}`);
+    network = needs.network ? await DrillNetwork.start(workDir, options.replicas) : undefined;
+    cluster = await LocalCluster.start({ replicas: options.replicas, ...(network ? { replicationPort: network.replicationRoute } : {}) });
+    network?.attach(cluster);
+    const firstPrimary = cluster.primaryId();
+    await createDrillTable(cluster, firstPrimary);
+    await cluster.setWriter(firstPrimary);
+    network?.publishWriter(cluster);
     progress.event('done', 'cluster', cluster.nodes().map((n) => `${n.id}:${n.port}`).join(' '));
 
-    // Workers: one process each, own buffer file and agent config, the writer file as the writer endpoint.
-    const specs = Array.from({ length: options.workers }, (_, i) => workerSpec(workDir, `w${i + 1}`, cluster!.writerFile, options.rate));
-    const acks = new Map<string, { ids: string[]; times: number[]; latenciesUs: number[] }>();
-    progress.event('start', 'workers', `${options.workers} × ${options.rate} rows/s`);
-    await Promise.all(specs.map((spec) => startWorker(spec, workers, acks)));
+    slack = await LocalSlack.start();
+    const notifier = new QueuedNotifier(new SlackNotifier(new SlackWebhookClient(slack.url, DRILL_WEBHOOK)));
+
+    const agents = needs.agentDaemons ? 'daemon' : 'in-process';
+    progress.event('start', 'workers', `${options.workers} × ${options.rate} rows/s${agents === 'daemon' ? ', each agent its own process' : ''}`);
+    fleet = await WorkerFleet.start({
+      workDir,
+      count: options.workers,
+      rate: options.rate,
+      writerFile: network?.workersWriterFile ?? cluster.writerFile,
+      table: DRILL_TABLE,
+      stream: DRILL_STREAM,
+      agents,
+      writerFollow: needs.writerFollow ?? 'file-watch',
+    });
+    const controllerCluster = network ? network.controllerView(cluster) : cluster;
+    const controllerOptions = {
+      cluster: controllerCluster,
+      workers: fleet.localWorkers(),
+      stateDir: path.join(workDir, 'controller'),
+      notifier,
+      config: { ...LOCAL_RUNBOOK_CONFIG, confirmUnreachableMs: options.confirmMs },
+      ...(network ? { afterRepoint: () => network!.publishWriter(cluster!) } : {}),
+    };
+    controller = needs.controllerProcess ? childProcessController(controllerOptions) : inProcessController(controllerOptions);
     origin = Date.now(); // the report's clock starts with the load
-    mark('load started');
+    mark('drill', 'load started');
     progress.event('done', 'workers');
 
-    const faultAfter = options.warmupMs + Math.round(random() * options.jitterMs);
-    await sleep(faultAfter);
-    const lag = options.fault === 'replica-lag' ? await cutReplication(cluster, progress) : undefined;
-    const lagNode = lag?.nodeId;
-    if (lag) {
-      mark('replica lag', `${lag.nodeId} stopped receiving WAL`);
-      await sleep(Math.max(500, options.warmupMs / 2));
-    }
-
-    const events: RunbookEvent[] = [];
-    const notifications: Notification[] = [];
-    const ports = createLocalRunbookPorts({
-      cluster,
-      workers: specs.map((s) => ({ id: s.workerId, bufferPath: s.bufferPath, configPath: s.configPath })),
-      stateDir: path.join(workDir, 'controller'),
-      noFailover: lagNode ? cluster.nodes().filter((n) => n.id !== oldPrimary && n.id !== lagNode).map((n) => n.id) : [],
-      // Every notification is kept and counted in the report; the live progress already shows each step.
-      notifier: { notify: async (n) => void notifications.push(n) },
-    });
-    const onEvent = (event: RunbookEvent) => {
-      events.push(event);
-      const figures = Object.entries(event.figures).map(([k, v]) => `${k}=${v}`).join(' ');
-      if (event.phase !== 'start' || event.step === 'preflight') mark(`${STEP_LABELS[event.step]} ${event.phase}`, figures || event.message, Date.parse(event.at));
-      progress.event(event.phase === 'warning' ? 'info' : event.phase, STEP_LABELS[event.step], figures || event.message);
+    const rounds: RoundWithState[] = [];
+    let incident = { at: Date.now(), cause: 'none' };
+    const monitor = new PgDatabaseProbe((id) => controllerCluster.clientConfig(id), { connectTimeoutMs: 500 });
+    const nemesis = (name: string, detail?: string) => {
+      mark('nemesis', name, detail);
+      progress.event('info', 'nemesis', detail ? `${name}: ${detail}` : name);
     };
-    const config = { ...LOCAL_RUNBOOK_CONFIG, confirmUnreachableMs: options.confirmMs };
+    const ctx: FaultContext = {
+      cluster,
+      workers: fleet,
+      network,
+      slack,
+      controller,
+      progress,
+      firstPrimary,
+      confirmMs: options.confirmMs,
+      rounds,
+      nemesis,
+      inject(name, detail) {
+        incident = { at: Date.now(), cause: name };
+        nemesis(name, detail);
+      },
+      async killNode(nodeId, why) {
+        const at = Date.now();
+        await cluster!.stopNode(nodeId, 'kill');
+        incident = { at, cause: why };
+        mark('nemesis', why, `kill -9 ${nodeId}`, at);
+        progress.event('info', 'fault', `kill -9 of ${nodeId}'s postmaster (${why})`);
+      },
+      async waitUntilUnreachable(nodeId) {
+        while ((await monitor.probe(nodeId)).reachable) await sleep(options.probeIntervalMs);
+        mark('drill', `monitor saw ${nodeId === firstPrimary ? 'primary' : nodeId} down`);
+      },
+      triggeredFailover: (nodeId, message, force) => ({
+        input: { mode: 'failover', ...(force ? { force: true } : {}), trigger: { source: 'rds-event', sourceId: nodeId, message } },
+      }),
+      sleep: (ms) => sleep(ms),
+    };
 
-    let faultAt: number;
-    let input: RunbookInput;
-    if (options.fault === 'switchover') {
-      faultAt = Date.now();
-      mark('switchover requested');
-      input = { mode: 'switchover' };
-    } else {
-      faultAt = Date.now();
-      await cluster.stopNode(oldPrimary, 'kill');
-      mark('primary killed', `kill -9 ${oldPrimary}`, faultAt);
-      await lag?.restore();
-      progress.event('info', 'fault', `kill -9 of ${oldPrimary}'s postmaster`);
-      await waitUntilUnreachable(new PgDatabaseProbe((id) => cluster!.clientConfig(id), { connectTimeoutMs: 500 }), oldPrimary, options.probeIntervalMs);
-      mark('monitor saw primary down');
-      input = { mode: 'failover', force: options.fault === 'replica-lag', trigger: { source: 'rds-event', sourceId: oldPrimary, message: 'drill: primary killed' } };
+    await sleep(faultAfter);
+    await fault.prepare?.(ctx, plan);
+    let request: RunbookRequest | undefined = await fault.inject(ctx, plan);
+    for (let round = 1; request !== undefined; round++) {
+      if (round > MAX_ROUNDS) throw new Error(`the ${fault.name} fault asked for more than ${MAX_ROUNDS} runbook runs`);
+      const events: RunbookEvent[] = [];
+      const startedAt = Date.now();
+      const onEvent = (event: RunbookEvent) => {
+        events.push(event);
+        const figures = Object.entries(event.figures).map(([k, v]) => `${k}=${v}`).join(' ');
+        const label = `${round > 1 ? `#${round} ` : ''}${STEP_LABELS[event.step]} ${event.phase}`;
+        if (event.phase !== 'start' || event.step === 'preflight' || event.step === 'drain') mark('runbook', label, figures || event.message, Date.parse(event.at));
+        progress.event(event.phase === 'warning' ? 'info' : event.phase, `${round > 1 ? `#${round} ` : ''}${STEP_LABELS[event.step]}`, figures || event.message);
+        try {
+          fault.onRunbookEvent?.(ctx, plan, event, round);
+        } catch (error) {
+          mark('drill', 'fault hook failed', (error as Error).message);
+        }
+      };
+      const result = await controller.run(request, onEvent);
+      const state: RunbookState | null = result.state;
+      const report: RoundWithState = {
+        round,
+        request,
+        outcome: result.outcome,
+        error: result.error ?? null,
+        oldPrimary: state?.plan?.oldPrimaryId ?? null,
+        newPrimary: state?.plan?.candidateId ?? null,
+        events,
+        incidentAt: incident.at,
+        startedAt,
+        endedAt: Date.now(),
+        state,
+        cause: incident.cause,
+      };
+      rounds.push(report);
+      mark('drill', `runbook ${rounds.length > 1 || result.outcome !== 'succeeded' ? `#${round} ` : ''}${result.outcome === 'succeeded' ? 'finished' : result.outcome}`, result.error?.message);
+      request = await fault.afterRunbook?.(ctx, plan, report satisfies RoundReport);
     }
-    const result = await runRunbook(input, ports, { clusterId: cluster.clusterId, config, onEvent });
-    if (result.outcome !== 'succeeded') {
-      throw new Error(`runbook ${result.outcome}: ${result.error?.message ?? result.state.error?.Cause ?? 'see the timeline'}`);
-    }
-    const state = result.state;
-    const newPrimary = state.plan!.candidateId;
-    mark('runbook finished');
-    const runbookDoneAt = Date.now();
 
+    await fault.heal?.(ctx, plan);
     await sleep(options.afterMs);
     progress.event('start', 'stop load', 'workers finish syncing what is pending');
-    const stopped = await Promise.all(workers.map((w) => stopWorker(w)));
-    mark('load stopped');
+    const stopped = await fleet.stop();
+    mark('drill', 'load stopped');
     progress.event('done', 'stop load', stopped.map((s) => `pending=${s.pendingRows}`).join(' '));
 
-    progress.event('start', 'verify', `count acknowledged ids on ${newPrimary}`);
-    const stored = await readStoredRows(cluster, newPrimary);
-    const acknowledged = [...acks.values()].flatMap((a) => a.ids);
-    const present = new Set(stored.ids);
-    const lost = acknowledged.filter((id) => !present.has(id)).length;
-    const drains = state.drains ?? [];
-    const eventTime = (step: RunbookEvent['step'], phase: RunbookEvent['phase']) => {
-      const e = events.find((x) => x.step === step && x.phase === phase);
-      return e ? Date.parse(e.at) : Number.NaN;
-    };
-    const newPort = cluster.nodes().find((n) => n.id === newPrimary)!.port;
-    const firstOnNew = Math.min(...stored.rows.filter((r) => r.port === newPort).map((r) => r.committedAtMs));
-    const confirmedAt = options.fault === 'switchover' ? faultAt : eventTime('confirm', 'done');
-    const rows = {
+    const countedOn = (await countingNode(cluster)) ?? null;
+    progress.event('start', 'verify', countedOn ? `count acknowledged ids on ${countedOn}` : 'no writable primary to count on');
+    const stored: StoredRows | null = countedOn ? await readStoredRows(cluster, countedOn) : null;
+    const records = [...fleet.records().values()];
+    const acknowledged = records.flatMap((r) => r.ids);
+    const refusedIds = records.flatMap((r) => r.refused.map(([id]) => id));
+    const present = stored ? new Set(stored.ids) : null;
+    const rows: DrillRows = {
       acknowledged: acknowledged.length,
-      inNewPrimary: stored.ids.length,
-      lost,
-      duplicates: stored.duplicates,
-      recoveredByDrain: drains.reduce((sum, d) => sum + (d.summary?.inserted ?? 0), 0),
+      inNewPrimary: stored ? stored.ids.length : null,
+      lost: present ? acknowledged.filter((id) => !present.has(id)).length : null,
+      duplicates: stored ? stored.duplicates : null,
+      recoveredByDrain: recoveredByDrain(rounds),
+      refused: refusedIds.length,
+      refusedButStored: present ? refusedIds.filter((id) => present.has(id)).length : 0,
     };
-    const latencies = [...acks.values()].flatMap((a) => a.latenciesUs).map((us) => us / 1000);
-    const drillResult: DrillResult = {
+    const checks = (await fault.verify?.(ctx, plan)) ?? [];
+    const delivery = await notifier.settle(NOTIFY_SETTLE_MS);
+    const last = rounds[rounds.length - 1];
+    const failure = drillFailure(rows, last, checks);
+    const portOf = (id: string) => cluster!.nodes().find((n) => n.id === id)?.port;
+    const firstCommitAt = (port: number, afterMs: number) => {
+      let first: number | null = null;
+      for (const r of stored?.rows ?? []) if (r.port === port && r.committedAtMs >= afterMs && (first === null || r.committedAtMs < first)) first = r.committedAtMs;
+      return first;
+    };
+    const incidents = drillIncidents(rounds, origin, portOf, firstCommitAt);
+    const latencies = records.flatMap((r) => r.latenciesUs).map((us) => us / 1000);
+    const lastState = [...rounds].reverse().find((r) => r.state)?.state;
+    const result: DrillResult = {
       seed: options.seed,
-      fault: options.fault,
+      fault: fault.name,
+      plan,
       workers: options.workers,
       ratePerWorker: options.rate,
-      oldPrimary,
-      newPrimary,
-      forkPoint: state.forkPoint ?? null,
-      timings: {
-        detectionMs: confirmedAt - faultAt,
-        promotionMs: eventTime('waitWritable', 'done') - confirmedAt,
-        firstWriteMs: firstOnNew - faultAt,
-        drainMs: eventTime('drain', 'done') - eventTime('drain', 'start'),
-        rtoMs: runbookDoneAt - faultAt,
-      },
+      oldPrimary: firstPrimary,
+      newPrimary: countedOn,
+      forkPoint: lastState?.forkPoint ?? null,
+      timings: worstTimings(incidents),
+      incidents,
+      rounds: drillRounds(rounds, origin),
       rows,
-      appendLatencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: Math.max(...latencies) },
-      maxAckGapMs: Math.max(...[...acks.values()].map((a) => maxGap(a.times))),
-      notifications: notifications.length,
+      appendLatencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.reduce((a, b) => Math.max(a, b), 0) },
+      maxAckGapMs: Math.max(...records.map((r) => maxGap(r.times))),
+      notifications: delivery.published,
+      slack: {
+        published: delivery.published,
+        delivered: delivery.delivered,
+        undelivered: delivery.deadLetters.length + delivery.queued,
+        deadLetters: delivery.deadLetters,
+        refusedCalls: { ...slack.refused },
+      },
+      checks,
+      failure,
       timeline: [...timeline].sort((a, b) => a.atMs - b.atMs),
-      series: buildSeries(origin, [...acks.values()].flatMap((a) => a.times), stored.rows, cluster),
-      ok: drillOk(rows),
+      series: buildSeries(origin, records.flatMap((r) => r.times), stored?.rows ?? [], cluster),
+      ok: failure === null,
     };
-    progress.event(drillResult.ok ? 'done' : 'failed', 'verify', `acknowledged ${rows.acknowledged}, in ${newPrimary} ${rows.inNewPrimary}, lost ${rows.lost}, duplicates ${rows.duplicates}`);
-    return drillResult;
+    progress.event(
+      result.ok ? 'done' : 'failed',
+      'verify',
+      `acknowledged ${rows.acknowledged}, in ${countedOn ?? '(none)'} ${rows.inNewPrimary ?? '-'}, lost ${rows.lost ?? '-'}, duplicates ${rows.duplicates ?? '-'}${failure ? ` — ${failure}` : ''}`,
+    );
+    return result;
   } finally {
-    for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+    controller?.close();
+    fleet?.killAll();
     await cluster?.stop();
+    await network?.close();
+    await slack?.close();
     rmSync(workDir, { recursive: true, force: true });
   }
 }
 
-function workerSpec(workDir: string, workerId: string, writerFile: string, rate: number): LoadWorkerSpec {
-  return writeLoadWorkerConfig({ workDir, workerId, writerFile, table: TABLE, stream: STREAM, ratePerSecond: rate, batchSize: 500 });
-}
-
-/**
- * Writes the agent config of one load worker and returns its spec: the drill's rows (id, worker, seq,
- * payload) into `table`, syncing and backing off fast (the drill measures in tens of milliseconds).
- */
-export function writeLoadWorkerConfig(o: { workDir: string; workerId: string; writerFile: string; table: string; stream: string; ratePerSecond: number; batchSize: number }): LoadWorkerSpec {
-  const configPath = path.join(o.workDir, `${o.workerId}.agent.json`);
-  const config = {
-    writerFile: o.writerFile,
-    workerId: o.workerId,
-    streams: { [o.stream]: { table: o.table, key: ['id'], columns: ['id', 'worker', 'seq', 'payload'] } },
-    batchSize: o.batchSize,
-    pollIntervalMs: 20,
-    connectTimeoutMs: 1000,
-    queryTimeoutMs: 5000,
-    backoff: { initialMs: 20, maxMs: 250 },
-    retention: { minReplicas: 1 },
-  };
-  writeFileSync(configPath, JSON.stringify(config, null, 2));
-  return { workerId: o.workerId, bufferPath: path.join(o.workDir, `${o.workerId}.outbox.sqlite`), configPath, stream: o.stream, ratePerSecond: o.ratePerSecond };
-}
-
-async function createTargetTable(cluster: LocalCluster, primary: string): Promise<void> {
-  const client = new pg.Client(cluster.clientConfig(primary));
-  await client.connect();
-  try {
-    // node_port and committed_at record where and when each row was first committed (the chart, first write).
-    await client.query(`CREATE TABLE ${TABLE} (
-      id text PRIMARY KEY,
-      worker text NOT NULL,
-      seq bigint NOT NULL,
-      payload jsonb NOT NULL,
-      node_port integer NOT NULL DEFAULT inet_server_port(),
-      committed_at timestamptz NOT NULL DEFAULT clock_timestamp())`);
-    const { rows } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-    for (const node of cluster.nodes()) if (node.id !== primary) await cluster.waitForReplay(node.id, rows[0]!.lsn, 30_000);
-  } finally {
-    await client.end();
-  }
-}
-
-function startWorker(spec: LoadWorkerSpec, workers: ChildProcess[], acks: Map<string, { ids: string[]; times: number[]; latenciesUs: number[] }>): Promise<void> {
-  const child = fork(LOAD_WORKER, [], {
-    execArgv: ['--import', 'tsx'],
-    env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  workers.push(child);
-  const record = { ids: [] as string[], times: [] as number[], latenciesUs: [] as number[] };
-  acks.set(spec.workerId, record);
-  return new Promise((resolve, reject) => {
-    child.on('message', (message: LoadWorkerMessage) => {
-      if (message.type === 'ready') resolve();
-      if (message.type === 'acks') {
-        for (const [id, at, us] of message.acks) {
-          record.ids.push(id);
-          record.times.push(at);
-          record.latenciesUs.push(us);
-        }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`worker ${spec.workerId} exited with code ${code} before it was ready`)));
-  });
-}
-
-function stopWorker(child: ChildProcess): Promise<{ pendingRows: number; lastSyncError: string | null }> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (message: LoadWorkerMessage) => {
-      if (message.type === 'stopped') resolve({ pendingRows: message.pendingRows, lastSyncError: message.lastSyncError });
-    };
-    child.on('message', onMessage);
-    child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`a worker exited with code ${code} while stopping`))));
-    child.send({ type: 'stop', syncTimeoutMs: 30_000 });
-  });
-}
-
-/**
- * replica-lag: the candidate's WAL receiver is cut (primary_conninfo emptied with ALTER SYSTEM), so it falls
- * behind while the primary keeps committing. `restore` undoes the setting once the primary is dead, so the node
- * keeps no trace of the fault (replicas cloned from it later would inherit it) and still cannot catch up.
- */
-async function cutReplication(cluster: LocalCluster, progress: Progress): Promise<{ nodeId: string; restore: () => Promise<void> }> {
-  const nodeId = cluster.nodes().find((n) => n.role === 'replica')!.id;
-  const setConninfo = async (sql: string) => {
-    const client = new pg.Client(cluster.clientConfig(nodeId));
-    await client.connect();
-    try {
-      await client.query(sql);
-      await client.query('SELECT pg_reload_conf()');
-    } finally {
-      await client.end();
-    }
-  };
-  await setConninfo(`ALTER SYSTEM SET primary_conninfo = ''`);
-  progress.event('info', 'fault', `${nodeId} cut off from the primary's WAL stream (it will be promoted behind)`);
-  return { nodeId, restore: () => setConninfo('ALTER SYSTEM RESET primary_conninfo') };
-}
-
-async function waitUntilUnreachable(probe: PgDatabaseProbe, nodeId: string, intervalMs: number): Promise<void> {
-  for (;;) {
-    const p = await probe.probe(nodeId);
-    if (!p.reachable) return;
-    await sleep(intervalMs);
-  }
-}
-
-async function readStoredRows(cluster: LocalCluster, nodeId: string) {
-  const client = new pg.Client(cluster.clientConfig(nodeId));
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ id: string; port: number; at: string }>(
-      `SELECT id, node_port AS port, (extract(epoch FROM committed_at) * 1000)::float8::text AS at FROM ${TABLE}`,
-    );
-    const { rows: dup } = await client.query<{ n: string }>(`SELECT (count(*) - count(DISTINCT id))::text AS n FROM ${TABLE}`);
-    return {
-      ids: rows.map((r) => r.id),
-      rows: rows.map((r) => ({ port: r.port, committedAtMs: Number(r.at) })),
-      duplicates: Number(dup[0]!.n),
-    };
-  } finally {
-    await client.end();
-  }
-}
-
-function buildSeries(origin: number, ackTimes: number[], stored: { port: number; committedAtMs: number }[], cluster: LocalCluster) {
+function buildSeries(origin: number, ackTimes: number[], stored: readonly { port: number; committedAtMs: number }[], cluster: LocalCluster) {
   const bucketMs = 250;
   const bucket = (t: number) => Math.max(0, Math.floor((t - origin) / bucketMs));
-  const last = Math.max(...ackTimes.map(bucket), ...stored.map((r) => bucket(r.committedAtMs)), 0);
+  let last = 0;
+  for (const t of ackTimes) last = Math.max(last, bucket(t));
+  for (const r of stored) last = Math.max(last, bucket(r.committedAtMs));
   const acknowledged = new Array<number>(last + 1).fill(0);
   for (const t of ackTimes) acknowledged[bucket(t)]! += 1;
   const committed: Record<string, number[]> = {};

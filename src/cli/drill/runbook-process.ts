@@ -1,0 +1,43 @@
+/**
+ * A drill runbook in its own process (childProcessController): attaches to the drill's cluster, runs the
+ * runbook over the shared lock and journal, and reports every event, notification and the result over IPC.
+ * The drill may SIGKILL it at any moment; the next one resumes from the journal.
+ */
+import { runRunbook } from '../../core/runbook/index.js';
+import { LocalCluster } from '../../local/local-cluster.js';
+import { createLocalRunbookPorts } from '../../local/local-runbook-ports.js';
+import { LocalWorkerControl } from '../../local/local-worker-control.js';
+import type { RunbookProcessMessage, RunbookProcessSpec } from './controller.js';
+
+const spec = JSON.parse(process.env.DRILL_RUNBOOK_SPEC ?? 'null') as RunbookProcessSpec | null;
+if (!spec || typeof process.send !== 'function') {
+  console.error('runbook-process: run by the drill only (needs DRILL_RUNBOOK_SPEC and an IPC channel)');
+  process.exit(2);
+}
+
+const send = (message: RunbookProcessMessage) => new Promise<void>((resolve) => process.send!(message, undefined, {}, () => resolve()));
+
+async function main(s: RunbookProcessSpec): Promise<void> {
+  const cluster = LocalCluster.attach(s.clusterDir);
+  const ports = createLocalRunbookPorts({
+    cluster,
+    workers: s.workers,
+    stateDir: s.stateDir,
+    noFailover: s.request.noFailover,
+    notifier: { notify: (notification) => send({ type: 'notification', notification }) },
+  });
+  try {
+    const result = await runRunbook(s.request.input, ports, { clusterId: cluster.clusterId, config: s.config, onEvent: (event) => void send({ type: 'event', event }) });
+    await send({ type: 'result', result: { outcome: result.outcome, state: result.state, ...(result.error ? { error: result.error } : {}) } });
+  } finally {
+    if (ports.workers instanceof LocalWorkerControl) ports.workers.stopAll();
+  }
+}
+
+main(spec).then(
+  () => process.disconnect(),
+  (error: unknown) => {
+    console.error(`runbook-process: ${error instanceof Error ? error.stack : String(error)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,243 @@
+/**
+ * The drill's workers: one appender process each (load-worker.ts) with its own buffer and agent config, and,
+ * when the agent runs apart (`agents: 'daemon'`), one `rds-failover-agent run` process each, as the systemd unit
+ * runs it on a worker instance. The fleet keeps every acknowledged and every refused id, and lets faults stop
+ * and start a worker's agent, or fill and free its buffer's volume, while the appends go on.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { LocalWorker } from '../../local/local-worker-control.js';
+import { waitForExit } from '../../local/processes.js';
+import type { LoadWorkerCommand, LoadWorkerMessage, LoadWorkerSpec } from './load-worker-protocol.js';
+
+const REPO_ROOT = path.join(__dirname, '..', '..', '..');
+const LOAD_WORKER = path.join(__dirname, 'load-worker.ts');
+const AGENT = [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')];
+
+/**
+ * How the agents find the writer. 'file-watch': the local writer file, noticed as soon as it is replaced.
+ * 'session': as on AWS (a DNS name): a session is kept until it breaks, the writer is read again only on
+ * reconnect. The agent option for 'session' belongs to the lineage work (issue 13); until it lands, asking
+ * for it is refused here, by name.
+ */
+export type WriterFollow = 'file-watch' | 'session';
+
+export interface FleetOptions {
+  readonly workDir: string;
+  readonly count: number;
+  /** Rows per second per worker. */
+  readonly rate: number;
+  /** The writer file the agents read (the cluster's, or the network's routed copy). */
+  readonly writerFile: string;
+  readonly table: string;
+  readonly stream: string;
+  /** 'in-process': the appender runs the sync daemon too; 'daemon': the agent runs as its own process. */
+  readonly agents: 'in-process' | 'daemon';
+  readonly writerFollow: WriterFollow;
+}
+
+export interface WorkerRecord {
+  readonly ids: string[];
+  readonly times: number[];
+  readonly latenciesUs: number[];
+  readonly refused: [string, number][];
+  firstRefusal: string | null;
+}
+
+interface Worker {
+  readonly spec: LoadWorkerSpec;
+  readonly appender: ChildProcess;
+  agent: ChildProcess | null;
+  readonly record: WorkerRecord;
+}
+
+export class WorkerFleet {
+  private readonly workers: Worker[] = [];
+
+  private constructor(private readonly options: FleetOptions) {}
+
+  static async start(options: FleetOptions): Promise<WorkerFleet> {
+    const fleet = new WorkerFleet(options);
+    const specs = Array.from({ length: options.count }, (_, i) =>
+      writeLoadWorkerConfig({
+        workDir: options.workDir,
+        workerId: `w${i + 1}`,
+        writerFile: options.writerFile,
+        table: options.table,
+        stream: options.stream,
+        ratePerSecond: options.rate,
+        batchSize: 500,
+        syncInProcess: options.agents === 'in-process',
+        writerFollow: options.writerFollow,
+      }),
+    );
+    try {
+      await Promise.all(specs.map((spec) => fleet.startWorker(spec)));
+    } catch (error) {
+      fleet.killAll();
+      throw error;
+    }
+    return fleet;
+  }
+
+  ids(): string[] {
+    return this.workers.map((w) => w.spec.workerId);
+  }
+
+  /** What the runbook's worker control drains. */
+  localWorkers(): LocalWorker[] {
+    return this.workers.map((w) => ({ id: w.spec.workerId, bufferPath: w.spec.bufferPath, configPath: w.spec.configPath }));
+  }
+
+  records(): ReadonlyMap<string, WorkerRecord> {
+    return new Map(this.workers.map((w) => [w.spec.workerId, w.record]));
+  }
+
+  /** Stops a worker's agent process (SIGTERM finishes its batch; SIGKILL is a crash). Its appends go on. */
+  async stopAgent(workerId: string, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    const worker = this.daemonWorker(workerId);
+    const agent = worker.agent;
+    if (agent === null || agent.exitCode !== null || agent.signalCode !== null) return;
+    agent.kill(signal);
+    await waitForExit([agent.pid!], 30_000);
+    worker.agent = null;
+  }
+
+  startAgent(workerId: string): void {
+    const worker = this.daemonWorker(workerId);
+    if (worker.agent !== null && worker.agent.exitCode === null && worker.agent.signalCode === null) return;
+    worker.agent = this.spawnAgent(worker.spec);
+  }
+
+  agentRunning(workerId: string): boolean {
+    const agent = this.worker(workerId).agent;
+    return this.options.agents === 'in-process' || (agent !== null && agent.exitCode === null && agent.signalCode === null);
+  }
+
+  /** 'full': the worker's buffer gets no room beyond what it holds now; null: room again. */
+  setDiskSpace(workerId: string, space: 'full' | null): void {
+    const command: LoadWorkerCommand = { type: 'disk', space };
+    this.worker(workerId).appender.send(command);
+  }
+
+  /** Stops appending everywhere, lets every buffer sync what is pending, stops the agents. */
+  async stop(syncTimeoutMs = 30_000): Promise<{ workerId: string; pendingRows: number; lastSyncError: string | null }[]> {
+    for (const w of this.workers) if (this.options.agents === 'daemon') this.startAgent(w.spec.workerId);
+    const stopped = await Promise.all(this.workers.map((w) => stopAppender(w.appender, syncTimeoutMs).then((s) => ({ workerId: w.spec.workerId, ...s }))));
+    await Promise.all(this.workers.map((w) => this.stopAgent(w.spec.workerId, 'SIGTERM').catch(() => undefined)));
+    return stopped;
+  }
+
+  killAll(): void {
+    for (const w of this.workers) {
+      for (const child of [w.appender, w.agent]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }
+
+  private worker(workerId: string): Worker {
+    const worker = this.workers.find((w) => w.spec.workerId === workerId);
+    if (!worker) throw new Error(`unknown worker '${workerId}': the drill's workers are ${this.ids().join(', ')}`);
+    return worker;
+  }
+
+  private daemonWorker(workerId: string): Worker {
+    const worker = this.worker(workerId);
+    if (this.options.agents !== 'daemon') throw new Error(`worker ${workerId} runs its agent inside the appender: start the fleet with agents 'daemon' to stop or start the agent alone`);
+    return worker;
+  }
+
+  private startWorker(spec: LoadWorkerSpec): Promise<void> {
+    const appender = fork(LOAD_WORKER, [], {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    const record: WorkerRecord = { ids: [], times: [], latenciesUs: [], refused: [], firstRefusal: null };
+    const worker: Worker = { spec, appender, agent: null, record };
+    this.workers.push(worker);
+    if (this.options.agents === 'daemon') worker.agent = this.spawnAgent(spec);
+    return new Promise((resolve, reject) => {
+      appender.on('message', (message: LoadWorkerMessage) => {
+        if (message.type === 'ready') resolve();
+        if (message.type === 'acks') {
+          for (const [id, at, us] of message.acks) {
+            record.ids.push(id);
+            record.times.push(at);
+            record.latenciesUs.push(us);
+          }
+        }
+        if (message.type === 'refused') {
+          record.refused.push(...message.refused);
+          record.firstRefusal ??= message.error;
+        }
+      });
+      appender.once('exit', (code) => reject(new Error(`worker ${spec.workerId} exited with code ${code} before it was ready`)));
+    });
+  }
+
+  /** `rds-failover-agent run`, its JSON log lines appended to <worker>.agent.log next to the buffer. */
+  private spawnAgent(spec: LoadWorkerSpec): ChildProcess {
+    const log = openSync(path.join(path.dirname(spec.bufferPath), `${spec.workerId}.agent.log`), 'a');
+    try {
+      const [command, ...args] = AGENT;
+      return spawn(command!, [...args, 'run', '--buffer', spec.bufferPath, '--config', spec.configPath], { cwd: REPO_ROOT, stdio: ['ignore', log, log] });
+    } finally {
+      closeSync(log);
+    }
+  }
+}
+
+function stopAppender(child: ChildProcess, syncTimeoutMs: number): Promise<{ pendingRows: number; lastSyncError: string | null }> {
+  return new Promise((resolve, reject) => {
+    child.on('message', (message: LoadWorkerMessage) => {
+      if (message.type === 'stopped') resolve({ pendingRows: message.pendingRows, lastSyncError: message.lastSyncError });
+    });
+    child.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`a worker exited with code ${code} while stopping`))));
+    const command: LoadWorkerCommand = { type: 'stop', syncTimeoutMs };
+    child.send(command);
+  });
+}
+
+/**
+ * Writes the agent config of one load worker and returns its spec: the drill's rows (id, worker, seq,
+ * payload) into `table`, syncing and backing off fast (the drill measures in tens of milliseconds).
+ */
+export function writeLoadWorkerConfig(o: {
+  workDir: string;
+  workerId: string;
+  writerFile: string;
+  table: string;
+  stream: string;
+  ratePerSecond: number;
+  batchSize: number;
+  syncInProcess?: boolean;
+  writerFollow?: WriterFollow;
+}): LoadWorkerSpec {
+  if (o.writerFollow === 'session') {
+    throw new Error(
+      "workers.writerFollow 'session' (follow the writer as AWS workers do: keep a session until it breaks) needs the agent option from the lineage work (issue 13), which is not in this agent yet",
+    );
+  }
+  const configPath = path.join(o.workDir, `${o.workerId}.agent.json`);
+  const config = {
+    writerFile: o.writerFile,
+    workerId: o.workerId,
+    streams: { [o.stream]: { table: o.table, key: ['id'], columns: ['id', 'worker', 'seq', 'payload'] } },
+    batchSize: o.batchSize,
+    pollIntervalMs: 20,
+    connectTimeoutMs: 1000,
+    queryTimeoutMs: 5000,
+    backoff: { initialMs: 20, maxMs: 250 },
+    retention: { minReplicas: 1 },
+  };
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  return {
+    workerId: o.workerId,
+    bufferPath: path.join(o.workDir, `${o.workerId}.outbox.sqlite`),
+    configPath,
+    stream: o.stream,
+    ratePerSecond: o.ratePerSecond,
+    ...(o.syncInProcess === false ? { syncInProcess: false } : {}),
+  };
+}
