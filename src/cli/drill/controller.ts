@@ -69,16 +69,18 @@ export function inProcessController(options: ControllerOptions): DrillController
   };
 }
 
-/** What the child process (runbook-process.ts) gets in DRILL_RUNBOOK_SPEC. */
+/** What the child process (runbook-process.ts) gets in DRILL_RUNBOOK_SPEC; the request comes later, over IPC. */
 export interface RunbookProcessSpec {
   readonly clusterDir: string;
   readonly workers: readonly LocalWorker[];
   readonly stateDir: string;
   readonly config: RunbookConfig;
-  readonly request: RunbookRequest;
 }
 
+export type RunbookProcessCommand = { readonly type: 'run'; readonly request: RunbookRequest };
+
 export type RunbookProcessMessage =
+  | { readonly type: 'ready' }
   | { readonly type: 'event'; readonly event: RunbookEvent }
   | { readonly type: 'notification'; readonly notification: Parameters<Notifier['notify']>[0] }
   | { readonly type: 'result'; readonly result: ControllerResult };
@@ -86,43 +88,60 @@ export type RunbookProcessMessage =
 const RUNBOOK_PROCESS = path.join(__dirname, 'runbook-process.ts');
 
 /**
- * Each run in a new child process over the same cluster directory, lock and journal. The drill's own
- * LocalCluster re-reads the cluster state after each run (the child changed it).
+ * Each run in its own child process over the same cluster directory, lock and journal. A process is started
+ * ahead of each run and waits, like a controller service that is up before the failure (its start-up is not
+ * part of the recovery time); it reads the journal only when it runs. The drill's own LocalCluster re-reads
+ * the cluster state after each run (the child changed it).
  */
 export function childProcessController(options: ControllerOptions): DrillController {
   if (options.afterRepoint) throw new Error('a child-process controller cannot republish the workers\' writer file: run it without the drill network');
+  const spec: RunbookProcessSpec = { clusterDir: options.cluster.baseDir, workers: options.workers, stateDir: options.stateDir, config: options.config };
+  const start = () => {
+    const child = fork(RUNBOOK_PROCESS, [], {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, DRILL_RUNBOOK_SPEC: JSON.stringify(spec) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      child.on('message', (m: RunbookProcessMessage) => (m.type === 'ready' ? resolve() : undefined));
+      child.once('exit', (code, signal) => reject(new Error(`the runbook process exited with ${code ?? signal} before it was ready`)));
+    });
+    ready.catch(() => undefined);
+    return { child, ready };
+  };
+  let spare = start();
   let current: ChildProcess | null = null;
   return {
-    run(request, onEvent) {
-      const spec: RunbookProcessSpec = { clusterDir: options.cluster.baseDir, workers: options.workers, stateDir: options.stateDir, config: options.config, request };
-      const child = fork(RUNBOOK_PROCESS, [], {
-        execArgv: ['--import', 'tsx'],
-        env: { ...process.env, DRILL_RUNBOOK_SPEC: JSON.stringify(spec) },
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      });
+    async run(request, onEvent) {
+      const { child, ready } = spare;
+      spare = start(); // the next run's process starts now: ready when this one is killed
+      await ready;
       current = child;
-      return new Promise<ControllerResult>((resolve) => {
-        let result: ControllerResult | undefined;
+      const result = new Promise<ControllerResult>((resolve) => {
+        let reported: ControllerResult | undefined;
         child.on('message', (message: RunbookProcessMessage) => {
           if (message.type === 'event') onEvent(message.event);
           if (message.type === 'notification') void options.notifier.notify(message.notification);
-          if (message.type === 'result') result = message.result;
+          if (message.type === 'result') reported = message.result;
         });
         child.once('exit', (code, signal) => {
           current = null;
           options.cluster.refresh();
-          if (result) resolve(result);
+          if (reported) resolve(reported);
           else if (signal === 'SIGKILL') resolve({ outcome: 'crashed', state: null, error: { name: 'ControllerKilled', message: 'the process running the runbook was killed (SIGKILL)' } });
           else resolve({ outcome: 'failed', state: null, error: { name: 'ControllerExited', message: `the runbook process exited with ${code ?? signal} before reporting a result` } });
         });
       });
+      const command: RunbookProcessCommand = { type: 'run', request };
+      child.send(command);
+      return result;
     },
     crash() {
       if (current === null || current.exitCode !== null) return false;
       return current.kill('SIGKILL');
     },
     close() {
-      if (current && current.exitCode === null) current.kill('SIGKILL');
+      for (const child of [current, spare.child]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
 }

@@ -81,6 +81,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   let fleet: WorkerFleet | undefined;
   let slack: LocalSlack | undefined;
   let controller: DrillController | undefined;
+  /** Fault actions scheduled with ctx.later. */
+  const scheduled: { timer: NodeJS.Timeout; run: () => Promise<void> }[] = [];
   try {
     progress.event('start', 'cluster', `primary + ${options.replicas} streaming replicas${needs.network ? ', every path through a TCP proxy' : ''}`);
     network = needs.network ? await DrillNetwork.start(workDir, options.replicas) : undefined;
@@ -113,7 +115,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       workers: fleet.localWorkers(),
       stateDir: path.join(workDir, 'controller'),
       notifier,
-      config: { ...LOCAL_RUNBOOK_CONFIG, confirmUnreachableMs: options.confirmMs },
+      // The drain step gives up after 30 s (not 60): a drain whose writer died fails within it (the agents give up after 20 s).
+      config: { ...LOCAL_RUNBOOK_CONFIG, confirmUnreachableMs: options.confirmMs, timeoutMs: { ...LOCAL_RUNBOOK_CONFIG.timeoutMs, drain: 30_000 } },
       ...(network ? { afterRepoint: () => network!.publishWriter(cluster!) } : {}),
     };
     controller = needs.controllerProcess ? childProcessController(controllerOptions) : inProcessController(controllerOptions);
@@ -124,7 +127,11 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     const rounds: RoundWithState[] = [];
     let incident = { at: Date.now(), cause: 'none' };
     const monitor = new PgDatabaseProbe((id) => controllerCluster.clientConfig(id), { connectTimeoutMs: 500 });
+    const nemesisTimes = new Map<string, number>();
+    const runbookEvents: RunbookEvent[] = [];
+    const waiters: { matches: (e: RunbookEvent) => boolean; resolve: (seen: boolean) => void }[] = [];
     const nemesis = (name: string, detail?: string) => {
+      nemesisTimes.set(name, Date.now());
       mark('nemesis', name, detail);
       progress.event('info', 'nemesis', detail ? `${name}: ${detail}` : name);
     };
@@ -158,6 +165,18 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
         input: { mode: 'failover', ...(force ? { force: true } : {}), trigger: { source: 'rds-event', sourceId: nodeId, message } },
       }),
       sleep: (ms) => sleep(ms),
+      later(ms, action) {
+        let done: Promise<void> | undefined;
+        const run = () => (done ??= Promise.resolve().then(action));
+        // A failure is reported when the core awaits it (before heal); here it must not go unhandled.
+        scheduled.push({ timer: setTimeout(() => run().catch(() => undefined), ms), run });
+      },
+      nemesisTime: (name) => nemesisTimes.get(name),
+      runbookReached(step, phase) {
+        const matches = (e: RunbookEvent) => e.step === step && e.phase === phase;
+        if (runbookEvents.some(matches)) return Promise.resolve(true);
+        return new Promise((resolve) => waiters.push({ matches, resolve }));
+      },
     };
 
     await sleep(faultAfter);
@@ -167,8 +186,14 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       if (round > MAX_ROUNDS) throw new Error(`the ${fault.name} fault asked for more than ${MAX_ROUNDS} runbook runs`);
       const events: RunbookEvent[] = [];
       const startedAt = Date.now();
+      const answers = incident; // what this round answers (a fault hook may start the next incident meanwhile)
       const onEvent = (event: RunbookEvent) => {
         events.push(event);
+        runbookEvents.push(event);
+        for (const w of waiters.filter((x) => x.matches(event))) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(true);
+        }
         const figures = Object.entries(event.figures).map(([k, v]) => `${k}=${v}`).join(' ');
         const label = `${round > 1 ? `#${round} ` : ''}${STEP_LABELS[event.step]} ${event.phase}`;
         if (event.phase !== 'start' || event.step === 'preflight' || event.step === 'drain') mark('runbook', label, figures || event.message, Date.parse(event.at));
@@ -189,17 +214,20 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
         oldPrimary: state?.plan?.oldPrimaryId ?? null,
         newPrimary: state?.plan?.candidateId ?? null,
         events,
-        incidentAt: incident.at,
+        incidentAt: answers.at,
         startedAt,
         endedAt: Date.now(),
         state,
-        cause: incident.cause,
+        cause: answers.cause,
       };
       rounds.push(report);
       mark('drill', `runbook ${rounds.length > 1 || result.outcome !== 'succeeded' ? `#${round} ` : ''}${result.outcome === 'succeeded' ? 'finished' : result.outcome}`, result.error?.message);
       request = await fault.afterRunbook?.(ctx, plan, report satisfies RoundReport);
     }
 
+    for (const w of waiters.splice(0)) w.resolve(false);
+    for (const s of scheduled) clearTimeout(s.timer);
+    await Promise.all(scheduled.map((s) => s.run()));
     await fault.heal?.(ctx, plan);
     await sleep(options.afterMs);
     progress.event('start', 'stop load', 'workers finish syncing what is pending');
@@ -272,6 +300,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     );
     return result;
   } finally {
+    for (const s of scheduled) clearTimeout(s.timer);
     controller?.close();
     fleet?.killAll();
     await cluster?.stop();

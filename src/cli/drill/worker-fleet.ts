@@ -230,6 +230,8 @@ export function writeLoadWorkerConfig(o: {
     queryTimeoutMs: 5000,
     backoff: { initialMs: 20, maxMs: 250 },
     retention: { minReplicas: 1 },
+    // A drain against a writer that died gives up within the drill's runbook drain timeout (DRILL_DRAIN_TIMEOUT_MS).
+    drain: { timeoutSeconds: 20 },
   };
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   return {

@@ -8,7 +8,7 @@
  *
  * A new fault is one module in this folder and one line in faults/index.ts; the core does not change.
  */
-import type { RunbookEvent } from '../../../core/runbook/index.js';
+import type { RunbookEvent, RunbookEventPhase, StepName } from '../../../core/runbook/index.js';
 import type { LocalCluster } from '../../../local/local-cluster.js';
 import type { LocalSlack } from '../../../local/local-slack.js';
 import type { Progress } from '../../progress.js';
@@ -85,6 +85,18 @@ export interface FaultContext {
   /** A failover request as the monitor would start it: triggered by the node's failure, confirmed by the runbook. */
   triggeredFailover(nodeId: string, message: string, force?: boolean): RunbookRequest;
   sleep(ms: number): Promise<void>;
+  /**
+   * Runs `action` after `ms` (e.g. heal a partition after a seeded time), or, if the runbooks finish first,
+   * right after them, before `heal`: a scheduled action always happens, within the load.
+   */
+  later(ms: number, action: () => void | Promise<void>): void;
+  /**
+   * Resolves true once a runbook (any round) emitted this step's event, false if the drill's runbooks all
+   * ended without it.
+   */
+  runbookReached(step: StepName, phase: RunbookEventPhase): Promise<boolean>;
+  /** Wall-clock ms of the latest nemesis event with this name, if there was one. */
+  nemesisTime(name: string): number | undefined;
   /** Rounds run so far (the current one last). */
   readonly rounds: readonly RoundReport[];
 }
