@@ -1,9 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { renderBatteryChart, renderBatteryTable, runBattery } from '../drill/battery.js';
 import { renderDrillChart } from '../drill/chart.js';
 import { FAULT_NAMES, FAULTS } from '../drill/faults/index.js';
-import { renderDrillTable, renderRunsTable, summarizeRuns, type DrillResult } from '../drill/report.js';
+import { ms, renderDrillTable, renderRunsTable, summarizeRuns, type DrillResult } from '../drill/report.js';
+import { formatDurationMs } from '../../core/duration.js';
 import { runDrill, type DrillOptions } from '../drill/run-drill.js';
 import { CliError, durationOption, ExitCode, nonNegativeIntegerOption, positiveIntegerOption, positiveNumberOption } from '../options.js';
 import { consoleProgress } from '../progress.js';
@@ -21,6 +23,9 @@ interface DrillFlags {
   runs: number;
   report: string;
   json?: boolean;
+  battery?: boolean;
+  runsPerFault: number;
+  faults?: string[];
 }
 
 export function registerDrillCommand(program: Command): Command {
@@ -39,9 +44,16 @@ export function registerDrillCommand(program: Command): Command {
     .option('--after <duration>', 'load kept running after the runbook finished', durationOption('--after'), 2000)
     .option('--confirm <duration>', 'how long the primary must stay unreachable before the runbook acts', durationOption('--confirm'), 300)
     .option('--runs <n>', 'repeat the drill (seeds seed, seed+1, ...) and print medians', positiveIntegerOption('--runs', 100), 1)
-    .option('--report <dir>', 'where to write drill-report.json, drill-report.txt and drill-timeline.svg', 'drill-report')
+    .option('--report <dir>', 'where to write drill-report.json, drill-report.txt and drill-timeline.svg (battery: battery.json, battery.txt, battery.svg)', 'drill-report')
     .option('--json', 'print the report as JSON instead of tables')
-    .action(async (flags: DrillFlags) => {
+    .option('--battery', 'the nemesis battery: every fault (or --faults) × --runs-per-fault seeds, one after the other')
+    .option('--runs-per-fault <n>', 'battery: seeds per fault (seed, seed+1, ...)', positiveIntegerOption('--runs-per-fault', 1000), 3)
+    .option('--faults <names>', `battery: comma-separated faults to run (default all: ${FAULT_NAMES.join(',')})`, faultListOption)
+    .action(async (flags: DrillFlags, command: Command) => {
+      if (flags.battery) return battery(flags, command);
+      for (const flag of ['faults', 'runsPerFault'] as const) {
+        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag === 'faults' ? 'faults' : 'runs-per-fault'} goes with --battery`);
+      }
       const baseSeed = flags.seed ?? Math.floor(Math.random() * 2 ** 31);
       const progress = consoleProgress();
       const results: DrillResult[] = [];
@@ -69,6 +81,67 @@ export function registerDrillCommand(program: Command): Command {
         throw new CliError(`drill failed: ${summary.runs - summary.passed} of ${summary.runs} runs failed (${failures.join('; ')})`, ExitCode.Failed);
       }
     });
+}
+
+/** `--faults a,b`: every name checked before anything runs. */
+function faultListOption(value: string): string[] {
+  const names = value.split(',').map((n) => n.trim()).filter(Boolean);
+  const unknown = names.filter((n) => !FAULT_NAMES.includes(n));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new InvalidArgumentError(`--faults: ${names.length === 0 ? 'no fault given' : `unknown fault${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => `'${n}'`).join(', ')}`}; expected a comma-separated list of ${FAULT_NAMES.join(', ')}`);
+  }
+  return [...new Set(names)];
+}
+
+async function battery(flags: DrillFlags, command: Command): Promise<void> {
+  for (const flag of ['fault', 'runs'] as const) {
+    if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag} does not go with --battery: use ${flag === 'fault' ? '--faults' : '--runs-per-fault'}`);
+  }
+  const faults = flags.faults ?? [...FAULT_NAMES];
+  const baseSeed = flags.seed ?? Math.floor(Math.random() * 2 ** 31);
+  mkdirSync(flags.report, { recursive: true });
+  const failedDir = path.join(flags.report, 'failed');
+  const line = liveLine(process.stderr);
+  const report = await runBattery({
+    faults,
+    runsPerFault: flags.runsPerFault,
+    baseSeed,
+    settings: drillOptions(flags),
+    runDrill,
+    line: line.update,
+    onRun: (run, result) => {
+      line.done(`${run.ok ? '✔' : '✖'} ${run.fault} seed ${run.seed} (${formatDurationMs(run.durationMs)}): ${run.ok ? `acknowledged ${run.acknowledged}, lost 0, duplicates 0, RTO ${ms(run.rtoMs)}` : run.failure}`);
+      if (run.ok || !result) return;
+      const dir = path.join(failedDir, `${result.fault}-seed-${result.seed}`);
+      mkdirSync(dir, { recursive: true });
+      writeRunReport(dir, '', result);
+    },
+  });
+  line.update('');
+  writeFileSync(path.join(flags.report, 'battery.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(path.join(flags.report, 'battery.txt'), `${renderBatteryTable(report)}\n`);
+  writeFileSync(path.join(flags.report, 'battery.svg'), renderBatteryChart(report));
+  process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `\n${renderBatteryTable(report)}\n`);
+  process.stderr.write(`battery report written to ${path.resolve(flags.report)}${report.ok ? '' : ` (failed runs' reports in ${path.resolve(failedDir)})`}\n`);
+  if (!report.ok) throw new CliError(`battery failed: ${report.totals.runs - report.totals.passed} of ${report.totals.runs} runs failed`, ExitCode.Failed);
+}
+
+/** One progress line, rewritten in place on a terminal; elsewhere only the finished runs, one line each. */
+function liveLine(stream: NodeJS.WriteStream): { update: (text: string) => void; done: (text: string) => void } {
+  const tty = stream.isTTY === true;
+  let shown = '';
+  return {
+    update(text) {
+      if (!tty || text === shown) return;
+      const width = stream.columns ?? 120;
+      stream.write(`\r\x1b[K${text.length > width - 1 ? `${text.slice(0, width - 2)}…` : text}`);
+      shown = text;
+    },
+    done(text) {
+      stream.write(tty ? `\r\x1b[K${text}\n` : `${text}\n`);
+      shown = '';
+    },
+  };
 }
 
 /** The drill's settings from the flags, for one run (seed, fault and progress are the caller's). */

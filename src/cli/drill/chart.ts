@@ -1,4 +1,5 @@
 import { ms, type DrillEventKind, type DrillResult } from './report.js';
+import { niceCeiling, svgDocument, svgText as text } from './svg.js';
 
 const WIDTH = 960;
 const PLOT_HEIGHT = 360;
@@ -123,19 +124,5 @@ export function renderDrillChart(result: DrillResult): string {
     parts.push(text(lx + 24, ly, label!, 11));
   });
 
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif">\n${parts.join('\n')}\n</svg>\n`;
-}
-
-function niceCeiling(value: number): number {
-  const magnitude = 10 ** Math.floor(Math.log10(value));
-  return [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((c) => c >= value) ?? value;
-}
-
-function text(x: number, y: number, content: string, size: number, weight = 'normal', anchor = 'start', rotate = 0, fill = '#222'): string {
-  const transform = rotate ? ` transform="rotate(${rotate} ${x} ${y})"` : '';
-  return `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" font-size="${size}" font-weight="${weight}" text-anchor="${anchor}" fill="${fill}"${transform}>${escapeXml(content)}</text>`;
-}
-
-function escapeXml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  return svgDocument(WIDTH, HEIGHT, parts);
 }
