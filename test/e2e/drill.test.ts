@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { silentProgress } from '../../src/cli/progress.js';
-import { runDrill, type DrillOptions } from '../../src/cli/drill/run-drill.js';
+import { runDrill } from '../../src/cli/drill/run-drill.js';
+import { smallDrill as small } from '../support/drill.js';
 import { renderDrillChart } from '../../src/cli/drill/chart.js';
 import { renderDrillTable } from '../../src/cli/drill/report.js';
-
-const small: Omit<DrillOptions, 'fault' | 'seed'> = {
-  replicas: 2,
-  workers: 2,
-  rate: 100,
-  warmupMs: 1500,
-  jitterMs: 500,
-  afterMs: 500,
-  confirmMs: 300,
-  probeIntervalMs: 50,
-  progress: silentProgress,
-};
 
 describe('failover drill (real cluster, real buffers, worker processes)', () => {
   it('kill -9 of the primary: a replica is promoted, every acknowledged row is on it exactly once', async () => {
@@ -29,6 +17,9 @@ describe('failover drill (real cluster, real buffers, worker processes)', () => 
     expect(result.timings.detectionMs).toBeGreaterThanOrEqual(small.confirmMs);
     expect(result.timings.firstWriteMs).toBeGreaterThan(0);
     expect(result.timeline.map((e) => e.name)).toEqual(expect.arrayContaining(['primary killed', 'promote done', 'repoint writer done', 'drain workers done']));
+    expect(result.timeline.filter((e) => e.kind === 'nemesis').map((e) => e.name)).toEqual(['primary killed']);
+    expect(result.rounds.map((r) => r.outcome)).toEqual(['succeeded']);
+    expect(result.slack.delivered).toBe(result.slack.published);
     expect(renderDrillTable(result)).toContain('PASS');
     expect(renderDrillChart(result)).toMatch(/^<svg[\s\S]*committed on /);
   });

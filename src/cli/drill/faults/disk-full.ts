@@ -2,7 +2,8 @@
  * disk-full: one worker's buffer volume fills up (its appends get no room beyond what the buffer holds: SQLite's
  * max_page_count on the appender's connection, portable, no root) while the primary is killed and the runbook
  * fails over; space comes back after a seeded time. Appends are refused with a clear error, never acknowledged
- * and then lost; the worker acknowledges again once there is room.
+ * and then lost; the worker acknowledges again once there is room. The agents run as their own processes, as on
+ * a worker instance: the application's appends are refused, the agent's syncing and draining go on.
  */
 import { killPrimaryAndFailOver } from './basic.js';
 import { between, type Fault } from './fault.js';
@@ -17,6 +18,7 @@ interface DiskFullPlan {
 export const diskFull: Fault<DiskFullPlan> = {
   name: 'disk-full',
   summary: "one worker's buffer volume fills up (appends refused with a clear error, nothing acknowledged is lost) while the primary is killed; space comes back after a seeded time",
+  needs: { agentDaemons: true },
   plan: (random, drill) => ({ worker: `w${between(random, 1, drill.workers)}`, fullForMs: between(random, 1_500, 4_000), killAfterMs: between(random, 200, 1_000) }),
   async inject(ctx, plan) {
     ctx.workers.setDiskSpace(plan.worker, 'full');
