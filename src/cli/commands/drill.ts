@@ -1,7 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { renderBatteryChart, renderBatteryTable, runBattery } from '../drill/battery.js';
+import { renderBatteryTable, runBattery } from '../drill/battery.js';
+import { renderBatteryChart } from '../drill/battery-chart.js';
 import { renderDrillChart } from '../drill/chart.js';
 import { FAULT_NAMES, FAULTS } from '../drill/faults/index.js';
 import { ms, renderDrillTable, renderRunsTable, summarizeRuns, type DrillResult } from '../drill/report.js';

@@ -8,22 +8,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { percentile, seededRandom } from '../../core/stats.js';
-import { LOCAL_RUNBOOK_CONFIG, STEP_LABELS, type RunbookEvent, type RunbookState } from '../../core/runbook/index.js';
+import { seededRandom } from '../../core/stats.js';
+import { LOCAL_RUNBOOK_CONFIG, STEP_LABELS, type RunbookEvent } from '../../core/runbook/index.js';
 import { LocalCluster } from '../../local/local-cluster.js';
 import { LocalSlack } from '../../local/local-slack.js';
-import { PgDatabaseProbe } from '../../pg/probe.js';
 import { QueuedNotifier } from '../../slack/queued-notifier.js';
 import { SlackNotifier } from '../../slack/slack-notifier.js';
 import { SlackWebhookClient } from '../../slack/webhook-client.js';
 import type { Progress } from '../progress.js';
 import { childProcessController, inProcessController, type DrillController, type RunbookRequest } from './controller.js';
 import { DrillNetwork } from './drill-network.js';
-import { countingNode, createDrillTable, DRILL_STREAM, DRILL_TABLE, readStoredRows, type StoredRows } from './drill-table.js';
-import type { AnyFault, FaultContext, RoundReport } from './faults/fault.js';
+import { buildDrillResult } from './drill-result.js';
+import { countingNode, createDrillTable, DRILL_STREAM, DRILL_TABLE, readStoredRows } from './drill-table.js';
+import { FaultRuntime } from './fault-runtime.js';
+import type { AnyFault } from './faults/fault.js';
 import { faultByName } from './faults/index.js';
-import { drillIncidents, drillRounds, recoveredByDrain, worstTimings, type RoundWithState } from './incidents.js';
-import { drillFailure, type DrillEvent, type DrillEventKind, type DrillResult, type DrillRows } from './report.js';
+import type { RoundWithState } from './incidents.js';
+import type { DrillEvent, DrillEventKind, DrillResult } from './report.js';
 import { WorkerFleet } from './worker-fleet.js';
 
 export { writeLoadWorkerConfig } from './worker-fleet.js';
@@ -81,8 +82,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   let fleet: WorkerFleet | undefined;
   let slack: LocalSlack | undefined;
   let controller: DrillController | undefined;
-  /** Fault actions scheduled with ctx.later. */
-  const scheduled: { timer: NodeJS.Timeout; run: () => Promise<void> }[] = [];
+  let runtime: FaultRuntime | undefined;
   try {
     progress.event('start', 'cluster', `primary + ${options.replicas} streaming replicas${needs.network ? ', every path through a TCP proxy' : ''}`);
     network = needs.network ? await DrillNetwork.start(workDir, options.replicas) : undefined;
@@ -125,59 +125,8 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     progress.event('done', 'workers');
 
     const rounds: RoundWithState[] = [];
-    let incident = { at: Date.now(), cause: 'none' };
-    const monitor = new PgDatabaseProbe((id) => controllerCluster.clientConfig(id), { connectTimeoutMs: 500 });
-    const nemesisTimes = new Map<string, number>();
-    const runbookEvents: RunbookEvent[] = [];
-    const waiters: { matches: (e: RunbookEvent) => boolean; resolve: (seen: boolean) => void }[] = [];
-    const nemesis = (name: string, detail?: string) => {
-      nemesisTimes.set(name, Date.now());
-      mark('nemesis', name, detail);
-      progress.event('info', 'nemesis', detail ? `${name}: ${detail}` : name);
-    };
-    const ctx: FaultContext = {
-      cluster,
-      workers: fleet,
-      network,
-      slack,
-      controller,
-      progress,
-      firstPrimary,
-      confirmMs: options.confirmMs,
-      rounds,
-      nemesis,
-      inject(name, detail) {
-        incident = { at: Date.now(), cause: name };
-        nemesis(name, detail);
-      },
-      async killNode(nodeId, why) {
-        const at = Date.now();
-        await cluster!.stopNode(nodeId, 'kill');
-        incident = { at, cause: why };
-        mark('nemesis', why, `kill -9 ${nodeId}`, at);
-        progress.event('info', 'fault', `kill -9 of ${nodeId}'s postmaster (${why})`);
-      },
-      async waitUntilUnreachable(nodeId) {
-        while ((await monitor.probe(nodeId)).reachable) await sleep(options.probeIntervalMs);
-        mark('drill', `monitor saw ${nodeId === firstPrimary ? 'primary' : nodeId} down`);
-      },
-      triggeredFailover: (nodeId, message, force) => ({
-        input: { mode: 'failover', ...(force ? { force: true } : {}), trigger: { source: 'rds-event', sourceId: nodeId, message } },
-      }),
-      sleep: (ms) => sleep(ms),
-      later(ms, action) {
-        let done: Promise<void> | undefined;
-        const run = () => (done ??= Promise.resolve().then(action));
-        // A failure is reported when the core awaits it (before heal); here it must not go unhandled.
-        scheduled.push({ timer: setTimeout(() => run().catch(() => undefined), ms), run });
-      },
-      nemesisTime: (name) => nemesisTimes.get(name),
-      runbookReached(step, phase) {
-        const matches = (e: RunbookEvent) => e.step === step && e.phase === phase;
-        if (runbookEvents.some(matches)) return Promise.resolve(true);
-        return new Promise((resolve) => waiters.push({ matches, resolve }));
-      },
-    };
+    runtime = new FaultRuntime({ cluster, controllerCluster, workers: fleet, network, slack, controller, progress, firstPrimary, confirmMs: options.confirmMs, probeIntervalMs: options.probeIntervalMs, rounds, mark });
+    const { ctx } = runtime;
 
     await sleep(faultAfter);
     await fault.prepare?.(ctx, plan);
@@ -186,18 +135,14 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       if (round > MAX_ROUNDS) throw new Error(`the ${fault.name} fault asked for more than ${MAX_ROUNDS} runbook runs`);
       const events: RunbookEvent[] = [];
       const startedAt = Date.now();
-      const answers = incident; // what this round answers (a fault hook may start the next incident meanwhile)
+      const answers = runtime.incident; // what this round answers (a fault hook may start the next incident meanwhile)
+      const prefix = round > 1 ? `#${round} ` : '';
       const onEvent = (event: RunbookEvent) => {
         events.push(event);
-        runbookEvents.push(event);
-        for (const w of waiters.filter((x) => x.matches(event))) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(true);
-        }
+        runtime!.recordEvent(event);
         const figures = Object.entries(event.figures).map(([k, v]) => `${k}=${v}`).join(' ');
-        const label = `${round > 1 ? `#${round} ` : ''}${STEP_LABELS[event.step]} ${event.phase}`;
-        if (event.phase !== 'start' || event.step === 'preflight' || event.step === 'drain') mark('runbook', label, figures || event.message, Date.parse(event.at));
-        progress.event(event.phase === 'warning' ? 'info' : event.phase, `${round > 1 ? `#${round} ` : ''}${STEP_LABELS[event.step]}`, figures || event.message);
+        if (event.phase !== 'start' || event.step === 'preflight' || event.step === 'drain') mark('runbook', `${prefix}${STEP_LABELS[event.step]} ${event.phase}`, figures || event.message, Date.parse(event.at));
+        progress.event(event.phase === 'warning' ? 'info' : event.phase, `${prefix}${STEP_LABELS[event.step]}`, figures || event.message);
         try {
           fault.onRunbookEvent?.(ctx, plan, event, round);
         } catch (error) {
@@ -205,29 +150,26 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
         }
       };
       const result = await controller.run(request, onEvent);
-      const state: RunbookState | null = result.state;
       const report: RoundWithState = {
         round,
         request,
         outcome: result.outcome,
         error: result.error ?? null,
-        oldPrimary: state?.plan?.oldPrimaryId ?? null,
-        newPrimary: state?.plan?.candidateId ?? null,
+        oldPrimary: result.state?.plan?.oldPrimaryId ?? null,
+        newPrimary: result.state?.plan?.candidateId ?? null,
         events,
         incidentAt: answers.at,
         startedAt,
         endedAt: Date.now(),
-        state,
+        state: result.state,
         cause: answers.cause,
       };
       rounds.push(report);
-      mark('drill', `runbook ${rounds.length > 1 || result.outcome !== 'succeeded' ? `#${round} ` : ''}${result.outcome === 'succeeded' ? 'finished' : result.outcome}`, result.error?.message);
-      request = await fault.afterRunbook?.(ctx, plan, report satisfies RoundReport);
+      mark('drill', `runbook ${rounds.length > 1 || result.outcome !== 'succeeded' ? prefix || '#1 ' : ''}${result.outcome === 'succeeded' ? 'finished' : result.outcome}`, result.error?.message);
+      request = await fault.afterRunbook?.(ctx, plan, report);
     }
 
-    for (const w of waiters.splice(0)) w.resolve(false);
-    for (const s of scheduled) clearTimeout(s.timer);
-    await Promise.all(scheduled.map((s) => s.run()));
+    await runtime.runbooksDone();
     await fault.heal?.(ctx, plan);
     await sleep(options.afterMs);
     progress.event('start', 'stop load', 'workers finish syncing what is pending');
@@ -238,70 +180,36 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
 
     const countedOn = (await countingNode(cluster)) ?? null;
     progress.event('start', 'verify', countedOn ? `count acknowledged ids on ${countedOn}` : 'no writable primary to count on');
-    const stored: StoredRows | null = countedOn ? await readStoredRows(cluster, countedOn) : null;
-    const records = [...fleet.records().values()];
-    const acknowledged = records.flatMap((r) => r.ids);
-    const refusedIds = records.flatMap((r) => r.refused.map(([id]) => id));
-    const present = stored ? new Set(stored.ids) : null;
-    const rows: DrillRows = {
-      acknowledged: acknowledged.length,
-      inNewPrimary: stored ? stored.ids.length : null,
-      lost: present ? acknowledged.filter((id) => !present.has(id)).length : null,
-      duplicates: stored ? stored.duplicates : null,
-      recoveredByDrain: recoveredByDrain(rounds),
-      refused: refusedIds.length,
-      refusedButStored: present ? refusedIds.filter((id) => present.has(id)).length : 0,
-    };
+    const stored = countedOn ? await readStoredRows(cluster, countedOn) : null;
     const checks = (await fault.verify?.(ctx, plan)) ?? [];
     const delivery = await notifier.settle(NOTIFY_SETTLE_MS);
-    const last = rounds[rounds.length - 1];
-    const failure = drillFailure(rows, last, checks);
-    const portOf = (id: string) => cluster!.nodes().find((n) => n.id === id)?.port;
-    const firstCommitAt = (port: number, afterMs: number) => {
-      let first: number | null = null;
-      for (const r of stored?.rows ?? []) if (r.port === port && r.committedAtMs >= afterMs && (first === null || r.committedAtMs < first)) first = r.committedAtMs;
-      return first;
-    };
-    const incidents = drillIncidents(rounds, origin, portOf, firstCommitAt);
-    const latencies = records.flatMap((r) => r.latenciesUs).map((us) => us / 1000);
-    const lastState = [...rounds].reverse().find((r) => r.state)?.state;
-    const result: DrillResult = {
+    const result = buildDrillResult({
       seed: options.seed,
       fault: fault.name,
       plan,
       workers: options.workers,
-      ratePerWorker: options.rate,
-      oldPrimary: firstPrimary,
-      newPrimary: countedOn,
-      forkPoint: lastState?.forkPoint ?? null,
-      timings: worstTimings(incidents),
-      incidents,
-      rounds: drillRounds(rounds, origin),
-      rows,
-      appendLatencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.reduce((a, b) => Math.max(a, b), 0) },
-      maxAckGapMs: Math.max(...records.map((r) => maxGap(r.times))),
-      notifications: delivery.published,
-      slack: {
-        published: delivery.published,
-        delivered: delivery.delivered,
-        undelivered: delivery.deadLetters.length + delivery.queued,
-        deadLetters: delivery.deadLetters,
-        refusedCalls: { ...slack.refused },
-      },
+      rate: options.rate,
+      firstPrimary,
+      origin,
+      rounds,
+      records: [...fleet.records().values()],
+      countedOn,
+      stored,
       checks,
-      failure,
-      timeline: [...timeline].sort((a, b) => a.atMs - b.atMs),
-      series: buildSeries(origin, records.flatMap((r) => r.times), stored?.rows ?? [], cluster),
-      ok: failure === null,
-    };
+      delivery,
+      refusedCalls: slack.refused,
+      timeline,
+      cluster,
+    });
+    const r = result.rows;
     progress.event(
       result.ok ? 'done' : 'failed',
       'verify',
-      `acknowledged ${rows.acknowledged}, in ${countedOn ?? '(none)'} ${rows.inNewPrimary ?? '-'}, lost ${rows.lost ?? '-'}, duplicates ${rows.duplicates ?? '-'}${failure ? ` — ${failure}` : ''}`,
+      `acknowledged ${r.acknowledged}, in ${countedOn ?? '(none)'} ${r.inNewPrimary ?? '-'}, lost ${r.lost ?? '-'}, duplicates ${r.duplicates ?? '-'}${result.failure ? ` — ${result.failure}` : ''}`,
     );
     return result;
   } finally {
-    for (const s of scheduled) clearTimeout(s.timer);
+    runtime?.dispose();
     controller?.close();
     fleet?.killAll();
     await cluster?.stop();
@@ -309,27 +217,4 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     await slack?.close();
     rmSync(workDir, { recursive: true, force: true });
   }
-}
-
-function buildSeries(origin: number, ackTimes: number[], stored: readonly { port: number; committedAtMs: number }[], cluster: LocalCluster) {
-  const bucketMs = 250;
-  const bucket = (t: number) => Math.max(0, Math.floor((t - origin) / bucketMs));
-  let last = 0;
-  for (const t of ackTimes) last = Math.max(last, bucket(t));
-  for (const r of stored) last = Math.max(last, bucket(r.committedAtMs));
-  const acknowledged = new Array<number>(last + 1).fill(0);
-  for (const t of ackTimes) acknowledged[bucket(t)]! += 1;
-  const committed: Record<string, number[]> = {};
-  const nodeByPort = new Map(cluster.nodes().map((n) => [n.port, n.id]));
-  for (const r of stored) {
-    const node = nodeByPort.get(r.port) ?? `port ${r.port}`;
-    (committed[node] ??= new Array<number>(last + 1).fill(0))[bucket(r.committedAtMs)]! += 1;
-  }
-  return { bucketMs, acknowledged, committed };
-}
-
-function maxGap(times: number[]): number {
-  let gap = 0;
-  for (let i = 1; i < times.length; i++) gap = Math.max(gap, times[i]! - times[i - 1]!);
-  return gap;
 }

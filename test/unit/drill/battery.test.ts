@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { renderBatteryChart, renderBatteryTable, runBattery, type BatteryRun } from '../../../src/cli/drill/battery.js';
+import { renderBatteryChart } from '../../../src/cli/drill/battery-chart.js';
+import { renderBatteryTable, runBattery, type BatteryRun } from '../../../src/cli/drill/battery.js';
 import type { DrillResult } from '../../../src/cli/drill/report.js';
 import type { DrillOptions } from '../../../src/cli/drill/run-drill.js';
 import { runInProcess } from '../cli/cli-harness.js';
