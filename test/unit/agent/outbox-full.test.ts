@@ -34,8 +34,7 @@ describe('Outbox with a size cap (the volume is full)', () => {
     const file = path.join(dir, 'w.sqlite');
     const outbox = Outbox.open(file);
     for (let i = 0; i < 50; i++) outbox.append('events', events, { id: `a-${i}`, body: 'x'.repeat(100) });
-    const size = outbox.fileBytes();
-    outbox.setMaxBytes(size); // no room beyond what the file has now
+    outbox.setMaxBytes(outbox.databaseBytes()); // no room beyond what the database has now
     const { acked, refusal } = fill((id) => outbox.append('events', events, { id, body: 'y'.repeat(100) }), 'b');
     expect(refusal).toBeInstanceOf(BufferFullError);
     expect((refusal as Error).message).toContain(`buffer ${file} is full`);
@@ -49,7 +48,7 @@ describe('Outbox with a size cap (the volume is full)', () => {
   it('a batch that does not fit is refused whole (one transaction)', () => {
     const outbox = Outbox.open(path.join(dir, 'w.sqlite'));
     outbox.append('events', events, { id: 'first', body: '' });
-    outbox.setMaxBytes(outbox.fileBytes());
+    outbox.setMaxBytes(outbox.databaseBytes());
     const rows = Array.from({ length: 500 }, (_, i) => ({ id: `m-${i}`, body: 'z'.repeat(200) }));
     expect(() => outbox.appendMany('events', events, rows)).toThrow(BufferFullError);
     expect(outbox.rows().map((r) => r.id)).toEqual(['first']);
@@ -59,7 +58,7 @@ describe('Outbox with a size cap (the volume is full)', () => {
   it('only appends are capped: marking rows synced on the same connection still works when full', () => {
     const outbox = Outbox.open(path.join(dir, 'w.sqlite'));
     for (let i = 0; i < 20; i++) outbox.append('events', events, { id: `a-${i}`, body: 'x'.repeat(100) });
-    outbox.setMaxBytes(outbox.fileBytes());
+    outbox.setMaxBytes(outbox.databaseBytes());
     fill((id) => outbox.append('events', events, { id, body: 'y'.repeat(100) }), 'b');
     const seqs = outbox.rows().map((r) => r.seq);
     outbox.markSynced(seqs, { timelineId: 1, lsn: '0/3000060' });
@@ -69,7 +68,7 @@ describe('Outbox with a size cap (the volume is full)', () => {
 
   it('appends succeed again once the cap is lifted (space returned)', () => {
     const outbox = Outbox.open(path.join(dir, 'w.sqlite'));
-    outbox.setMaxBytes(outbox.fileBytes());
+    outbox.setMaxBytes(outbox.databaseBytes());
     expect(fill((id) => outbox.append('events', events, { id, body: 'y'.repeat(100) }), 'b').refusal).toBeInstanceOf(BufferFullError);
     outbox.setMaxBytes(null);
     expect(outbox.maxBytes).toBeNull();

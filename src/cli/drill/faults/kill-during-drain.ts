@@ -24,9 +24,11 @@ export const killDuringDrain: Fault<KillDuringDrainPlan> = {
   },
   async afterRunbook(ctx, _plan, round) {
     if (round.round > 1) return undefined;
+    // A first runbook that failed before its drain gave the fault no moment to act: nothing more to run.
+    if (!round.events.some((e) => e.step === 'drain' && e.phase === 'start')) return undefined;
     const promoted = round.newPrimary ?? ctx.cluster.writerId();
-    // The kill lands during the drain; wait for it in case the round ended first.
-    while (ctx.cluster.nodes().find((n) => n.id === promoted)?.pid !== null) await ctx.sleep(20);
+    // The kill lands at most a few hundred ms into the drain; the runbook may have ended first.
+    for (let waited = 0; ctx.cluster.nodes().find((n) => n.id === promoted)?.pid !== null && waited < 10_000; waited += 20) await ctx.sleep(20);
     await ctx.waitUntilUnreachable(promoted);
     return ctx.triggeredFailover(promoted, 'drill: promoted primary killed during the drain');
   },
