@@ -4,7 +4,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { renderBatteryTable, runBattery } from '../drill/battery.js';
 import { renderBatteryChart } from '../drill/battery-chart.js';
 import { renderDrillChart } from '../drill/chart.js';
-import { FAULT_NAMES, FAULTS } from '../drill/faults/index.js';
+import { FAULT_NAMES, FAULTS, faultByName, faultSettingsProblem } from '../drill/faults/index.js';
 import { ms, renderDrillTable, renderRunsTable, summarizeRuns, type DrillResult } from '../drill/report.js';
 import { formatDurationMs } from '../../core/duration.js';
 import { runDrill, type DrillOptions } from '../drill/run-drill.js';
@@ -55,6 +55,7 @@ export function registerDrillCommand(program: Command): Command {
       for (const flag of ['faults', 'runsPerFault'] as const) {
         if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag === 'faults' ? 'faults' : 'runs-per-fault'} goes with --battery`);
       }
+      checkSettings([flags.fault], flags.replicas);
       const baseSeed = flags.seed ?? Math.floor(Math.random() * 2 ** 31);
       const progress = consoleProgress();
       const results: DrillResult[] = [];
@@ -84,6 +85,12 @@ export function registerDrillCommand(program: Command): Command {
     });
 }
 
+/** A fault the settings cannot run is a usage error, said before anything starts. */
+function checkSettings(faults: readonly string[], replicas: number): void {
+  const problems = faults.map((f) => faultSettingsProblem(faultByName(f), replicas)).filter((p): p is string => p !== undefined);
+  if (problems.length > 0) throw new CliError(problems.join('; '), ExitCode.Usage);
+}
+
 /** `--faults a,b`: every name checked before anything runs. */
 function faultListOption(value: string): string[] {
   const names = value.split(',').map((n) => n.trim()).filter(Boolean);
@@ -99,6 +106,7 @@ async function battery(flags: DrillFlags, command: Command): Promise<void> {
     if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag} does not go with --battery: use ${flag === 'fault' ? '--faults' : '--runs-per-fault'}`);
   }
   const faults = flags.faults ?? [...FAULT_NAMES];
+  checkSettings(faults, flags.replicas);
   const baseSeed = flags.seed ?? Math.floor(Math.random() * 2 ** 31);
   mkdirSync(flags.report, { recursive: true });
   const failedDir = path.join(flags.report, 'failed');

@@ -22,7 +22,7 @@ import { buildDrillResult } from './drill-result.js';
 import { countingNode, createDrillTable, DRILL_STREAM, DRILL_TABLE, readStoredRows } from './drill-table.js';
 import { FaultRuntime } from './fault-runtime.js';
 import type { AnyFault } from './faults/fault.js';
-import { faultByName } from './faults/index.js';
+import { faultByName, faultSettingsProblem } from './faults/index.js';
 import type { RoundWithState } from './incidents.js';
 import type { DrillEvent, DrillEventKind, DrillResult } from './report.js';
 import { WorkerFleet } from './worker-fleet.js';
@@ -63,9 +63,8 @@ const DRILL_WEBHOOK = { minIntervalMs: 0, maxAttempts: 3, baseBackoffMs: 100, ma
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const fault: AnyFault = faultByName(options.fault);
   const needs = fault.needs ?? {};
-  if (options.replicas < (needs.minReplicas ?? 1)) {
-    throw new Error(`--replicas: the ${fault.name} fault needs at least ${needs.minReplicas} replicas, got ${options.replicas}`);
-  }
+  const problem = faultSettingsProblem(fault, options.replicas);
+  if (problem) throw new Error(problem);
   const { progress } = options;
   const random = seededRandom(options.seed);
   // The fault moment first: the same seed puts it at the same moment whatever the fault plans after it.

@@ -109,6 +109,12 @@ describe('rds-failover drill flags', () => {
     expect(alone.stderr).toContain('--faults goes with --battery');
   });
 
+  it('a fault the settings cannot run is refused before anything starts (exit 2)', async () => {
+    const run = await runInProcess(['drill', '--battery', '--faults', 'kill-primary,double-failover', '--replicas', '1']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--replicas: the double-failover fault needs at least 2 replicas, got 1');
+  });
+
   it('--fault lists every fault as a choice', async () => {
     const run = await runInProcess(['drill', '--fault', 'meteor']);
     expect(run.code).toBe(2);

@@ -17,3 +17,9 @@ export function faultByName(name: string): AnyFault {
   if (!fault) throw new Error(`--fault: unknown fault '${name}'; expected one of ${FAULT_NAMES.join(', ')}`);
   return fault;
 }
+
+/** Why the drill cannot run this fault with these settings (checked before anything starts), or undefined. */
+export function faultSettingsProblem(fault: AnyFault, replicas: number): string | undefined {
+  const min = fault.needs?.minReplicas ?? 1;
+  return replicas < min ? `--replicas: the ${fault.name} fault needs at least ${min} replicas, got ${replicas}` : undefined;
+}
