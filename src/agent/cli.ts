@@ -1,10 +1,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { StringDecoder } from 'node:string_decoder';
 import { renderKeyValues } from '../core/format-table.js';
-import { parseDurationMs } from '../core/duration.js';
-import { isLsn } from '../core/lsn.js';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { isEpochId, type Epoch } from '../core/lineage.js';
+import { grantLineageToAgent, initLineage } from '../pg/lineage.js';
 import type { DrainRequest } from '../ports/worker-control.js';
-import { ConfigError, loadConfig, parseConfig, type AgentConfig } from './config.js';
+import { ConfigError, loadConfig, parseConfig, parseWriterUrl, type AgentConfig } from './config.js';
 import { errorMessage, jsonLineLog } from './log.js';
 import { WriteBuffer } from './write-buffer.js';
 
@@ -71,18 +73,31 @@ export async function runCli(argv: readonly string[], io: CliIo = { stdin: proce
       ),
     );
 
-  command('drain', 're-send rows after a failover: past the fork point, or synced within a window, plus every pending row')
-    .addOption(new Option('--fork-timeline <n>', 'timeline of the fork point (the promoted replica before promotion)'))
-    .addOption(new Option('--fork-lsn <lsn>', 'replay LSN of the fork point, e.g. 0/3000060'))
-    .addOption(new Option('--window <duration>', 'no fork point: re-send rows synced within this window (90s, 15m, 2h)'))
+  command('drain', "re-send rows after a failover: converge on the writer's lineage, re-send every row synced outside the new history and every pending row")
+    .addOption(new Option('--epoch <uuid>', "the promotion's epoch: the writer must be on it or a newer one (the runbook passes it)"))
     .option('--json', 'print the JSON summary')
     .action(
-      act<CommonOptions & { forkTimeline?: string; forkLsn?: string; window?: string }>(async (o) =>
-        withBuffer(o, io, { needsConfig: true, mustExist: true }, async (buffer, config) => {
-          print(io, o, await buffer.drain(drainRequest(o, config)));
+      act<CommonOptions & { epoch?: string }>(async (o) =>
+        withBuffer(o, io, { needsConfig: true, mustExist: true }, async (buffer) => {
+          print(io, o, await buffer.drain(drainRequest(o)));
           return ExitCode.Ok;
         }),
       ),
+    );
+
+  program
+    .command('init-writer')
+    .description("create the lineage (schema rds_failover, its root epoch) on a writer the stack does not manage; run once, as a role that may CREATE in the database")
+    .requiredOption('--writer <postgres-url>', 'the primary, as a role that may CREATE in its database')
+    .option('--node <id>', 'name of this primary in the lineage', 'primary')
+    .option('--grant-agent <role>', "also grant the agent's role what it needs (SELECT on the lineage, its confirmations)")
+    .option('--json', 'print JSON')
+    .action(
+      act<{ writer: string; node: string; grantAgent?: string; json?: boolean }>(async (o) => {
+        const epochs = await initWriterLineage(parseWriterUrl(o.writer, '--writer'), o.node, o.grantAgent);
+        print(io, o, { epochs: epochs.length, root: epochs.find((e) => e.parentId === null)?.id ?? null });
+        return ExitCode.Ok;
+      }),
     );
 
   command('status', 'pending rows, oldest pending age, synced rows kept, last sync error, writer, file size')
@@ -157,30 +172,23 @@ function resolveConfig(options: CommonOptions, io: CliIo, required: boolean): Ag
   return parseConfig({}, process.cwd(), { allowNoStreams: true });
 }
 
-function drainRequest(o: { forkTimeline?: string; forkLsn?: string; window?: string }, config: AgentConfig): DrainRequest {
-  const hasFork = o.forkTimeline !== undefined || o.forkLsn !== undefined;
-  if (hasFork && o.window !== undefined) throw new UsageError('give either --fork-timeline with --fork-lsn, or --window, not both');
-  if (hasFork) {
-    if (o.forkTimeline === undefined || o.forkLsn === undefined) throw new UsageError('--fork-timeline and --fork-lsn go together');
-    if (!/^\d+$/.test(o.forkTimeline) || Number(o.forkTimeline) < 1) throw new UsageError(`--fork-timeline: expected an integer >= 1, got '${o.forkTimeline}'`);
-    if (!isLsn(o.forkLsn)) throw new UsageError(`--fork-lsn: expected an LSN like 0/3000060, got '${o.forkLsn}'`);
-    return { forkPoint: { timelineId: Number(o.forkTimeline), lsn: o.forkLsn.toUpperCase() } };
-  }
-  if (o.window !== undefined) {
-    try {
-      return { windowSeconds: parseWindowSeconds(o.window, '--window') };
-    } catch (error) {
-      throw new UsageError(errorMessage(error));
-    }
-  }
-  return { windowSeconds: config.drain.defaultWindowSeconds };
+function drainRequest(o: { epoch?: string }): DrainRequest {
+  if (o.epoch === undefined) return {};
+  if (!isEpochId(o.epoch)) throw new UsageError(`--epoch: expected the epoch's UUID (lowercase, e.g. 3f2b...-...), got '${o.epoch}'`);
+  return { epochId: o.epoch };
 }
 
-/** A drain window: the project's duration syntax (src/core/duration.ts) in seconds; an empty window selects nothing, so it is refused. */
-export function parseWindowSeconds(value: string, field: string): number {
-  const seconds = parseDurationMs(value, field) / 1000;
-  if (!(seconds > 0)) throw new Error(`${field}: the duration must be greater than zero, got '${value}'`);
-  return seconds;
+/** Creates the lineage on a writer the stack does not manage (`init-writer`). */
+async function initWriterLineage(url: string, nodeId: string, agentRole: string | undefined): Promise<Epoch[]> {
+  const client = new pg.Client({ connectionString: url, application_name: 'rds-failover-agent init-writer' });
+  await client.connect();
+  try {
+    const epochs = await initLineage(client, { nodeId, rootId: randomUUID() });
+    if (agentRole !== undefined) await grantLineageToAgent(client, agentRole);
+    return epochs;
+  } finally {
+    await client.end();
+  }
 }
 
 async function appendCommand(o: CommonOptions & { stream: string }, io: CliIo): Promise<number> {

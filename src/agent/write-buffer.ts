@@ -76,7 +76,7 @@ export class WriteBuffer {
   async syncOnce(): Promise<SyncPassResult> {
     const engine = this.engine();
     try {
-      return await engine.syncPending();
+      return await engine.syncPass();
     } catch (error) {
       await engine.recordFailure(error);
       throw error;

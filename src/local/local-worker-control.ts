@@ -91,8 +91,7 @@ export class LocalWorkerControl implements WorkerControl {
 }
 
 function drainArgs(request: DrainRequest): string[] {
-  if (request.forkPoint !== undefined) return ['--fork-timeline', String(request.forkPoint.timelineId), '--fork-lsn', request.forkPoint.lsn];
-  return ['--window', `${request.windowSeconds}s`];
+  return request.epochId === undefined ? [] : ['--epoch', request.epochId];
 }
 
 function parseSummary(stdout: string): DrainStatus {
