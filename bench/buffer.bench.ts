@@ -19,8 +19,7 @@ import { copyFrom, copyTextField } from '../src/agent/pg-copy.js';
 import { WriteBuffer } from '../src/agent/write-buffer.js';
 import { renderTable } from '../src/core/format-table.js';
 import { LocalCluster } from '../src/local/local-cluster.js';
-import { headOf } from '../src/core/lineage.js';
-import { insertEpoch, readLineage } from '../src/pg/lineage.js';
+import { recordChildEpoch } from '../src/pg/lineage.js';
 
 const ROUNDS = 40;
 const SAMPLES_PER_ROUND = 50;
@@ -180,10 +179,9 @@ async function measureDrainAgainstCopy(cluster: LocalCluster, client: pg.Client,
   };
 }
 
-/** A failover that kept nothing: a new epoch forking from the current one at 0/0 (every marker is outside its history). */
+/** A failover that kept nothing: a new epoch keeping none of the current one (every marker is outside its history). */
 async function keepNothingEpoch(client: pg.Client): Promise<void> {
-  const head = headOf((await readLineage(client)) ?? [], 'bench writer');
-  await insertEpoch(client, { id: randomUUID(), parentId: head.id, generation: head.generation + 1, forkLsn: '0/0', timelineId: head.timelineId, nodeId: 'pg-0', executionId: null });
+  await recordChildEpoch(client, { id: randomUUID(), nodeId: 'pg-0', forkLsn: null });
 }
 
 /** The same rows taken from the buffer file and loaded with one COPY: what a drain costs without idempotency. */

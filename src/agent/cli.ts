@@ -3,8 +3,9 @@ import { StringDecoder } from 'node:string_decoder';
 import { renderKeyValues } from '../core/format-table.js';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { isEpochId, type Epoch } from '../core/lineage.js';
-import { grantLineageToAgent, initLineage } from '../pg/lineage.js';
+import { headOf, isEpochId } from '../core/lineage.js';
+import { grantLineageToAgent, initLineage, readLineage, recordChildEpoch } from '../pg/lineage.js';
+import { PRIMARY_TIMELINE_SQL } from '../pg/replication-queries.js';
 import type { DrainRequest } from '../ports/worker-control.js';
 import { ConfigError, loadConfig, parseConfig, parseWriterUrl, type AgentConfig } from './config.js';
 import { errorMessage, jsonLineLog } from './log.js';
@@ -87,15 +88,17 @@ export async function runCli(argv: readonly string[], io: CliIo = { stdin: proce
 
   program
     .command('init-writer')
-    .description("create the lineage (schema rds_failover, its root epoch) on a writer the stack does not manage; run once, as a role that may CREATE in the database")
+    .description(
+      'create the lineage (schema rds_failover, its root epoch) on a writer the stack does not manage, or adopt a primary promoted outside the runbook ' +
+        '(a new epoch keeping nothing of the old one: every worker re-sends what it holds); run as a role that may CREATE in the database',
+    )
     .requiredOption('--writer <postgres-url>', 'the primary, as a role that may CREATE in its database')
     .option('--node <id>', 'name of this primary in the lineage', 'primary')
     .option('--grant-agent <role>', "also grant the agent's role what it needs (SELECT on the lineage, its confirmations)")
     .option('--json', 'print JSON')
     .action(
       act<{ writer: string; node: string; grantAgent?: string; json?: boolean }>(async (o) => {
-        const epochs = await initWriterLineage(parseWriterUrl(o.writer, '--writer'), o.node, o.grantAgent);
-        print(io, o, { epochs: epochs.length, root: epochs.find((e) => e.parentId === null)?.id ?? null });
+        print(io, o, await initWriterLineage(parseWriterUrl(o.writer, '--writer'), o.node, o.grantAgent));
         return ExitCode.Ok;
       }),
     );
@@ -178,14 +181,24 @@ function drainRequest(o: { epoch?: string }): DrainRequest {
   return { epochId: o.epoch };
 }
 
-/** Creates the lineage on a writer the stack does not manage (`init-writer`). */
-async function initWriterLineage(url: string, nodeId: string, agentRole: string | undefined): Promise<Epoch[]> {
+/**
+ * `init-writer`: creates the lineage on a writer the stack does not manage; on a primary whose timeline its newest
+ * epoch does not record (promoted outside the runbook), records an epoch for it that keeps nothing of the old one.
+ */
+async function initWriterLineage(url: string, nodeId: string, agentRole: string | undefined): Promise<{ epochs: number; epoch: string; generation: number; action: string }> {
   const client = new pg.Client({ connectionString: url, application_name: 'rds-failover-agent init-writer' });
   await client.connect();
   try {
     const epochs = await initLineage(client, { nodeId, rootId: randomUUID() });
+    let head = headOf(epochs, nodeId);
+    let action = epochs.length === 1 && head.parentId === null ? 'root epoch in place' : 'lineage in place';
+    const timelineId = (await client.query<{ t: number }>(`SELECT ${PRIMARY_TIMELINE_SQL} AS t`)).rows[0]!.t;
+    if (timelineId !== head.timelineId) {
+      head = await recordChildEpoch(client, { id: randomUUID(), nodeId, forkLsn: null });
+      action = `adopted: this primary writes on timeline ${timelineId}, its newest epoch said ${epochs.find((e) => e.id === head.parentId)?.timelineId}; the new epoch keeps nothing of the old one`;
+    }
     if (agentRole !== undefined) await grantLineageToAgent(client, agentRole);
-    return epochs;
+    return { epochs: (await readLineage(client))!.length, epoch: head.id, generation: head.generation, action };
   } finally {
     await client.end();
   }

@@ -55,7 +55,7 @@ export async function drain(request: DrainRequest, deps: DrainDeps): Promise<Dra
   const totals = emptyTotals();
   for (;;) {
     try {
-      const scan = await engine.resendScan(undefined, totals);
+      const scan = await engine.resendScan({ pending: true }, totals);
       if (scan.outsideHistory > 0) throw new Error(`the writer's epoch was superseded during the drain (${scan.outsideHistory} rows raced it)`);
       const summary: DrainSummary = {
         epochId: scan.epoch.id,

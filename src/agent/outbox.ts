@@ -28,9 +28,11 @@ export interface AppendResult {
   readonly rejected?: { readonly index: number; readonly error: RowRejectedError };
 }
 
-/** Which synced rows a resend scan re-sends (pending rows are always sent): those whose marker is outside these spans. */
+/** What a resend scan sends: the synced rows whose marker is outside these spans, and (unless false) the pending rows. */
 export interface ResendSelection {
   readonly history: readonly HistorySpan[];
+  /** @default true */
+  readonly pending?: boolean;
 }
 
 export interface OutboxCounts {
@@ -300,7 +302,7 @@ export class Outbox {
     const codes = (syncedChoice: string) =>
       this.db
         .prepare(
-          `SELECT ((seq * ${width} + ${streamIndex}) * 4) + CASE state WHEN 'pending' THEN 3 WHEN 'synced' THEN 2 * (${syncedChoice}) ELSE 0 END
+          `SELECT ((seq * ${width} + ${streamIndex}) * 4) + CASE state WHEN 'pending' THEN ${selection.pending === false ? 1 : 3} WHEN 'synced' THEN 2 * (${syncedChoice}) ELSE 0 END
              FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
         )
         .pluck();

@@ -132,6 +132,8 @@ export class PgSink {
 
   /** The writer's epochs (null without the rds_failover schema) and the timeline it writes on. */
   async lineage(): Promise<{ readonly epochs: Epoch[] | null; readonly timelineId: number }> {
+    const { rows } = await this.client.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
+    if (rows[0]!.recovery) throw new Error('the writer is a standby (in recovery): it accepts no writes');
     const epochs = await readLineage(this.client);
     return { epochs, timelineId: (await this.marker()).timelineId };
   }

@@ -206,14 +206,15 @@ export class SyncEngine {
    */
   async syncPass(shouldStop: () => boolean = () => false): Promise<SyncPassResult> {
     await this.session();
+    const totals = emptyTotals();
     let resend: ResendScanResult | undefined;
     if (this.resendDue()) {
-      resend = await this.resendScan(shouldStop);
-      if (!resend.complete) return { ...emptyTotals(), complete: false, resend };
+      resend = await this.resendScan({ pending: false, shouldStop }, totals);
+      if (!resend.complete) return { ...totals, complete: false, resend };
     } else {
       await this.confirmIfDue();
     }
-    return { ...(await this.syncPending(shouldStop)), ...(resend ? { resend } : {}) };
+    return { ...(await this.syncPending(shouldStop, totals)), ...(resend ? { resend } : {}) };
   }
 
   /** The buffer learned an epoch no complete resend scan has covered yet. */
@@ -222,17 +223,19 @@ export class SyncEngine {
   }
 
   /**
-   * Re-sends every synced row whose marker is outside the history of the session writer's epoch, and every
-   * pending row, up to the newest row now (rows appended later are the sync loop's). Safe to run in several
+   * Re-sends every synced row whose marker is outside the history of the session writer's epoch, and (a drain)
+   * every pending row, up to the newest row now (rows appended later are the sync loop's). Safe to run in several
    * processes at once (idempotent sink). A complete scan records the lineage version it started at and confirms
-   * the epoch in rds_failover.worker_epochs (when the config names the worker).
+   * the epoch in rds_failover.worker_epochs (when the config names the worker). The sync loop leaves the pending
+   * rows to its own pass, in batchSize transactions.
    */
-  async resendScan(shouldStop: () => boolean = () => false, totals: SendTotals = emptyTotals()): Promise<ResendScanResult> {
+  async resendScan(options: { readonly pending: boolean; readonly shouldStop?: () => boolean }, totals: SendTotals = emptyTotals()): Promise<ResendScanResult> {
+    const shouldStop = options.shouldStop ?? (() => false);
     const { streams, drain } = this.config();
     await this.session();
     const epoch = this.epoch();
     const version = this.outbox.getState<number>(LineageStateKey.Version) ?? 0;
-    const selection = { history: historyOf(this.outbox.lineage(), epoch.id) };
+    const selection = { history: historyOf(this.outbox.lineage(), epoch.id), pending: options.pending };
     const names = Object.keys(streams);
     const maxSeq = this.outbox.maxSeq();
     const examined = this.outbox.countExamined(maxSeq);
@@ -260,8 +263,7 @@ export class SyncEngine {
   }
 
   /** Sends every pending row of the configured streams, batch by batch; stops between batches when asked. */
-  async syncPending(shouldStop: () => boolean = () => false): Promise<SyncPassResult> {
-    const totals = emptyTotals();
+  async syncPending(shouldStop: () => boolean = () => false, totals: SendTotals = emptyTotals()): Promise<SyncPassResult> {
     const { batchSize, streams } = this.config();
     const names = Object.keys(streams);
     const next = (afterSeq: number): ResendBlock => {

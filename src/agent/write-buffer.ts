@@ -98,6 +98,9 @@ export class WriteBuffer {
     const engine = this.engine();
     try {
       return await prune(this.outbox, engine, this.config);
+    } catch (error) {
+      await engine.recordFailure(error);
+      throw error;
     } finally {
       await engine.close();
     }
@@ -168,7 +171,7 @@ export class WriteBuffer {
     if (!this.config.metrics.enabled) return () => undefined;
     const publisher = new MetricsPublisher(this.config.metrics, this.options.cloudWatch);
     const timer = setInterval(() => {
-      publisher.publish(this.status(), engine.syncErrors).catch((error) => this.log('warn', 'metrics not published', { error: errorMessage(error) }));
+      publisher.publish(this.status(), engine).catch((error) => this.log('warn', 'metrics not published', { error: errorMessage(error) }));
     }, this.config.metrics.intervalSeconds * 1000);
     timer.unref();
     return () => clearInterval(timer);

@@ -5,7 +5,8 @@
  * database-roles custom resource (AWS), the local cluster, or `rds-failover-agent init-writer`.
  */
 import pg from 'pg';
-import { isEpochId, type Epoch } from '../core/lineage.js';
+import { headOf, isEpochId, type Epoch } from '../core/lineage.js';
+import type { Lsn } from '../core/lsn.js';
 import type { LineageStore, WorkerConfirmation } from '../ports/lineage-store.js';
 import { isLsn } from '../core/lsn.js';
 import { quoteIdentifier } from './identifiers.js';
@@ -81,6 +82,27 @@ export async function initLineage(client: pg.ClientBase, options: { readonly nod
   const { rows } = await client.query<{ timeline: number }>(`SELECT ${PRIMARY_TIMELINE_SQL} AS timeline`);
   await insertEpoch(client, { id: options.rootId, parentId: null, generation: 1, forkLsn: null, timelineId: rows[0]!.timeline, nodeId: options.nodeId, executionId: null });
   return (await readLineage(client))!;
+}
+
+/**
+ * Records a new epoch on this primary, continuing its newest one up to `forkLsn` (null: keeping none of it), on the
+ * timeline it writes on now. What the runbook does after a promotion, done by hand: for a primary promoted outside
+ * the runbook (`rds-failover-agent init-writer` adopts it), and in tests and benchmarks that play a failover.
+ */
+export async function recordChildEpoch(client: pg.ClientBase, options: { readonly id: string; readonly nodeId: string; readonly forkLsn: Lsn | null; readonly executionId?: string }): Promise<Epoch> {
+  const epochs = await readLineage(client);
+  if (epochs === null) throw new Error('rds_failover.lineage does not exist here: create it first (initLineage)');
+  const head = headOf(epochs, options.nodeId);
+  const { rows } = await client.query<{ timeline: number }>(`SELECT ${PRIMARY_TIMELINE_SQL} AS timeline`);
+  return insertEpoch(client, {
+    id: options.id,
+    parentId: head.id,
+    generation: head.generation + 1,
+    forkLsn: options.forkLsn,
+    timelineId: rows[0]!.timeline,
+    nodeId: options.nodeId,
+    executionId: options.executionId ?? null,
+  });
 }
 
 /** Records `epochs` (another database's lineage, say) where missing, parents first; creates the schema if needed. */
