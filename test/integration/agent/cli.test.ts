@@ -96,8 +96,8 @@ describe('rds-failover-agent CLI', () => {
     const buffer = path.join(dir, 'table.db');
     await cli(['append', '--stream', 'events', '--buffer', buffer, '--config', config], '{"id":"t"}\n');
     const status = await cli(['status', '--buffer', buffer]);
-    // keys as wide as the longest (a nested field: lineage.lastWriterRefusal), values as wide as the buffer path
-    const width = 'lineage.lastWriterRefusal'.length;
+    // keys as wide as the longest (a nested field: lineage.outsideHistoryRows), values as wide as the buffer path
+    const width = 'lineage.outsideHistoryRows'.length;
     expect(status.stdout.split('\n').slice(0, 4)).toEqual([
       `${'field'.padEnd(width)}  value`,
       `${'-'.repeat(width)}  ${'-'.repeat(Math.max(5, buffer.length))}`,
