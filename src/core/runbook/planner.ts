@@ -85,7 +85,13 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
   }
 
   const reachableReplicas = replicas.map((n) => probes.get(n.id)).filter((p): p is ReachableProbe => p?.reachable === true);
-  const { referenceLsn, referenceSource } = referencePosition(primaryUp, reachableReplicas);
+  // The writer is always on the newest epoch (the runbook records it before repointing): what the lost primary had.
+  const writerEpoch = input.lineage ? newestEpoch(input.lineage.epochs) : undefined;
+  const headOfNode = (id: string) => input.lineage?.heads[id] ?? null;
+  const onWriterHistory = (id: string) => writerEpoch === undefined || headOfNode(id) === null || headOfNode(id) === writerEpoch.id;
+  // Positions compare only within one history: a replica left on an older one says nothing of where the writer was.
+  const sameHistory = reachableReplicas.filter((p) => onWriterHistory(p.nodeId));
+  const { referenceLsn, referenceSource } = referencePosition(primaryUp, sameHistory.length > 0 ? sameHistory : reachableReplicas);
   const expectedTimeline = primaryUp?.timelineId ?? Math.max(0, ...reachableReplicas.map((p) => p.timelineId));
   const streamingNames = new Set(primaryUp?.replication.filter((r) => r.state === 'streaming').map((r) => r.applicationName) ?? []);
   // RDS replicas connect as 'walreceiver', not under their instance id: when no replication row names a node, the
@@ -93,8 +99,6 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
   const namesKnown = (primaryUp?.replication ?? []).some((r) => replicas.some((n) => (n.replicationName ?? n.id) === r.applicationName));
   const noneStreaming = primaryUp !== undefined && primaryUp.replication.length === 0;
 
-  // The writer is always on the newest epoch (the runbook records it before repointing): what the lost primary had.
-  const writerEpoch = input.lineage ? newestEpoch(input.lineage.epochs) : undefined;
   const assessments = replicas.map((node) =>
     assess(node, probes.get(node.id), {
       mode,
@@ -103,7 +107,7 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
       maxLag: input.maxLagOnFailoverBytes,
       streaming: namesKnown ? streamingNames.has(node.replicationName ?? node.id) : !noneStreaming,
       writerEpoch,
-      epochId: input.lineage?.heads[node.id] ?? null,
+      epochId: headOfNode(node.id),
       epochs: input.lineage?.epochs ?? [],
     }),
   );

@@ -5,7 +5,7 @@
  * on the newest epoch they know, so from here on a zombie old primary cannot take a row that stays counted.
  * The epoch's id was named at plan time: a retried or resumed step records the same one (a no-op).
  */
-import { describeEpoch, mergeEpochs, nextGeneration } from '../../lineage.js';
+import { describeEpoch, headOf, mergeEpochs, nextGeneration } from '../../lineage.js';
 import { RunbookStepError, RunbookTransientError } from '../errors.js';
 import { nowIso, requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
 
@@ -20,9 +20,11 @@ export const recordEpoch: ActionFn = async (state, env): Promise<ActionResult> =
   }
   const own = (await env.ports.lineage.read(plan.candidateId)) ?? [];
   const known = mergeEpochs(state.lineage?.epochs ?? [], own);
+  // No fork point (found promoted already): the parent is what the node carried, and none of it is kept.
+  const parentId = state.forkPoint ? state.forkPoint.epochId : own.length > 0 ? headOf(own, plan.candidateId).id : null;
   const epoch = await env.ports.lineage.record(plan.candidateId, {
     id: plan.epochId,
-    parentId: state.forkPoint?.epochId ?? null,
+    parentId,
     generation: nextGeneration(known),
     forkLsn: state.forkPoint?.keptUpTo ?? null,
     timelineId: probe.timelineId,
