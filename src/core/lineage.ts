@@ -110,13 +110,14 @@ export function isInHistory(marker: MarkerPosition, spans: readonly HistorySpan[
 
 /**
  * Where a promotion of a node on `head` forks from it. The node replayed up to `replayLsn` on `timelineId`:
- * - on another timeline than the head's, it replayed WAL of a promotion whose epoch it has not replayed yet:
- *   where that history left the head's is unknown, so nothing of the head is kept (null);
+ * - on a newer timeline than the head's, it replayed WAL of a promotion whose epoch it has not replayed yet:
+ *   where that history left the head's is unknown, so nothing of the head is kept (null). (An older timeline is a
+ *   standby cut off from its upstream reporting its last restartpoint's: the head's own timeline is the truth.)
  * - otherwise its replay position, lowered to the fork of any other known child of the head (a sibling history
  *   the node may have replayed the start of; keeping less only re-sends more).
  */
 export function forkLsnFor(known: readonly Epoch[], head: Epoch, replayLsn: Lsn, timelineId: number): Lsn | null {
-  if (timelineId !== head.timelineId) return null;
+  if (timelineId > head.timelineId) return null;
   let bound = parseLsn(replayLsn);
   for (const child of known) {
     if (child.parentId !== head.id) continue;

@@ -71,17 +71,18 @@ describe('agent config', () => {
     [{ streams, writerHost: 'h', secretArn: 'arn:aws:secretsmanager:x' }, 'database: expected a non-empty string'],
     [{ streams, retentoin: {} }, "config: unknown field 'retentoin'"],
     [{ streams, metrics: { enabled: 'yes' } }, 'metrics.enabled: expected true or false'],
-    [{ streams, retention: { seconds: 600 } }, 'retention.seconds (600) must be >= drain.defaultWindowSeconds (900): a drain without a fork point re-sends'],
-    [{ streams, retention: { seconds: 0 }, drain: { defaultWindowSeconds: 1 } }, 'retention.seconds (0) must be >= drain.defaultWindowSeconds (1)'],
-    [{ streams, retention: { seconds: 3600 }, drain: { defaultWindowSeconds: 7200 } }, 'retention.seconds (3600) must be >= drain.defaultWindowSeconds (7200)'],
+    [{ streams, drain: { defaultWindowSeconds: 900 } }, "drain: unknown field 'defaultWindowSeconds'"],
+    [{ streams, writerUrl: 'postgres://a@b/c', writerFileFollow: 'reconnect' }, 'writerFileFollow: only with writerFile'],
+    [{ streams, writerFile: 'w', writerFileFollow: 'dns' }, `writerFileFollow: expected 'watch' or 'reconnect', got "dns"`],
   ])('rejects %j naming the field', (raw, message) => {
     expect(() => parseConfig(raw)).toThrow(ConfigError);
     expect(() => parseConfig(raw)).toThrow(message);
   });
 
-  it('accepts a retention equal to the drain window (the smallest that keeps every row a window drain re-sends)', () => {
-    const config = parseConfig({ streams, retention: { seconds: 60 }, drain: { defaultWindowSeconds: 60 } });
-    expect([config.retention.seconds, config.drain.defaultWindowSeconds]).toEqual([60, 60]);
+  it('a writer file is watched by default, or followed only on reconnect like the AWS writer name', () => {
+    expect(parseConfig({ streams, writerFile: '/run/w.url' }).writer).toEqual({ kind: 'file', path: '/run/w.url', follow: 'watch' });
+    expect(parseConfig({ streams, writerFile: '/run/w.url', writerFileFollow: 'reconnect' }).writer).toEqual({ kind: 'file', path: '/run/w.url', follow: 'reconnect' });
+    expect(parseConfig({ streams, retention: { seconds: 0 } }).retention.seconds).toBe(0);
   });
 
   it('reads the config the CDK worker user data writes (AWS writer, bufferPath, metrics with the instance id)', () => {

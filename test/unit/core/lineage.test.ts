@@ -106,6 +106,8 @@ describe('lineage', () => {
     expect(forkLsnFor([root, epoch(root, null, 2, 2)], root, '0/800', 1)).toBeNull();
     // a replica already on timeline 2 whose lineage still says root: it replayed a promotion it has no epoch of
     expect(forkLsnFor([root], root, '0/800', 2)).toBeNull();
+    // a cut-off standby reporting its last restartpoint's older timeline: its epoch says where it is
+    expect(forkLsnFor([first], first, '0/900', 1)).toBe('0/900');
   });
 
   it('names the epoch of a run the same way every time, as a UUID', () => {

@@ -61,7 +61,8 @@ export const forkPoint: ActionFn = async (state, env): Promise<ActionResult> => 
   const keptUpTo = head ? forkLsnFor(known, head, candidate.replayLsn, candidate.timelineId) : null;
   const next: RunbookState = {
     ...state,
-    forkPoint: { timelineId: candidate.timelineId, lsn: candidate.replayLsn, epochId: head?.id ?? null, keptUpTo },
+    // A standby cut off from its upstream may report the timeline of its last restartpoint: its epoch's is a lower bound.
+    forkPoint: { timelineId: Math.max(candidate.timelineId, head?.timelineId ?? 0), lsn: candidate.replayLsn, epochId: head?.id ?? null, keptUpTo },
     lineage: { epochs: known, heads: { ...state.lineage?.heads, [plan.candidateId]: head?.id ?? null } },
   };
   return { state: next, done: true, figures: { ...forkFigures(next), ...(target ? { caughtUpTo: target } : {}) } };
