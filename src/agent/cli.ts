@@ -28,6 +28,8 @@ interface CommonOptions {
   config?: string;
   writer?: string;
   json?: boolean;
+  /** Overrides the config's workerId (the id a drain confirms the epoch under). */
+  workerId?: string;
 }
 
 const CONFIG_ENV = 'RDS_FAILOVER_AGENT_CONFIG';
@@ -76,6 +78,7 @@ export async function runCli(argv: readonly string[], io: CliIo = { stdin: proce
 
   command('drain', "re-send rows after a failover: converge on the writer's lineage, re-send every row synced outside the new history and every pending row")
     .addOption(new Option('--epoch <uuid>', "the promotion's epoch: the writer must be on it or a newer one (the runbook passes it)"))
+    .option('--worker-id <id>', "the worker's id the epoch is confirmed under (default: workerId in the config)")
     .option('--json', 'print the JSON summary')
     .action(
       act<CommonOptions & { epoch?: string }>(async (o) =>
@@ -156,7 +159,8 @@ async function withBuffer(
   needs: { needsConfig: boolean; mustExist?: boolean },
   fn: (buffer: WriteBuffer, config: AgentConfig) => Promise<number>,
 ): Promise<number> {
-  const config = resolveConfig(options, io, needs.needsConfig);
+  const resolved = resolveConfig(options, io, needs.needsConfig);
+  const config = options.workerId === undefined ? resolved : { ...resolved, workerId: options.workerId };
   const bufferPath = options.buffer ?? config.bufferPath;
   if (bufferPath === undefined) throw new UsageError('--buffer <file> is required (or bufferPath in the config)');
   const buffer = WriteBuffer.open({ bufferPath, config, writerUrl: options.writer, log: jsonLineLog(io.stderr), mustExist: needs.mustExist });

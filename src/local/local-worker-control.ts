@@ -60,7 +60,8 @@ export class LocalWorkerControl implements WorkerControl {
     if (worker === undefined) throw new Error(`unknown worker '${workerId}': known workers are ${this.workers.map((w) => w.id).join(', ')}`);
     if (worker.isUp?.() === false) throw new Error(`worker ${workerId} is down: the drain cannot be delivered (its agent re-sends by itself when it is back)`);
     const [command, ...baseArgs] = this.options.agentCommand ?? DEFAULT_AGENT;
-    const args = [...baseArgs, 'drain', '--json', '--buffer', worker.bufferPath, '--config', worker.configPath, ...drainArgs(request)];
+    // The worker's id here is the one its confirmation must carry (one agent config may serve several local buffers).
+    const args = [...baseArgs, 'drain', '--json', '--buffer', worker.bufferPath, '--config', worker.configPath, '--worker-id', worker.id, ...drainArgs(request)];
     const child = spawn(command!, args, { cwd: this.options.cwd ?? REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const handle = `drain-${this.nextJob++}-${workerId}`;
     const job: DrainJob = { workerId, child, stdout: '', stderr: '', status: { state: 'pending' } };

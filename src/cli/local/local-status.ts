@@ -108,12 +108,14 @@ async function workerRow(worker: LocalWorkerSpec, cwd: string, thresholds: Statu
     const s = await readBufferStatus(worker, cwd);
     const confirmedEpoch = s.lineage.confirmedEpoch;
     const confirmed = epoch === null ? null : confirmedEpoch === epoch.id;
+    // Behind: it confirmed an older epoch and has not converged since a failover (a fresh buffer has confirmed none).
+    const behind = confirmed === false && confirmedEpoch !== null;
     const notes = [
       s.lastSyncError ? `last sync error: ${s.lastSyncError}` : s.lastSyncAt ? `last sync ${s.lastSyncAt}` : 'never synced',
-      confirmed === false ? `has not confirmed epoch ${epoch!.id.slice(0, 8)} yet` : null,
+      behind ? `confirmed epoch ${confirmedEpoch!.slice(0, 8)}, not the current ${epoch!.id.slice(0, 8)}: it has not re-sent since the failover` : null,
     ].filter((n): n is string => n !== null);
     const row = workerStatus({ workerId: worker.id, pendingRows: s.pendingRows, oldestPendingAgeSeconds: s.oldestPendingAgeSeconds, at: sampledAt }, thresholds.backlog, notes.join('; '));
-    return { ...row, confirmedEpoch, confirmed, state: confirmed === false ? worstState([row.state, 'WARN']) : row.state };
+    return { ...row, confirmedEpoch, confirmed, state: behind ? worstState([row.state, 'WARN']) : row.state };
   } catch (error) {
     return { id: worker.id, pendingRows: null, oldestPendingAgeSeconds: null, at: null, state: 'UNKNOWN', detail: `cannot read ${worker.bufferPath}: ${(error as Error).message}` };
   }
