@@ -491,6 +491,17 @@ export class Outbox {
     this.locked(() => write.immediate());
   }
 
+  /** Read-modify-write of one agent_state value in one write transaction (counters shared by several processes). */
+  updateState<T>(key: string, update: (current: T | undefined) => T): T {
+    let next!: T;
+    const write = this.db.transaction(() => {
+      next = update(this.readState<T>(key));
+      this.writeState({ [key]: next });
+    });
+    this.locked(() => write.immediate());
+    return next;
+  }
+
   private writeState(values: Record<string, unknown>): void {
     const upsert = this.db.prepare('INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     for (const [key, value] of Object.entries(values)) upsert.run(key, JSON.stringify(value ?? null));
@@ -641,10 +652,12 @@ export const LineageStateKey = {
   Version: 'lineageVersion',
   /** The lineage version the last complete resend scan started at: a scan is due while it is below Version. */
   ResentVersion: 'lineageResentVersion',
-  /** {epoch, rows}: the synced rows the last complete resend scan re-sent (reported in the confirmation). */
+  /** {epoch, rows}: the synced rows the complete resend scans into that epoch re-sent, all processes together. */
   ResentRows: 'lineageResentRows',
   /** The epoch this worker last confirmed in rds_failover.worker_epochs. */
   ConfirmedEpoch: 'confirmedEpoch',
+  /** {epoch, rows}: what that confirmation said (a later scan that re-sent more updates it). */
+  Confirmed: 'confirmed',
 } as const;
 
 /**

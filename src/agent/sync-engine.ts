@@ -240,26 +240,35 @@ export class SyncEngine {
     const maxSeq = this.outbox.maxSeq();
     const examined = this.outbox.countExamined(maxSeq);
     const racedBefore = totals.outsideHistory;
+    const resentBefore = totals.resentSynced;
     const next = (afterSeq: number) => this.outbox.resendBlock(names, selection, afterSeq, maxSeq, drain.batchSize);
     const progress = { afterSeq: 0 };
     const complete = await this.pump(next, progress, totals, shouldStop);
     const result: ResendScanResult = { ...totals, outsideHistory: totals.outsideHistory - racedBefore, complete, epoch, maxSeq, examined };
     if (complete && result.outsideHistory === 0 && this.outbox.lineageHead()?.id === epoch.id) {
-      this.outbox.setState({ [LineageStateKey.ResentVersion]: version, [LineageStateKey.ResentRows]: { epoch: epoch.id, rows: totals.resentSynced } });
+      const resent = totals.resentSynced - resentBefore;
+      this.outbox.updateState<ResentRows>(LineageStateKey.ResentRows, (c) => ({ epoch: epoch.id, rows: (c?.epoch === epoch.id ? c.rows : 0) + resent }));
+      this.outbox.setState({ [LineageStateKey.ResentVersion]: version });
       await this.confirmIfDue();
     }
     return result;
   }
 
-  /** Records in rds_failover.worker_epochs that this worker converged on the session's epoch, once per epoch. */
+  /**
+   * Records in rds_failover.worker_epochs that this worker converged on the session's epoch (every row outside its
+   * history re-sent), with how many rows that took; again when a later scan (another process) re-sent more.
+   */
   private async confirmIfDue(): Promise<void> {
     const workerId = this.config().workerId;
     const epoch = this.epoch();
-    if (workerId === undefined || this.resendDue() || this.outbox.getState<string>(LineageStateKey.ConfirmedEpoch) === epoch.id) return;
-    const resent = this.outbox.getState<{ epoch: string; rows: number }>(LineageStateKey.ResentRows);
-    await this.sink!.confirmEpoch(workerId, epoch.id, resent?.epoch === epoch.id ? resent.rows : 0);
-    this.outbox.setState({ [LineageStateKey.ConfirmedEpoch]: epoch.id });
-    this.log('info', 'confirmed the epoch', { epoch: epoch.id, workerId, resentRows: resent?.rows ?? 0 });
+    if (workerId === undefined || this.resendDue()) return;
+    const resent = this.outbox.getState<ResentRows>(LineageStateKey.ResentRows);
+    const rows = resent?.epoch === epoch.id ? resent.rows : 0;
+    const confirmed = this.outbox.getState<ResentRows>(LineageStateKey.Confirmed);
+    if (confirmed?.epoch === epoch.id && confirmed.rows === rows) return;
+    await this.sink!.confirmEpoch(workerId, epoch.id, rows);
+    this.outbox.setState({ [LineageStateKey.ConfirmedEpoch]: epoch.id, [LineageStateKey.Confirmed]: { epoch: epoch.id, rows } });
+    this.log('info', 'confirmed the epoch', { epoch: epoch.id, workerId, resentRows: rows });
   }
 
   /** Sends every pending row of the configured streams, batch by batch; stops between batches when asked. */
@@ -493,6 +502,11 @@ export class SyncEngine {
   async close(): Promise<void> {
     await this.dropSession();
   }
+}
+
+interface ResentRows {
+  readonly epoch: string;
+  readonly rows: number;
 }
 
 /** Nothing to send and no progress: every row after `from` was examined. */
