@@ -198,13 +198,13 @@ function parseWriter(root: Json, baseDir: string): WriterSourceConfig | undefine
   if (given.length > 1) {
     throw new ConfigError(`config: give only one writer source (writerUrl, writerFile, or writerHost+writerPort+database+secretArn), got ${given.join(' and ')}`);
   }
+  if (root.writerFileFollow !== undefined && root.writerFile === undefined) throw new ConfigError('writerFileFollow: only with writerFile');
   if (root.writerUrl !== undefined) return { kind: 'url', url: parseWriterUrl(string(root.writerUrl, 'writerUrl'), 'writerUrl') };
   if (root.writerFile !== undefined) {
     const follow = root.writerFileFollow ?? 'watch';
     if (follow !== 'watch' && follow !== 'reconnect') throw new ConfigError(`writerFileFollow: expected 'watch' or 'reconnect', got ${JSON.stringify(follow)}`);
     return { kind: 'file', path: path.resolve(baseDir, string(root.writerFile, 'writerFile')), follow };
   }
-  if (root.writerFileFollow !== undefined) throw new ConfigError('writerFileFollow: only with writerFile');
   if (awsFields.length === 0) return undefined;
   const tlsCaFile = optionalString(root.tlsCaFile, 'tlsCaFile');
   return {

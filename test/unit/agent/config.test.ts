@@ -24,7 +24,7 @@ describe('agent config', () => {
     expect(config.batchSize).toBe(1000);
     expect(config.retention).toEqual({ seconds: 86400, minReplicas: 1, pruneIntervalSeconds: 600 });
     expect(config.backoff).toEqual({ initialMs: 250, maxMs: 30000 });
-    expect(config.drain).toEqual({ batchSize: 5000, defaultWindowSeconds: 900, timeoutSeconds: 300 });
+    expect(config.drain).toEqual({ batchSize: 5000, timeoutSeconds: 300 });
     expect(config.metrics).toEqual({ enabled: false, namespace: 'RdsFailover', dimensions: {}, intervalSeconds: 60 });
   });
 
@@ -32,7 +32,7 @@ describe('agent config', () => {
     const dir = tempDir('agent-config-');
     const file = path.join(dir, 'agent.json');
     writeFileSync(file, JSON.stringify({ writerFile: 'writer.url', streams }));
-    expect(loadConfig(file).writer).toEqual({ kind: 'file', path: path.join(dir, 'writer.url') });
+    expect(loadConfig(file).writer).toEqual({ kind: 'file', follow: 'watch', path: path.join(dir, 'writer.url') });
   });
 
   it('reads the AWS writer source and puts ClusterId/WorkerId into the metric dimensions', () => {
