@@ -271,6 +271,9 @@ export class Runbook extends Construct {
     // Security groups do not cut established connections: the fence reboots the quarantined old primary once and
     // records it in the fenced-at tag (and removes a stale one before a new quarantine). Only that tag key.
     allow('fence', ['rds:RebootDBInstance'], [clusterDbs], inCluster);
+    // The old primary counts as isolated only once that reboot completed: RDS's restart event after the request.
+    // DescribeEvents is read-only and supports no resource-level permissions.
+    allow('fence', ['rds:DescribeEvents'], ['*']);
     allow('fence', ['rds:AddTagsToResource', 'rds:RemoveTagsFromResource'], [clusterDbs], {
       ...inCluster,
       'ForAllValues:StringEquals': { 'aws:TagKeys': [ResourceTag.FencedAt] },
@@ -369,7 +372,9 @@ export class Runbook extends Construct {
           reason:
             name === 'drain'
               ? 'X-Ray segments, ssm:DescribeInstanceInformation and ssm:GetCommandInvocation support no resource-level permissions; SendCommand itself is scoped to the stack\'s drain document and instances carrying the worker tag.'
-              : 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.',
+              : name === 'fence'
+                ? 'X-Ray PutTraceSegments/PutTelemetryRecords and rds:DescribeEvents (read-only, whether the reboot completed) support no resource-level permissions.'
+                : 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.',
         },
         { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: 'Encrypting items of the lock table and messages to the encrypted topic needs GenerateDataKey variants, scoped to their keys.' },
       ];

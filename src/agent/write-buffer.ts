@@ -114,14 +114,20 @@ export class WriteBuffer {
     return bufferStatus(this.outbox, this.config);
   }
 
-  /** Replaces the configuration (SIGHUP); a changed writer source takes effect before the next batch. */
+  /**
+   * Replaces the configuration (SIGHUP): the writer session is dropped before the next batch, so the writer is
+   * resolved again and its lineage read again (a drain sends SIGHUP after a failover).
+   */
   reloadConfig(config: AgentConfig): void {
     const writerChanged = JSON.stringify(config.writer) !== JSON.stringify(this.config.writer);
     this.config = config;
-    if (writerChanged) {
-      this.writerImpl = undefined;
-      this.writerGeneration += 1;
-    }
+    if (writerChanged) this.writerImpl = undefined;
+    this.reconnect();
+  }
+
+  /** Every engine drops its writer session before its next statement and resolves the writer again. */
+  private reconnect(): void {
+    this.writerGeneration += 1;
     this.writerImpl?.invalidate();
     this.loop?.retryNow();
   }
@@ -154,10 +160,7 @@ export class WriteBuffer {
         await loop.stop();
         this.loop = null;
       },
-      retryNow: () => {
-        this.writerImpl?.invalidate();
-        loop.retryNow();
-      },
+      retryNow: () => this.reconnect(),
     };
   }
 

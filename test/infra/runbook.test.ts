@@ -165,7 +165,7 @@ describe('Runbook: functions and least privilege', () => {
   it('each function is allowed exactly the actions of its steps', () => {
     const expected: Record<RunbookFunctionName, string[]> = {
       probe: [...base, 'rds:DescribeDBInstances', ...secret, ...paramRead],
-      fence: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:ModifyDBInstance', 'rds:RebootDBInstance', 'rds:AddTagsToResource', 'rds:RemoveTagsFromResource'],
+      fence: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:ModifyDBInstance', 'rds:RebootDBInstance', 'rds:DescribeEvents', 'rds:AddTagsToResource', 'rds:RemoveTagsFromResource'],
       promote: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:PromoteReadReplica'],
       repoint: [...base, 'rds:DescribeDBInstances', 'route53:ChangeResourceRecordSets', ...paramRead, 'ssm:PutParameter'],
       drain: [...base, 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:SendCommand'],
@@ -176,7 +176,7 @@ describe('Runbook: functions and least privilege', () => {
   });
 
   it('scopes resources: cluster instances, the writer record, tagged workers; "*" only where AWS has no resource-level permission', () => {
-    const star = new Set(['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation']);
+    const star = new Set(['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'rds:DescribeEvents']);
     for (const name of Object.keys(functionIds) as RunbookFunctionName[]) {
       for (const s of actionsOf(name)) {
         const actions = Array.isArray(s.Action) ? s.Action : [s.Action];
