@@ -38,6 +38,8 @@ export interface BufferStatus {
     readonly resendDue: boolean;
     /** Synced rows whose marker is outside the newest epoch's history (the next resend scan sends them). */
     readonly outsideHistoryRows: number;
+    /** Rows a superseded writer committed (a zombie primary took a statement in flight): not marked, sent again. */
+    readonly supersededCommits: number;
     /** Writer sessions refused for their lineage (stale or zombie primary), and the last reason. */
     readonly writerRefusals: number;
     readonly lastWriterRefusal: { readonly at: string; readonly reason: string } | null;
@@ -73,6 +75,7 @@ export function bufferStatus(outbox: Outbox, config: Pick<AgentConfig, 'retentio
       confirmedEpoch: outbox.getState<string>(LineageStateKey.ConfirmedEpoch) ?? null,
       resendDue: (outbox.getState<number>(LineageStateKey.ResentVersion) ?? 0) < (outbox.getState<number>(LineageStateKey.Version) ?? 0),
       outsideHistoryRows: counts.outsideHistoryRows,
+      supersededCommits: outbox.getState<number>(StateKey.SupersededCommits) ?? 0,
       writerRefusals: outbox.getState<number>(StateKey.WriterRefusals) ?? 0,
       lastWriterRefusal: outbox.getState<{ at: string; reason: string }>(StateKey.LastWriterRefusal) ?? null,
     },

@@ -61,6 +61,8 @@ export const StateKey = {
   LastWriterRefusal: 'lastWriterRefusal',
   /** The epoch of the last writer session that passed the lineage check. */
   WriterEpoch: 'writerEpoch',
+  /** Rows committed on a writer whose epoch was superseded while the statement ran (a zombie): not marked, sent again. */
+  SupersededCommits: 'supersededCommits',
 } as const;
 
 /** One statement: rows of one stream. */
@@ -458,6 +460,7 @@ export class SyncEngine {
     if (committed.unit.batchEnd !== undefined) progress.afterSeq = Math.max(progress.afterSeq, committed.unit.batchEnd);
     if (!marked) {
       totals.outsideHistory += committed.unit.seqs.length;
+      this.outbox.updateState<number>(StateKey.SupersededCommits, (n) => (n ?? 0) + committed.unit.seqs.length);
       this.log('warn', 'a batch committed on a writer whose epoch was superseded meanwhile: its rows stay unsynced and go out again', { writer: this.writerDescription, rows: committed.unit.seqs.length, marker: committed.marker });
       return;
     }

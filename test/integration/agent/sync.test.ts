@@ -11,6 +11,8 @@ import { WriteBuffer } from '../../../src/agent/write-buffer.js';
 import { compareLsn } from '../../../src/core/lsn.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { insertEpoch } from '../../../src/pg/lineage.js';
 import { collect, EVENTS_DDL, EVENTS_STREAM, forkEpoch, grantLineage, idsIn, ndjson, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
 
 let cluster: LocalCluster;
@@ -293,6 +295,41 @@ describe('sync to the writer', () => {
     expect(status).toMatchObject({ pendingRows: 10, syncedRows: 40, lineage: { epoch: promoted.id, generation: 2, epochsKnown: 2, resendDue: true, outsideHistoryRows: 40 } });
     expect(status.lineage.writerRefusals).toBe(4);
     expect(status.lastSyncError).toContain(refusal);
+  });
+
+  it('a batch committed while its writer was superseded (a zombie finishing a statement in flight) is not marked, and goes out again to the new writer', async () => {
+    const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'raced.db'), config: parseConfig({ writerUrl: agentUrl('pg-0', 'zombie'), streams: { events: EVENTS_STREAM } }) });
+    buffer.appendMany('events', rows('raced', 5));
+    const blocker = new pg.Client(cluster.clientConfig('pg-0', 'zombie'));
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN; LOCK TABLE events IN EXCLUSIVE MODE');
+      const pass = buffer.syncOnce();
+      // the statement is on the writer, waiting for the lock (asked outside the blocker's transaction, whose view of
+      // pg_stat_activity is the one it took first)
+      for (let waited = 0; ; waited += 20) {
+        const waiting = await sql(cluster, 'pg-0', "SELECT 1 FROM pg_stat_activity WHERE application_name = 'rds-failover-agent' AND wait_event_type = 'Lock'", 'zombie');
+        if (waiting.length > 0) break;
+        if (waited > 20_000) throw new Error('the sync statement never waited for the lock');
+        await sleep(20);
+      }
+      // meanwhile the buffer learns (from a drain, another process) a newer epoch continuing the writer's
+      const [head] = buffer.outbox.lineage().sort((a, b) => b.generation - a.generation);
+      const newer = { ...head!, id: randomUUID(), parentId: head!.id, generation: head!.generation + 1, forkLsn: '0/1', nodeId: 'pg-0', executionId: 'test' };
+      buffer.outbox.mergeLineage([newer]);
+      await blocker.query('COMMIT');
+      expect(await pass).toMatchObject({ sent: 0, outsideHistory: 5 });
+      expect(buffer.outbox.rows().filter((r) => r.id.startsWith('raced-')).map((r) => r.state)).toEqual(Array(5).fill('pending'));
+      expect(buffer.status().lineage).toMatchObject({ supersededCommits: 5, epoch: newer.id });
+      // the writer is not on the newer epoch: refused; once it is (the epoch recorded there), the rows go out again
+      await expect(buffer.syncOnce()).rejects.toThrow(/it is a stale or zombie primary/);
+      await insertEpoch(blocker, newer);
+      expect(await buffer.syncOnce()).toMatchObject({ sent: 5, inserted: 0, outsideHistory: 0 });
+      expect(buffer.outbox.rows().filter((r) => r.id.startsWith('raced-')).every((r) => r.state === 'synced' && r.markerEpoch === newer.id)).toBe(true);
+    } finally {
+      await blocker.end();
+      await buffer.close();
+    }
   });
 
   it('a drain for an epoch the writer is not on (the writer record still names the old primary) fails with exit 1, sending nothing', async () => {

@@ -91,6 +91,7 @@ const status: BufferStatus = {
     confirmedEpoch: 'e0',
     resendDue: false,
     outsideHistoryRows: 0,
+    supersededCommits: 0,
     writerRefusals: 4,
     lastWriterRefusal: null,
   },
