@@ -22,6 +22,8 @@ export interface DrillRecording {
   /** The node counted, and what it holds; null when no node could be counted. */
   readonly countedOn: string | null;
   readonly stored: StoredRows | null;
+  /** From the workers' confirmations (rds_failover.worker_epochs) of the epochs the runbooks recorded. */
+  readonly resentByWorkers: number;
   readonly checks: readonly FaultCheck[];
   readonly delivery: DeliveryTotals;
   readonly refusedCalls: Readonly<Record<string, number>>;
@@ -39,6 +41,7 @@ export function buildDrillResult(r: DrillRecording): DrillResult {
     lost: present ? acknowledged.filter((id) => !present.has(id)).length : null,
     duplicates: r.stored ? r.stored.duplicates : null,
     recoveredByDrain: recoveredByDrain(r.rounds),
+    resentByWorkers: r.resentByWorkers,
     refused: refusedIds.length,
     refusedButStored: present ? refusedIds.filter((id) => present.has(id)).length : 0,
   };

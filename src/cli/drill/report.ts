@@ -65,6 +65,11 @@ export interface DrillRows {
   readonly duplicates: number | null;
   /** Rows the old primary committed that never replicated, brought back by the drains. */
   readonly recoveredByDrain: number;
+  /**
+   * Rows the workers had synced outside the new epochs' histories and sent again, by a drain or by their own sync
+   * loop (whichever met the new epoch first), as their confirmations in rds_failover.worker_epochs say.
+   */
+  readonly resentByWorkers: number;
   /** Appends the buffers refused (full volume): never acknowledged, so never counted as lost. */
   readonly refused: number;
   /** Refused ids that are on the counted node anyway: must be 0 (a refusal stores nothing). */
@@ -158,6 +163,7 @@ export function renderDrillTable(result: DrillResult): string {
     ['acknowledged rows', String(r.acknowledged)],
     ['rows in new primary', r.inNewPrimary === null ? '- (not counted)' : String(r.inNewPrimary)],
     ['recovered by drain', String(r.recoveredByDrain)],
+    ['re-sent by the workers (drain or sync loop)', String(r.resentByWorkers)],
     ['lost', r.lost === null ? '-' : String(r.lost)],
     ['duplicates', r.duplicates === null ? '-' : String(r.duplicates)],
     ...(r.refused > 0 ? ([['appends refused (buffer full)', `${r.refused} (stored anyway: ${r.refusedButStored})`]] as [string, string][]) : []),

@@ -12,6 +12,7 @@ import { seededRandom } from '../../core/stats.js';
 import { LOCAL_RUNBOOK_CONFIG, STEP_LABELS, type RunbookEvent } from '../../core/runbook/index.js';
 import { LocalCluster } from '../../local/local-cluster.js';
 import { LocalSlack } from '../../local/local-slack.js';
+import { PgLineageStore } from '../../pg/lineage.js';
 import { QueuedNotifier } from '../../slack/queued-notifier.js';
 import { SlackNotifier } from '../../slack/slack-notifier.js';
 import { SlackWebhookClient } from '../../slack/webhook-client.js';
@@ -181,6 +182,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     progress.event('start', 'verify', countedOn ? `count acknowledged ids on ${countedOn}` : 'no writable primary to count on');
     const stored = countedOn ? await readStoredRows(cluster, countedOn) : null;
     const checks = (await fault.verify?.(ctx, plan)) ?? [];
+    const resentByWorkers = countedOn ? await rowsResentByWorkers(cluster, countedOn, rounds) : 0;
     const delivery = await notifier.settle(NOTIFY_SETTLE_MS);
     const result = buildDrillResult({
       seed: options.seed,
@@ -194,6 +196,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       records: [...fleet.records().values()],
       countedOn,
       stored,
+      resentByWorkers,
       checks,
       delivery,
       refusedCalls: slack.refused,
@@ -216,4 +219,11 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     await slack?.close();
     rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+/** What the workers' confirmations of the epochs these runbooks recorded say they re-sent (drain or sync loop). */
+async function rowsResentByWorkers(cluster: LocalCluster, nodeId: string, rounds: readonly RoundWithState[]): Promise<number> {
+  const epochs = new Set(rounds.map((r) => r.state?.epoch?.id).filter((id): id is string => id !== undefined));
+  const confirmations = await new PgLineageStore((id) => cluster.clientConfig(id)).confirmations(nodeId);
+  return confirmations.filter((c) => epochs.has(c.epochId)).reduce((sum, c) => sum + c.rowsResent, 0);
 }

@@ -16,10 +16,9 @@ const LOAD_WORKER = path.join(__dirname, 'load-worker.ts');
 const AGENT = [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')];
 
 /**
- * How the agents find the writer. 'file-watch': the local writer file, noticed as soon as it is replaced.
- * 'session': as on AWS (a DNS name): a session is kept until it breaks, the writer is read again only on
- * reconnect. The agent option for 'session' belongs to the lineage work (issue 13); until it lands, asking
- * for it is refused here, by name.
+ * How the agents follow the writer. 'file-watch': the local writer file, noticed as soon as it is replaced (the
+ * agent's writerFileFollow 'watch'). 'session': as on AWS, where the writer is a DNS name: a session is kept until
+ * it breaks, the writer is read again only on reconnect (writerFileFollow 'reconnect').
  */
 export type WriterFollow = 'file-watch' | 'session';
 
@@ -85,9 +84,9 @@ export class WorkerFleet {
     return this.workers.map((w) => w.spec.workerId);
   }
 
-  /** What the runbook's worker control drains. */
+  /** What the runbook's worker control drains; a worker whose agent is down is not drained (isUp), as SSM does not reach an instance that is down. */
   localWorkers(): LocalWorker[] {
-    return this.workers.map((w) => ({ id: w.spec.workerId, bufferPath: w.spec.bufferPath, configPath: w.spec.configPath }));
+    return this.workers.map((w) => ({ id: w.spec.workerId, bufferPath: w.spec.bufferPath, configPath: w.spec.configPath, isUp: () => this.agentRunning(w.spec.workerId) }));
   }
 
   records(): ReadonlyMap<string, WorkerRecord> {
@@ -214,14 +213,10 @@ export function writeLoadWorkerConfig(o: {
   syncInProcess?: boolean;
   writerFollow?: WriterFollow;
 }): LoadWorkerSpec {
-  if (o.writerFollow === 'session') {
-    throw new Error(
-      "workers.writerFollow 'session' (follow the writer as AWS workers do: keep a session until it breaks) needs the agent option from the lineage work (issue 13), which is not in this agent yet",
-    );
-  }
   const configPath = path.join(o.workDir, `${o.workerId}.agent.json`);
   const config = {
     writerFile: o.writerFile,
+    writerFileFollow: o.writerFollow === 'session' ? 'reconnect' : 'watch',
     workerId: o.workerId,
     streams: { [o.stream]: { table: o.table, key: ['id'], columns: ['id', 'worker', 'seq', 'payload'] } },
     batchSize: o.batchSize,

@@ -4,10 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../../src/agent/config.js';
+import { loadConfig, parseConfig } from '../../../src/agent/config.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
 import { createDrillTable, DRILL_STREAM, DRILL_TABLE } from '../../../src/cli/drill/drill-table.js';
-import { WorkerFleet } from '../../../src/cli/drill/worker-fleet.js';
+import { WorkerFleet, writeLoadWorkerConfig } from '../../../src/cli/drill/worker-fleet.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
 import { ClusterProcesses } from '../../support/cluster-processes.js';
 import { until } from '../../support/poll.js';
@@ -80,9 +80,11 @@ describe('WorkerFleet with agent daemons', () => {
     }
   });
 
-  it("refuses writerFollow 'session' until the agent supports it, naming the option", async () => {
-    await expect(
-      WorkerFleet.start({ workDir, count: 1, rate: 10, writerFile: cluster.writerFile, table: DRILL_TABLE, stream: DRILL_STREAM, agents: 'daemon', writerFollow: 'session' }),
-    ).rejects.toThrow(/writerFollow 'session'.*needs the agent option from the lineage work/);
+  it("writerFollow 'session' has the agents follow the writer file as AWS workers follow its DNS name (on reconnect only)", () => {
+    const dir = mkdtempSync(path.join(workDir, 'follow-'));
+    for (const [follow, expected] of [['session', 'reconnect'], ['file-watch', 'watch']] as const) {
+      const spec = writeLoadWorkerConfig({ workDir: dir, workerId: `w-${follow}`, writerFile: cluster.writerFile, table: DRILL_TABLE, stream: DRILL_STREAM, ratePerSecond: 1, batchSize: 10, writerFollow: follow });
+      expect(loadConfig(spec.configPath).writer).toEqual({ kind: 'file', path: cluster.writerFile, follow: expected });
+    }
   });
 });

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, type StreamConfig } from '../../../src/agent/config.js';
+import type { Epoch } from '../../../src/core/lineage.js';
 import { BufferFullError, Outbox } from '../../../src/agent/outbox.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
 
@@ -61,7 +62,9 @@ describe('Outbox with a size cap (the volume is full)', () => {
     outbox.setMaxBytes(outbox.databaseBytes());
     fill((id) => outbox.append('events', events, { id, body: 'y'.repeat(100) }), 'b');
     const seqs = outbox.rows().map((r) => r.seq);
-    outbox.markSynced(seqs, { timelineId: 1, lsn: '0/3000060' });
+    const root: Epoch = { id: '00000000-0000-4000-8000-000000000001', parentId: null, generation: 1, forkLsn: null, timelineId: 1, nodeId: 'pg-0', executionId: null, createdAt: '2026-12-01T00:00:00.000Z' };
+    outbox.mergeLineage([root]);
+    expect(outbox.markSynced(seqs, { epochId: root.id, timelineId: 1, lsn: '0/3000060' })).toBe(true);
     expect(outbox.pendingCount()).toBe(0);
     outbox.close();
   });

@@ -22,7 +22,7 @@ function result(fault: string, seed: number, o: { ok?: boolean; lost?: number | 
     timings: { detectionMs: 300, promotionMs: 100, firstWriteMs: o.firstWriteMs ?? 800, drainMs: 2000, rtoMs: o.rtoMs === undefined ? 5000 : o.rtoMs },
     incidents: [],
     rounds: [{ round: 1, mode: 'failover', triggeredBy: 'pg-0', forced: false, outcome: ok ? 'succeeded' : 'failed', error: null, resumed: false, startedAtMs: 0, endedAtMs: 1 }],
-    rows: { acknowledged: 1000, inNewPrimary: 1000, lost: o.lost === undefined ? 0 : o.lost, duplicates: 0, recoveredByDrain: 3, refused: 0, refusedButStored: 0 },
+    rows: { acknowledged: 1000, inNewPrimary: 1000, lost: o.lost === undefined ? 0 : o.lost, duplicates: 0, recoveredByDrain: 3, resentByWorkers: 0, refused: 0, refusedButStored: 0 },
     appendLatencyMs: { p50: 1, p99: o.p99 ?? 2, max: 9 },
     maxAckGapMs: 100,
     notifications: 28,

@@ -16,7 +16,7 @@ function crowdedResult(events: DrillEvent[]): DrillResult {
     timings: { detectionMs: 300, promotionMs: 100, firstWriteMs: 900, drainMs: 2000, rtoMs: 4000 },
     incidents: [],
     rounds: [],
-    rows: { acknowledged: 100, inNewPrimary: 100, lost: 0, duplicates: 0, recoveredByDrain: 0, refused: 0, refusedButStored: 0 },
+    rows: { acknowledged: 100, inNewPrimary: 100, lost: 0, duplicates: 0, recoveredByDrain: 0, resentByWorkers: 0, refused: 0, refusedButStored: 0 },
     appendLatencyMs: { p50: 1, p99: 2, max: 3 },
     maxAckGapMs: 100,
     notifications: 0,

@@ -34,7 +34,7 @@ export interface FaultNeeds {
   readonly agentDaemons?: boolean;
   /** The runbook runs in a child process the fault can SIGKILL (controller.crash()). */
   readonly controllerProcess?: boolean;
-  /** How the agents follow the writer (see WriterFollow). @default 'file-watch' */
+  /** How the agents follow the writer ('session': as on AWS; see WriterFollow). @default 'file-watch' */
   readonly writerFollow?: WriterFollow;
   /** The fault needs at least this many replicas. */
   readonly minReplicas?: number;

@@ -15,7 +15,8 @@ interface PartitionPlan {
 export const partition: Fault<PartitionPlan> = {
   name: 'partition',
   summary: 'the controller and its probe cannot reach the primary (dropped packets) while the workers and replicas still can, for a seeded time; then it heals',
-  needs: { network: true },
+  // The workers follow the writer as on AWS: their sessions to the old primary live until something breaks them.
+  needs: { network: true, writerFollow: 'session' },
   plan: (random) => ({ holdMs: between(random, 2_000, 8_000) }),
   async inject(ctx, plan) {
     const network = ctx.network!;
