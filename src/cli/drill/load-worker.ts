@@ -60,6 +60,11 @@ const appendTimer = setInterval(() => appendDue(startedAt), Math.max(1, Math.min
 const flushTimer = setInterval(flush, 50);
 send({ type: 'ready', pid: process.pid });
 
+// The drill went away without stopping us (killed): appending on would only fill a buffer nobody reads.
+process.on('disconnect', () => {
+  if (appending) process.exit(1);
+});
+
 process.on('message', (message: LoadWorkerCommand) => {
   if (message.type === 'stop') void stop(message.syncTimeoutMs);
   if (message.type === 'disk') buffer.outbox.setMaxBytes(message.space === 'full' ? buffer.outbox.databaseBytes() : null);

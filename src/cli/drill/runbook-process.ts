@@ -34,9 +34,18 @@ async function main(s: RunbookProcessSpec, request: RunbookRequest): Promise<voi
   }
 }
 
+// The drill went away (killed): a runbook nobody follows must not go on changing the cluster.
+let finished = false;
+process.on('disconnect', () => {
+  if (!finished) process.exit(1);
+});
+
 process.once('message', (command: RunbookProcessCommand) => {
   main(spec, command.request).then(
-    () => process.disconnect(),
+    () => {
+      finished = true;
+      process.disconnect();
+    },
     (error: unknown) => {
       console.error(`runbook-process: ${error instanceof Error ? error.stack : String(error)}`);
       process.exit(1);

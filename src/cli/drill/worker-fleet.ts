@@ -8,6 +8,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LocalWorker } from '../../local/local-worker-control.js';
+import { registerForCleanup, unregisterForCleanup } from '../../local/cleanup-registry.js';
 import { waitForExit } from '../../local/processes.js';
 import type { LoadWorkerCommand, LoadWorkerMessage, LoadWorkerSpec } from './load-worker-protocol.js';
 
@@ -58,6 +59,8 @@ export class WorkerFleet {
 
   static async start(options: FleetOptions): Promise<WorkerFleet> {
     const fleet = new WorkerFleet(options);
+    // If the drill dies without stopping us, the agents (no IPC channel to notice it) die with it.
+    registerForCleanup(fleet);
     const specs = Array.from({ length: options.count }, (_, i) =>
       writeLoadWorkerConfig({
         workDir: options.workDir,
@@ -125,13 +128,20 @@ export class WorkerFleet {
     for (const w of this.workers) if (this.options.agents === 'daemon') this.startAgent(w.spec.workerId);
     const stopped = await Promise.all(this.workers.map((w) => stopAppender(w.appender, syncTimeoutMs).then((s) => ({ workerId: w.spec.workerId, ...s }))));
     await Promise.all(this.workers.map((w) => this.stopAgent(w.spec.workerId, 'SIGTERM').catch(() => undefined)));
+    unregisterForCleanup(this);
     return stopped;
   }
 
   killAll(): void {
+    unregisterForCleanup(this);
     for (const w of this.workers) {
       for (const child of [w.appender, w.agent]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
+  }
+
+  /** Last resort when the drill's process ends without stopping the fleet (see cleanup-registry). */
+  cleanupSync(): void {
+    this.killAll();
   }
 
   private worker(workerId: string): Worker {
