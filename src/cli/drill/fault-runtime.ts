@@ -6,28 +6,15 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunbookEvent } from '../../core/runbook/index.js';
 import type { LocalCluster } from '../../local/local-cluster.js';
-import type { LocalSlack } from '../../local/local-slack.js';
 import { PgDatabaseProbe } from '../../pg/probe.js';
-import type { Progress } from '../progress.js';
-import type { DrillController } from './controller.js';
-import type { DrillNetwork } from './drill-network.js';
-import type { FaultContext, RoundReport } from './faults/fault.js';
+import type { FaultContext } from './faults/fault.js';
 import type { DrillEventKind } from './report.js';
-import type { WorkerFleet } from './worker-fleet.js';
 
-export interface FaultRuntimeOptions {
-  readonly cluster: LocalCluster;
+/** The parts of the context the drill hands over as they are, and what the runtime needs besides. */
+export interface FaultRuntimeOptions extends Pick<FaultContext, 'cluster' | 'workers' | 'network' | 'slack' | 'controller' | 'progress' | 'firstPrimary' | 'confirmMs' | 'rounds'> {
   /** The cluster as the controller reaches it: the monitor probes through it. */
   readonly controllerCluster: LocalCluster;
-  readonly workers: WorkerFleet;
-  readonly network: DrillNetwork | undefined;
-  readonly slack: LocalSlack;
-  readonly controller: DrillController;
-  readonly progress: Progress;
-  readonly firstPrimary: string;
-  readonly confirmMs: number;
   readonly probeIntervalMs: number;
-  readonly rounds: readonly RoundReport[];
   readonly mark: (kind: DrillEventKind, name: string, detail?: string, at?: number) => void;
 }
 
