@@ -5,9 +5,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { appendSocketAnswers } from '../src/agent/append-server.js';
 import { loadConfig } from '../src/agent/config.js';
 import { WriteBuffer } from '../src/agent/write-buffer.js';
 
@@ -86,7 +86,7 @@ export async function startDaemon(config: string): Promise<{ stop(): Promise<{ c
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (log += s));
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   const socket = `${loadConfig(config).bufferPath!}.sock`;
-  for (const deadline = Date.now() + 60_000; !(await answers(socket)); ) {
+  for (const deadline = Date.now() + 60_000; !(await appendSocketAnswers(socket)); ) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the agent daemon did not serve ${socket}: ${log.slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -103,17 +103,6 @@ export async function startDaemon(config: string): Promise<{ stop(): Promise<{ c
       return stopped.groupCommits;
     },
   };
-}
-
-function answers(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.createConnection(socket);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
 }
 
 // ---------------------------------------------------------------- the child

@@ -161,7 +161,7 @@ async function bind(server: net.Server, socketPath: string): Promise<boolean> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
   }
-  if (await answers(socketPath)) return false;
+  if (await appendSocketAnswers(socketPath)) return false;
   if (!lstatSync(socketPath).isSocket()) throw new Error(`appendSocket: ${socketPath} exists and is not a socket: remove it or choose another path`);
   unlinkSync(socketPath);
   await listenOn(server, socketPath);
@@ -179,7 +179,8 @@ function listenOn(server: net.Server, socketPath: string): Promise<void> {
   });
 }
 
-function answers(socketPath: string): Promise<boolean> {
+/** True when a process accepts connections on `socketPath` (a live daemon; a stale socket file refuses). */
+export function appendSocketAnswers(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = net.createConnection(socketPath);
     probe.once('connect', () => {
