@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/agent/config.js';
 import { Outbox } from '../../../src/agent/outbox.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
-import { collect, EVENTS_DDL, EVENTS_STREAM, idsIn, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
+import { collect, EVENTS_DDL, EVENTS_STREAM, idsIn, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig, type AgentRun } from './agent-fixture.js';
 
 /** kill -9 at random points of append, sync and drain: no acknowledged row is ever lost or doubled. */
 let cluster: LocalCluster;
@@ -150,5 +151,89 @@ describe('crash safety (SIGKILL)', () => {
     const inPg = await idsIn(cluster, 'pg-0', DB);
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);
+  });
+});
+
+describe('crash safety with 8 concurrent appenders and the group-commit daemon (SIGKILL)', () => {
+  const DB8 = 'crash8';
+  const APPENDERS = 8;
+  let buffer8: string;
+  let config8: string;
+
+  beforeAll(async () => {
+    await cluster.createDatabase(DB8);
+    await sql(cluster, 'pg-0', EVENTS_DDL, DB8);
+    buffer8 = path.join(dir, 'crash8.db');
+    config8 = writeConfig(path.join(dir, 'crash8.json'), { writerUrl: cluster.connectionString('pg-0', DB8), batchSize: 100, streams: { events: EVENTS_STREAM } });
+  });
+
+  /** The agent daemon (sync loop + append socket), once it serves the socket. */
+  async function startDaemon(): Promise<{ child: ChildProcess; done: Promise<AgentRun> }> {
+    const child = spawnAgent(['run', '--buffer', buffer8, '--config', config8]);
+    const done = collect(child);
+    await waitForStderr(child, 'append socket ready');
+    return { child, done };
+  }
+
+  /** `append` fed a row per millisecond tick, each write its own chunk (so its own request or commit). */
+  function startAppender(name: string): { stop(signal?: NodeJS.Signals): Promise<string[]> } {
+    const child = spawnAgent(['append', '--stream', 'events', '--buffer', buffer8, '--config', config8]);
+    const done = collect(child);
+    let n = 0;
+    const feeder = setInterval(() => child.stdin!.write(`${JSON.stringify({ id: `${name}-${n}`, body: 'group', n: n++ })}\n`), 1);
+    return {
+      async stop(signal) {
+        clearInterval(feeder);
+        if (signal) child.kill(signal);
+        else child.stdin!.end();
+        const run = await done;
+        expect(signal ? run.signal : run.code).toBe(signal ?? 0);
+        const printed = run.stdout.split('\n');
+        printed.pop(); // after a kill, a line cut short is not an acknowledgement (else the empty string after the last newline)
+        return printed;
+      },
+    };
+  }
+
+  it('appenders and the daemon killed at 16 random points: every id an appender printed is in PostgreSQL exactly once', async () => {
+    const acknowledged: string[] = [];
+    let daemon = await startDaemon();
+    const appenders = Array.from({ length: APPENDERS }, (_, i) => startAppender(`g${i}-0`));
+    let appenderKills = 0;
+    let daemonKills = 0;
+    for (let trial = 0; trial < 16; trial++) {
+      await sleep(100 + randomMs(300));
+      if (trial % 4 === 1) {
+        daemon.child.kill('SIGKILL');
+        expect((await daemon.done).signal).toBe('SIGKILL');
+        daemonKills += 1;
+        await sleep(randomMs(500)); // appends go on directly meanwhile
+        daemon = await startDaemon();
+      } else {
+        const slot = randomMs(APPENDERS);
+        acknowledged.push(...(await appenders[slot]!.stop('SIGKILL')));
+        appenderKills += 1;
+        appenders[slot] = startAppender(`g${slot}-${trial + 1}`);
+      }
+    }
+    for (const appender of appenders) acknowledged.push(...(await appender.stop()));
+    daemon.child.kill('SIGTERM');
+    const last = await daemon.done;
+    expect(last.code).toBe(0);
+    const stopped = JSON.parse(last.stderr.split('\n').find((l) => l.includes('"agent stopped"'))!) as { groupCommits: { commits: number; rows: number } };
+    expect(stopped.groupCommits.rows).toBeGreaterThan(stopped.groupCommits.commits); // commits were shared
+    expect([appenderKills, daemonKills]).toEqual([12, 4]);
+
+    const sync = await runAgent(['sync-once', '--json', '--buffer', buffer8, '--config', config8]);
+    expect(sync.code).toBe(0);
+    expect(JSON.parse(sync.stdout).pendingRows).toBe(0);
+    const inPg = await idsIn(cluster, 'pg-0', DB8);
+    const outbox = Outbox.open(buffer8);
+    const inBuffer = new Set(outbox.rows().map((r) => r.id));
+    outbox.close();
+    expect(new Set(acknowledged).size).toBe(acknowledged.length); // no id acknowledged twice
+    expect(acknowledged.filter((id) => !inPg.ids.has(id))).toEqual([]); // nothing acknowledged lost
+    expect(inPg.rows).toBe(inPg.ids.size); // nothing twice
+    expect(inPg.ids).toEqual(inBuffer);
   });
 });
