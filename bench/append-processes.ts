@@ -77,7 +77,7 @@ export class AppenderPool {
 }
 
 /** The agent daemon on a buffer, as on a worker. `stop` returns its group-commit counters. */
-export async function startDaemon(config: string): Promise<{ stop(): Promise<{ commits: number; requests: number; rows: number }> }> {
+export async function startDaemon(config: string): Promise<{ pid: number; stop(): Promise<{ commits: number; requests: number; rows: number }> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'bin', 'rds-failover-agent.ts'), 'run', '--config', config], {
     cwd: REPO,
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -91,6 +91,7 @@ export async function startDaemon(config: string): Promise<{ stop(): Promise<{ c
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
+    pid: child.pid!,
     async stop() {
       child.kill('SIGTERM');
       await exited;
@@ -144,7 +145,8 @@ function appenderMain(worker: string): void {
   });
 }
 
-function timed(ms: number, op: (n: number) => void): WindowResult {
+function timed(ms: number, op: (n: number) => void): WindowResult & { cpuMs: number } {
+  const cpu = process.cpuUsage();
   const latencies: number[] = [];
   const end = Date.now() + ms;
   let n = 0;
@@ -154,7 +156,8 @@ function timed(ms: number, op: (n: number) => void): WindowResult {
     latencies.push(Math.round(Number(process.hrtime.bigint() - t) / 1e3) / 1e3);
     n += 1;
   }
-  return { count: n, latencies };
+  const used = process.cpuUsage(cpu);
+  return { count: n, latencies, cpuMs: (used.user + used.system) / 1000 };
 }
 
 if (process.argv[2] === 'appender') appenderMain(process.argv[3]!);

@@ -15,6 +15,7 @@ warm = 0
 
 
 def timed(ms, op):
+    cpu = time.process_time()
     latencies = []
     end = time.monotonic() + ms / 1000
     n = 0
@@ -23,7 +24,7 @@ def timed(ms, op):
         op(n)
         latencies.append(round((time.perf_counter_ns() - t) / 1e3) / 1e3)
         n += 1
-    return {"count": n, "latencies": latencies}
+    return {"count": n, "latencies": latencies, "cpuMs": (time.process_time() - cpu) * 1000}
 
 
 for line in sys.stdin:
