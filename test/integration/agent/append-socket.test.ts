@@ -13,7 +13,7 @@ import { silentLog } from '../../../src/agent/log.js';
 import { Outbox } from '../../../src/agent/outbox.js';
 import { RowRejectedError } from '../../../src/agent/row-validation.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
-import { EVENTS_STREAM, collect, sleep, spawnAgent, waitForStderr, writeConfig } from './agent-fixture.js';
+import { EVENTS_STREAM, sleep, startDaemon, storedIds, writeConfig, type RunningDaemon } from './agent-fixture.js';
 
 /** Group commit through the daemon's append socket, on real SQLite files, with the real daemon process. */
 let dir: string;
@@ -38,15 +38,6 @@ function freshBuffer(): string {
   const file = path.join(dir, `b${n}.db`);
   Outbox.open(file).close();
   return file;
-}
-
-function storedIds(file: string): string[] {
-  const db = new Database(file, { readonly: true });
-  try {
-    return (db.prepare('SELECT id FROM outbox ORDER BY seq').all() as { id: string }[]).map((r) => r.id);
-  } finally {
-    db.close();
-  }
 }
 
 async function serve(file: string, options: { busyTimeoutMs?: number } = {}): Promise<{ server: AppendServer; outbox: Outbox }> {
@@ -91,24 +82,10 @@ async function connected(count: number, socketPath: string): Promise<Awaited<Ret
 
 const request = (n: number, rows: unknown[], stream = 'events') => JSON.stringify({ n, stream, rows: rows.map((r) => JSON.stringify(r)) });
 
-/** The agent daemon as its own process on `file`, once it serves the socket. */
-async function daemon(file: string): Promise<{ kill(): Promise<void>; stop(): Promise<{ commits: number; requests: number; rows: number }> }> {
-  const child = spawnAgent(['run', '--buffer', file, '--config', configFile]);
-  const done = collect(child);
-  cleanups.push(() => child.kill('SIGKILL'));
-  await waitForStderr(child, 'append socket ready');
-  return {
-    async kill() {
-      child.kill('SIGKILL');
-      await done;
-    },
-    async stop() {
-      child.kill('SIGTERM');
-      const { stderr } = await done;
-      const stopped = stderr.split('\n').find((l) => l.includes('"agent stopped"'));
-      return JSON.parse(stopped!).groupCommits;
-    },
-  };
+async function daemon(file: string): Promise<RunningDaemon> {
+  const running = await startDaemon(['--buffer', file, '--config', configFile]);
+  cleanups.push(() => running.child.kill('SIGKILL'));
+  return running;
 }
 
 describe('the append socket (AppendServer)', () => {

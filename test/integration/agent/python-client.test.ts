@@ -3,9 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Outbox } from '../../../src/agent/outbox.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
-import { collect, EVENTS_DDL, EVENTS_STREAM, idsIn, REPO_ROOT, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
+import { collect, EVENTS_DDL, EVENTS_STREAM, expectEachAcknowledgedRowOnce, REPO_ROOT, runAgent, sleep, sql, startDaemon, writeConfig } from './agent-fixture.js';
 
 /** The Python client (clients/python): its own unittest suite, and SIGKILL with real PostgreSQL behind the agent. */
 const PYTHON_DIR = path.join(REPO_ROOT, 'clients', 'python');
@@ -54,24 +53,17 @@ describe('the Python client', () => {
       };
     }
 
-    async function startDaemon() {
-      const child = spawnAgent(['run', '--config', config]);
-      const done = collect(child);
-      await waitForStderr(child, 'append socket ready');
-      return { child, done };
-    }
-
     it('4 appenders and the daemon killed at 12 random points: every id an appender printed is in PostgreSQL exactly once after sync', async () => {
       const acknowledged: string[] = [];
-      let daemon = await startDaemon();
+      const startPythonDaemon = () => startDaemon(['--config', config]);
+      let daemon = await startPythonDaemon();
       const appenders = Array.from({ length: 4 }, (_, i) => startAppender(`py${i}-0`));
       for (let trial = 0; trial < 12; trial++) {
         await sleep(100 + Math.floor(Math.random() * 300));
         if (trial % 4 === 1) {
-          daemon.child.kill('SIGKILL');
-          expect((await daemon.done).signal).toBe('SIGKILL');
+          await daemon.kill();
           await sleep(Math.floor(Math.random() * 500)); // the appenders go on directly into the file
-          daemon = await startDaemon();
+          daemon = await startPythonDaemon();
         } else {
           const slot = Math.floor(Math.random() * appenders.length);
           acknowledged.push(...(await appenders[slot]!.stop()));
@@ -80,24 +72,13 @@ describe('the Python client', () => {
       }
       await sleep(500);
       for (const appender of appenders) acknowledged.push(...(await appender.stop()));
-      daemon.child.kill('SIGTERM');
-      const last = await daemon.done;
-      expect(last.code).toBe(0);
-      const stopped = JSON.parse(last.stderr.split('\n').find((l) => l.includes('"agent stopped"'))!) as { groupCommits: { requests: number } };
-      expect(stopped.groupCommits.requests).toBeGreaterThan(0); // the fast path was in use
+      expect((await daemon.stop()).requests).toBeGreaterThan(0); // the fast path was in use
 
       const sync = await runAgent(['sync-once', '--json', '--config', config]);
       expect(sync.code).toBe(0);
       expect(JSON.parse(sync.stdout).pendingRows).toBe(0);
-      const inPg = await idsIn(cluster, 'pg-0', DB);
-      const outbox = Outbox.open(buffer);
-      const inBuffer = new Set(outbox.rows().map((r) => r.id));
-      outbox.close();
       expect(acknowledged.length).toBeGreaterThan(0);
-      expect(new Set(acknowledged).size).toBe(acknowledged.length);
-      expect(acknowledged.filter((id) => !inPg.ids.has(id))).toEqual([]);
-      expect(inPg.rows).toBe(inPg.ids.size);
-      expect(inPg.ids).toEqual(inBuffer);
+      await expectEachAcknowledgedRowOnce(cluster, DB, buffer, acknowledged);
     });
   });
 });
