@@ -93,7 +93,7 @@ function measureLatency(dir: string): { raw: ReturnType<typeof stats>; append: R
 
 // ---------------------------------------------------------------- 2. appends from several processes
 
-interface AppendFigures {
+export interface AppendFigures {
   readonly rowsPerSecond: number;
   readonly p50: number;
   readonly p99: number;
@@ -120,7 +120,7 @@ type Kind = (typeof KINDS)[number];
  * WINDOW_ROUNDS rounds of one window of each kind, the order rotated each round so that load on this shared
  * machine hits every kind alike. The agent daemon runs (and syncs to `writerUrl`) for the whole section.
  */
-async function measureAppendProcesses(dir: string, writerUrl: string): Promise<{ figures: Record<Kind, AppendFigures>; rowsPerCommit: number }> {
+export async function measureAppendProcesses(dir: string, writerUrl: string): Promise<{ figures: Record<Kind, AppendFigures>; rowsPerCommit: number }> {
   const config = (name: string, extra: Record<string, unknown>) => {
     const file = path.join(dir, `${name}.json`);
     writeFileSync(file, JSON.stringify({ bufferPath: `${name}.db`, streams: { events: STREAM }, ...extra }));
@@ -334,7 +334,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

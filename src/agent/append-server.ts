@@ -71,6 +71,7 @@ export class AppendServer {
   /** Stops accepting, drops open connections (their callers append directly) and removes the socket. */
   async close(): Promise<void> {
     servedHere.delete(this.options.socketPath);
+    this.queue = []; // not committed: their callers see the connection close and append directly
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.connections) socket.destroy();
     await closed;
@@ -85,28 +86,30 @@ export class AppendServer {
     this.connections.add(socket);
     socket.setEncoding('utf8');
     let partial = '';
-    socket.on('data', (chunk: string) => {
+    const onData = (chunk: string) => {
       partial += chunk;
       let start = 0;
       for (let end = partial.indexOf('\n'); end >= 0; end = partial.indexOf('\n', start)) {
-        this.receive(socket, partial.slice(start, end));
+        const reason = this.receive(socket, partial.slice(start, end));
+        if (reason !== undefined) return this.refuse(socket, reason, onData);
         start = end + 1;
       }
       partial = partial.slice(start);
-      if (partial.length > MAX_REQUEST_LENGTH) this.refuse(socket, `request longer than ${MAX_REQUEST_LENGTH} characters`);
-    });
+      if (partial.length > MAX_REQUEST_LENGTH) this.refuse(socket, `request longer than ${MAX_REQUEST_LENGTH} characters`, onData);
+    };
+    socket.on('data', onData);
     // A caller that died: its rows are committed or not, and it is not there to be answered.
     socket.on('error', () => undefined);
     socket.on('close', () => this.connections.delete(socket));
   }
 
-  private receive(socket: net.Socket, line: string): void {
+  /** Queues a request line for the next commit; returns why it is malformed, if it is. */
+  private receive(socket: net.Socket, line: string): string | undefined {
     let request: AppendRequest;
     try {
       request = parseAppendRequest(line);
     } catch (error) {
-      this.refuse(socket, errorMessage(error));
-      return;
+      return errorMessage(error);
     }
     this.queue.push({ socket, request });
     if (!this.flushScheduled) {
@@ -114,10 +117,12 @@ export class AppendServer {
       // after this turn's reads: every request that arrived during the last commit goes into the next one
       setImmediate(() => this.flush());
     }
+    return undefined;
   }
 
-  /** A malformed request is a client bug: answered once, and the connection closed. */
-  private refuse(socket: net.Socket, reason: string): void {
+  /** A malformed request is a client bug: answered once, the rest of what the connection sends ignored, and closed. */
+  private refuse(socket: net.Socket, reason: string, onData: (chunk: string) => void): void {
+    socket.off('data', onData);
     this.options.log('warn', 'append socket: request refused', { reason });
     socket.end(`${JSON.stringify({ n: -1, error: `bad request: ${reason}` } satisfies AppendAnswer)}\n`);
   }
@@ -126,6 +131,7 @@ export class AppendServer {
     this.flushScheduled = false;
     const batch = this.queue;
     this.queue = [];
+    if (batch.length === 0) return; // closed meanwhile
     const streams = this.options.streams();
     let results: AppendResult[];
     try {
