@@ -8,6 +8,8 @@ export interface SyncLoopOptions {
   readonly config: () => AgentConfig;
   readonly log: AgentLog;
   readonly random?: () => number;
+  /** Default SYNC_LINGER_MS. */
+  readonly lingerMs?: number;
   /** Runs between sync passes on the loop's own turn (prune uses the same writer session). */
   readonly betweenPasses?: () => Promise<void>;
   readonly onPass?: (result: SyncPassResult) => void;
@@ -88,7 +90,7 @@ export class SyncLoop {
         } catch (error) {
           log('warn', 'housekeeping between sync passes failed', { error: errorMessage(error) });
         }
-        if (result.complete) await (result.sent === 0 ? this.sleep(config().pollIntervalMs, 'idle') : this.sleep(SYNC_LINGER_MS, 'linger'));
+        if (result.complete) await (result.sent === 0 ? this.sleep(config().pollIntervalMs, 'idle') : this.sleep(this.options.lingerMs ?? SYNC_LINGER_MS, 'linger'));
       }
     } finally {
       await engine.close();
