@@ -302,12 +302,12 @@ class Buffer:
 
 def row_text(row: Any) -> str:
     """The JSON text a row is stored as: a str trimmed as it is, anything else compact JSON."""
-    if isinstance(row, str):
-        return row.strip(_JS_WHITESPACE)
     try:
-        return json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = row.strip(_JS_WHITESPACE) if isinstance(row, str) else json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text.encode("utf-8")  # a lone surrogate has no UTF-8 form: refuse it here, not halfway through a write
     except (TypeError, ValueError) as error:
         raise RowRejectedError(f"row cannot be serialized to JSON: {error}") from error
+    return text
 
 
 def validate_row(stream_name: str, stream: Optional[StreamConfig], row: Any) -> "tuple[str, str]":

@@ -75,6 +75,8 @@ class SharedRowRules(unittest.TestCase):
             rfb.row_text({"id": "a", "when": object()})
         with self.assertRaisesRegex(rfb.RowRejectedError, "^row cannot be serialized to JSON: "):
             rfb.row_text({"id": float("nan")})
+        with self.assertRaisesRegex(rfb.RowRejectedError, "^row cannot be serialized to JSON: "):
+            rfb.row_text({"id": "\ud800"})
 
 
 class BufferTestCase(unittest.TestCase):
