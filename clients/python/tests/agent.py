@@ -49,7 +49,7 @@ class Daemon:
         self.log_path = self.socket_path + f".{time.monotonic_ns()}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(agent_command() + ["run", "--config", self.config_path], cwd=REPO, stderr=log, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90  # the agent starts slowly on a busy 2-core machine
         while not _answers(self.socket_path):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the agent daemon did not serve {self.socket_path}: {self.read_log()[-2000:]}")

@@ -111,7 +111,7 @@ export interface RunningDaemon {
 export async function startDaemon(args: readonly string[]): Promise<RunningDaemon> {
   const child = spawnAgent(['run', ...args]);
   const done = collect(child);
-  await waitForStderr(child, 'append socket ready');
+  await waitForStderr(child, 'append socket ready', 90_000); // tsx starts slowly on a busy 2-core machine
   return {
     child,
     async kill() {

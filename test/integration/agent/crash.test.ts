@@ -224,5 +224,5 @@ describe('crash safety with 8 concurrent appenders and the group-commit daemon (
     expect(sync.code).toBe(0);
     expect(JSON.parse(sync.stdout).pendingRows).toBe(0);
     await expectEachAcknowledgedRowOnce(cluster, DB8, buffer8, acknowledged);
-  });
+  }, 600_000); // 24 agent processes start one after the other
 });

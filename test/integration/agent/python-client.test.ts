@@ -14,7 +14,7 @@ describe('the Python client', () => {
     const run = await collect(spawn('python3', ['-m', 'unittest', 'discover', '-s', path.join(PYTHON_DIR, 'tests'), '-v'], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'] }), '');
     expect(run.stderr).toMatch(/\nOK\n?$/);
     expect(run.code).toBe(0);
-  });
+  }, 600_000); // it starts the agent a dozen times
 
   describe('killed with SIGKILL', () => {
     const DB = 'python_crash';
@@ -79,6 +79,6 @@ describe('the Python client', () => {
       expect(JSON.parse(sync.stdout).pendingRows).toBe(0);
       expect(acknowledged.length).toBeGreaterThan(0);
       await expectEachAcknowledgedRowOnce(cluster, DB, buffer, acknowledged);
-    });
+    }, 600_000); // the daemon starts 4 times
   });
 });
