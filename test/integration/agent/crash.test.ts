@@ -98,7 +98,7 @@ describe('crash safety (SIGKILL)', () => {
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);
     for (const id of acknowledged) expect(inPg.ids.has(id)).toBe(true);
-  });
+  }, 600_000); // 20 agent processes start one after the other: minutes on a busy 2-core machine
 
   it('a sync killed at 10 random points: rows marked synced are always in PostgreSQL; in the end every row arrives once', async () => {
     const streams = loadConfig(config).streams;
@@ -130,7 +130,7 @@ describe('crash safety (SIGKILL)', () => {
     const inPg = await idsIn(cluster, 'pg-0', DB);
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);
-  });
+  }, 600_000); // 11 agent processes, one after the other
 
   it('a drain killed at 10 random points, then run to the end: every row is back in PostgreSQL once', async () => {
     const { all } = bufferIds();
