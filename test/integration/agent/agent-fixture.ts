@@ -2,10 +2,13 @@ import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { expect } from 'vitest';
 import type { AppendServerStats } from '../../../src/agent/append-server.js';
+import type { Epoch } from '../../../src/core/lineage.js';
 import type { LocalCluster } from '../../../src/local/local-cluster.js';
+import { grantLineageToAgent, recordChildEpoch } from '../../../src/pg/lineage.js';
 
 export const REPO_ROOT = path.join(__dirname, '..', '..', '..');
 export const AGENT = [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')];
@@ -66,13 +69,7 @@ export const EVENTS_STREAM = { table: 'events', key: ['id'], columns: ['id', 'bo
 export const EVENTS_DDL = 'CREATE TABLE events (id text PRIMARY KEY, body text, n bigint CHECK (n >= 0))';
 
 export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(cluster: LocalCluster, node: string, text: string, database = 'postgres'): Promise<T[]> {
-  const client = new pg.Client(cluster.clientConfig(node, database));
-  await client.connect();
-  try {
-    return (await client.query<T>(text)).rows;
-  } finally {
-    await client.end();
-  }
+  return withClient(cluster, node, database, async (c) => (await c.query<T>(text)).rows);
 }
 
 /** Every id in the table, and how many rows carry each (to catch duplicates in a table without a key). */
@@ -138,4 +135,27 @@ export async function expectEachAcknowledgedRowOnce(cluster: LocalCluster, datab
   expect(acknowledged.filter((id) => !inPg.ids.has(id))).toEqual([]);
   expect(inPg.rows).toBe(inPg.ids.size);
   expect(inPg.ids).toEqual(new Set(storedIds(bufferFile)));
+}
+
+/** The agent role's lineage grants in a database (what the stack's custom resource gives it). */
+export async function grantLineage(cluster: LocalCluster, role: string, database: string): Promise<void> {
+  await withClient(cluster, 'pg-0', database, (c) => grantLineageToAgent(c, role));
+}
+
+/**
+ * Plays a failover on the writer itself: a new epoch continuing the current one up to `forkLsn` (null: keeping none of
+ * it), so every row a buffer synced above the fork is outside the new history and re-sent.
+ */
+export async function forkEpoch(cluster: LocalCluster, node: string, database: string, forkLsn: string | null = null): Promise<Epoch> {
+  return withClient(cluster, node, database, (c) => recordChildEpoch(c, { id: randomUUID(), nodeId: node, forkLsn }));
+}
+
+export async function withClient<T>(cluster: LocalCluster, node: string, database: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client(cluster.clientConfig(node, database));
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
 }
