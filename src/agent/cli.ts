@@ -276,7 +276,8 @@ async function runCommand(o: CommonOptions, io: CliIo): Promise<number> {
     // A crashed loop must not leave a process that looks alive but syncs nothing: exit, let systemd restart it.
     const crashed = await Promise.race([stopped.then(() => false), daemon.done.then(() => false, () => true)]);
     if (crashed) return ExitCode.Failed;
-    log('info', 'agent stopped', { pending: buffer.outbox.pendingCount() });
+    const appendServer = await daemon.appendServer;
+    log('info', 'agent stopped', { pending: buffer.outbox.pendingCount(), groupCommits: appendServer?.stats });
     return ExitCode.Ok;
   });
 }

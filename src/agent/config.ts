@@ -44,7 +44,7 @@ export interface AgentConfig {
   readonly batchSize: number;
   /** How often the daemon looks for new rows when idle (appends from other processes). */
   readonly pollIntervalMs: number;
-  /** SQLite busy timeout: how long an append waits for another process's write lock. */
+  /** SQLite busy timeout: how long an append waits for another process's write lock (or for the daemon's answer). */
   readonly busyTimeoutMs: number;
   /**
    * Appends that would grow the buffer's database beyond this are refused (BufferFullError, nothing stored) instead
@@ -52,6 +52,10 @@ export interface AgentConfig {
    * automatic checkpoints). Unset: only the volume's free space limits appends.
    */
   readonly maxBufferBytes?: number;
+   * The daemon's append socket (group commit, docs/buffer.md): a path, or false for none. Default: the
+   * buffer file's path plus '.sock'.
+   */
+  readonly appendSocket?: string | false;
   readonly connectTimeoutMs: number;
   readonly queryTimeoutMs: number;
   /** Exponential backoff with full jitter between failed sync attempts. */
@@ -132,6 +136,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     'pollIntervalMs',
     'busyTimeoutMs',
     'maxBufferBytes',
+    'appendSocket',
     'connectTimeoutMs',
     'queryTimeoutMs',
     'backoff',
@@ -164,6 +169,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     pollIntervalMs: int(root.pollIntervalMs, 'pollIntervalMs', 200, 1),
     busyTimeoutMs: int(root.busyTimeoutMs, 'busyTimeoutMs', 5000, 0),
     ...(root.maxBufferBytes === undefined ? {} : { maxBufferBytes: int(root.maxBufferBytes, 'maxBufferBytes', 0, 64 * 1024) }),
+    appendSocket: parseAppendSocket(root.appendSocket, baseDir),
     connectTimeoutMs: int(root.connectTimeoutMs, 'connectTimeoutMs', 5000, 1),
     queryTimeoutMs: int(root.queryTimeoutMs, 'queryTimeoutMs', 60_000, 1),
     backoff: { initialMs, maxMs },
@@ -248,6 +254,25 @@ export function parseStreams(value: unknown): Record<string, StreamConfig> {
     out[name] = { name, table, key, columns, maxPayloadBytes: int(s.maxPayloadBytes, `${field}.maxPayloadBytes`, DEFAULT_MAX_PAYLOAD_BYTES, 2, 1 << 30) };
   }
   return out;
+}
+
+/** Longest path a Unix socket address holds on Linux (sun_path is 108 bytes with the terminating NUL). */
+export const UNIX_SOCKET_PATH_MAX_BYTES = 107;
+
+function parseAppendSocket(value: unknown, baseDir: string): string | false | undefined {
+  if (value === undefined || value === false) return value;
+  if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(`appendSocket: expected a socket path or false, got ${JSON.stringify(value)}`);
+  const socket = path.resolve(baseDir, value);
+  checkSocketPathLength(socket, 'appendSocket');
+  return socket;
+}
+
+/** Throws a ConfigError naming `field` when `socket` does not fit a Unix socket address. */
+export function checkSocketPathLength(socket: string, field: string): void {
+  const bytes = Buffer.byteLength(socket);
+  if (bytes > UNIX_SOCKET_PATH_MAX_BYTES) {
+    throw new ConfigError(`${field}: the socket path ${socket} is ${bytes} bytes, over the ${UNIX_SOCKET_PATH_MAX_BYTES} a Unix socket path may have: set appendSocket to a shorter path, or false`);
+  }
 }
 
 function parseDimensions(value: unknown, clusterId: string | undefined, workerId: string | undefined): Record<string, string> {

@@ -36,6 +36,13 @@ export interface AppendResult {
   readonly rejected?: { readonly index: number; readonly error: RowRejectedError };
 }
 
+/** One caller's rows in a group commit. */
+export interface AppendGroup {
+  readonly streamName: string;
+  readonly stream: StreamConfig | undefined;
+  readonly rows: readonly unknown[];
+}
+
 /** What a resend scan sends: the synced rows whose marker is outside these spans, and (unless false) the pending rows. */
 export interface ResendSelection {
   readonly history: readonly HistorySpan[];
@@ -155,27 +162,17 @@ export class Outbox {
    * different payload it is rejected, since the sink would keep only the first.
    */
   appendMany(streamName: string, stream: StreamConfig | undefined, rows: readonly unknown[], nowMs = Date.now()): AppendResult {
-    let ids: string[] = [];
-    let rejected: AppendResult['rejected'];
+    return this.appendGroups([{ streamName, stream, rows }], nowMs)[0]!;
+  }
+
+  /**
+   * Group commit: several callers' appends in one durable transaction (one fsync), each with appendMany's
+   * rules; a rejected row stops only its own group.
+   */
+  appendGroups(groups: readonly AppendGroup[], nowMs = Date.now()): AppendResult[] {
+    let results: AppendResult[] = [];
     const write = this.db.transaction(() => {
-      ids = [];
-      rejected = undefined;
-      for (let index = 0; index < rows.length; index++) {
-        try {
-          const row = validateRow(streamName, stream, rows[index]);
-          if (this.insertRow.run(streamName, row.id, row.payload, nowMs).changes === 0) {
-            const existing = this.existingRow.get(streamName, row.id);
-            if (existing && existing.payload !== row.payload) {
-              throw new RowRejectedError(`id '${row.id}' is already in the buffer for stream '${streamName}' with a different payload`);
-            }
-          }
-          ids.push(row.id);
-        } catch (error) {
-          if (!(error instanceof RowRejectedError)) throw error;
-          rejected = { index, error };
-          return;
-        }
-      }
+      results = groups.map((group) => this.insertRows(group, nowMs)); // recomputed if a busy retry reruns it
     });
     const limit = this.appendPageLimit;
     if (limit !== null) this.db.pragma(`max_page_count = ${limit[0]}`);
@@ -188,7 +185,27 @@ export class Outbox {
     } finally {
       if (limit !== null) this.db.pragma(`max_page_count = ${limit[1]}`);
     }
-    return { ids, rejected };
+    return results;
+  }
+
+  private insertRows({ streamName, stream, rows }: AppendGroup, nowMs: number): AppendResult {
+    const ids: string[] = [];
+    for (let index = 0; index < rows.length; index++) {
+      try {
+        const row = validateRow(streamName, stream, rows[index]);
+        if (this.insertRow.run(streamName, row.id, row.payload, nowMs).changes === 0) {
+          const existing = this.existingRow.get(streamName, row.id);
+          if (existing && existing.payload !== row.payload) {
+            throw new RowRejectedError(`id '${row.id}' is already in the buffer for stream '${streamName}' with a different payload`);
+          }
+        }
+        ids.push(row.id);
+      } catch (error) {
+        if (!(error instanceof RowRejectedError)) throw error;
+        return { ids, rejected: { index, error } };
+      }
+    }
+    return { ids };
   }
 
   append(streamName: string, stream: StreamConfig | undefined, row: unknown, nowMs = Date.now()): string {

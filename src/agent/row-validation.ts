@@ -17,25 +17,17 @@ export interface ValidRow {
 
 /**
  * Checks one row against its stream before it is written. A string is kept byte-for-byte (after trimming)
- * so that numbers beyond 2^53 in non-key fields reach PostgreSQL exactly; PostgreSQL parses the JSON.
+ * so that numbers beyond 2^53 in non-key fields reach PostgreSQL exactly; PostgreSQL parses the JSON. The
+ * stored text is what is checked, for objects too: the agent's daemon checks rows that reach it as text.
  */
 export function validateRow(streamName: string, stream: StreamConfig | undefined, row: unknown): ValidRow {
   if (stream === undefined) throw new RowRejectedError(`unknown stream '${streamName}': add it to the config's streams`);
-  let value: unknown = row;
-  let payload: string;
-  if (typeof row === 'string') {
-    payload = row.trim();
-    try {
-      value = JSON.parse(payload);
-    } catch (error) {
-      throw new RowRejectedError(`row is not valid JSON (${(error as Error).message}): expected one JSON object per row`);
-    }
-  } else {
-    try {
-      payload = JSON.stringify(row) ?? 'undefined';
-    } catch (error) {
-      throw new RowRejectedError(`row cannot be serialized to JSON: ${(error as Error).message}`);
-    }
+  const payload = rowText(row);
+  let value: unknown;
+  try {
+    value = JSON.parse(payload);
+  } catch (error) {
+    throw new RowRejectedError(`row is not valid JSON (${(error as Error).message}): expected one JSON object per row`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new RowRejectedError(`row must be a JSON object with the stream's columns, got ${describe(value)}`);
@@ -53,6 +45,23 @@ export function validateRow(streamName: string, stream: StreamConfig | undefined
   }
   const id = keyValues.length === 1 ? String(keyValues[0]) : JSON.stringify(keyValues);
   return { id, payload };
+}
+
+/**
+ * The text a row is stored as and validated by: a string trimmed, anything else as JSON.stringify gives it
+ * (so a field whose value is undefined is not stored, and not checked). Throws RowRejectedError when the
+ * row has no JSON text (a BigInt, a cycle, undefined).
+ */
+export function rowText(row: unknown): string {
+  if (typeof row === 'string') return row.trim();
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(row);
+  } catch (error) {
+    throw new RowRejectedError(`row cannot be serialized to JSON: ${(error as Error).message}`);
+  }
+  if (text === undefined) throw new RowRejectedError(`row must be a JSON object with the stream's columns, got ${describe(row)}`);
+  return text;
 }
 
 function keyValue(stream: StreamConfig, column: string, value: unknown): string | number {

@@ -8,11 +8,20 @@ export interface SyncLoopOptions {
   readonly config: () => AgentConfig;
   readonly log: AgentLog;
   readonly random?: () => number;
+  /** Default SYNC_LINGER_MS. */
+  readonly lingerMs?: number;
   /** Runs between sync passes on the loop's own turn (prune uses the same writer session). */
   readonly betweenPasses?: () => Promise<void>;
   readonly onPass?: (result: SyncPassResult) => void;
   readonly onFailure?: (error: unknown, attempt: number, retryInMs: number) => void;
 }
+
+/**
+ * After a pass that sent everything pending, the next waits this long for more rows. A pass marks its rows
+ * (a SQLite commit with its fsync, in the thread that also serves the append socket): a pass per group commit
+ * cost the appenders through the daemon about two thirds of their rate (measured, docs/buffer.md).
+ */
+export const SYNC_LINGER_MS = 50;
 
 /**
  * The daemon's loop: a sync pass at start-up (rows a crash left pending go first), then a pass whenever
@@ -81,14 +90,15 @@ export class SyncLoop {
         } catch (error) {
           log('warn', 'housekeeping between sync passes failed', { error: errorMessage(error) });
         }
-        if (result.complete && result.sent === 0) await this.sleep(config().pollIntervalMs, 'idle');
+        if (result.complete) await (result.sent === 0 ? this.sleep(config().pollIntervalMs, 'idle') : this.sleep(this.options.lingerMs ?? SYNC_LINGER_MS, 'linger'));
       }
     } finally {
       await engine.close();
     }
   }
 
-  private sleep(ms: number, kind: 'idle' | 'backoff'): Promise<void> {
+  /** An idle wait ends at an append (wake); a backoff or linger wait only at retryNow or stop. */
+  private sleep(ms: number, kind: 'idle' | 'backoff' | 'linger'): Promise<void> {
     if (this.stopping) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);

@@ -1,13 +1,17 @@
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { DrainRequest, DrainSummary } from '../ports/worker-control.js';
+import { AppendClient } from './append-client.js';
+import { appendSocketPath } from './append-protocol.js';
+import { AppendServer } from './append-server.js';
 import { checkpoint, type CheckpointResult } from './checkpoint.js';
-import { parseWriterUrl, type AgentConfig, type WriterSourceConfig } from './config.js';
+import { checkSocketPathLength, parseWriterUrl, type AgentConfig, type WriterSourceConfig } from './config.js';
 import { drain } from './drain.js';
 import { errorMessage, silentLog, type AgentLog } from './log.js';
 import { MetricsPublisher } from './metrics-publisher.js';
 import { Outbox, type AppendResult } from './outbox.js';
 import { prune, type PruneResult } from './retention.js';
+import { rowText, RowRejectedError } from './row-validation.js';
 import { bufferStatus, type BufferStatus } from './status.js';
 import { SyncEngine, type SyncPassResult } from './sync-engine.js';
 import { SyncLoop } from './sync-loop.js';
@@ -32,6 +36,11 @@ export interface Daemon {
   readonly done: Promise<void>;
   /** Re-reads the writer now, even during a backoff wait (SIGHUP). */
   retryNow(): void;
+  /**
+   * The append socket this daemon serves (group commit for other processes' appends), once it listens;
+   * undefined when the config turns it off, another daemon already serves it, or it could not listen (logged).
+   */
+  readonly appendServer: Promise<AppendServer | undefined>;
 }
 
 /**
@@ -45,6 +54,7 @@ export class WriteBuffer {
   private writerImpl: WriterSource | undefined;
   private writerGeneration = 0;
   private loop: SyncLoop | null = null;
+  private appendClient: AppendClient | null | undefined;
   private readonly log: AgentLog;
 
   static open(options: WriteBufferOptions): WriteBuffer {
@@ -58,18 +68,41 @@ export class WriteBuffer {
     this.outbox = Outbox.open(options.bufferPath, { busyTimeoutMs: options.config.busyTimeoutMs, mustExist: options.mustExist, maxBytes: options.config.maxBufferBytes });
   }
 
-  /** Validates and durably stores one row; returns its id. Throws RowRejectedError (nothing written) on bad input. */
+  /**
+   * Validates and durably stores one row; returns its id. Throws RowRejectedError (nothing written) on bad input.
+   * Through the agent daemon's append socket when it answers (group commit), else directly into the file.
+   */
   append(stream: string, row: unknown): string {
-    const id = this.outbox.append(stream, this.config.streams[stream], row);
-    this.loop?.wake();
-    return id;
+    const result = this.appendMany(stream, [row]);
+    if (result.rejected) throw result.rejected.error;
+    return result.ids[0]!;
   }
 
   /** Stores rows in one durable transaction up to the first rejected row (see AppendResult). */
   appendMany(stream: string, rows: readonly unknown[]): AppendResult {
-    const result = this.outbox.appendMany(stream, this.config.streams[stream], rows);
+    const result = this.appendThroughDaemon(stream, rows) ?? this.outbox.appendMany(stream, this.config.streams[stream], rows);
     if (result.ids.length > 0) this.loop?.wake();
     return result;
+  }
+
+  /** The daemon's answer, or undefined to append directly (no daemon, or it runs in this very process). */
+  private appendThroughDaemon(stream: string, rows: readonly unknown[]): AppendResult | undefined {
+    if (this.loop !== null || rows.length === 0) return undefined;
+    if (this.appendClient === undefined) {
+      const socket = appendSocketPath(this.config, this.outbox.file);
+      this.appendClient = socket === undefined ? null : new AppendClient(socket, this.config.busyTimeoutMs);
+    }
+    if (this.appendClient === null) return undefined;
+    let texts: string[];
+    try {
+      texts = rows.map(rowText);
+    } catch {
+      return undefined; // the direct append stores the rows before it and names the error
+    }
+    const answer = this.appendClient.append(stream, texts);
+    if (answer === undefined) return undefined;
+    const { ids, rejected } = answer;
+    return rejected ? { ids: [...ids], rejected: { index: rejected.index, error: new RowRejectedError(rejected.message) } } : { ids: [...ids] };
   }
 
   /** Sends every pending row once; a failure is recorded in the buffer (status) and thrown. */
@@ -152,12 +185,15 @@ export class WriteBuffer {
     });
     this.loop = loop;
     const stopMetrics = this.startMetrics(engine);
+    const appendServer = this.startAppendServer(loop);
     const running = loop.start();
     running.catch((error) => this.log('error', 'sync loop crashed', { error: errorMessage(error) }));
     return {
       done: running,
+      appendServer,
       stop: async () => {
         stopMetrics();
+        await (await appendServer)?.close();
         await loop.stop();
         this.loop = null;
       },
@@ -168,7 +204,24 @@ export class WriteBuffer {
   async close(): Promise<void> {
     await this.loop?.stop();
     this.loop = null;
+    await this.appendClient?.close();
     this.outbox.close();
+  }
+
+  /** Serves the append socket next to the sync loop; a failure to listen leaves appends on the direct path. */
+  private async startAppendServer(loop: SyncLoop): Promise<AppendServer | undefined> {
+    const socketPath = appendSocketPath(this.config, this.outbox.file);
+    if (socketPath === undefined) return undefined;
+    try {
+      checkSocketPathLength(socketPath, 'appendSocket');
+      const server = await AppendServer.listen({ outbox: this.outbox, socketPath, streams: () => this.config.streams, log: this.log, onCommitted: () => loop.wake() });
+      if (server === undefined) this.log('warn', 'another agent already serves the append socket: appends from other processes go there', { socket: socketPath });
+      else this.log('info', 'append socket ready', { socket: socketPath });
+      return server;
+    } catch (error) {
+      this.log('error', 'append socket not served: other processes append directly into the buffer', { socket: socketPath, error: errorMessage(error) });
+      return undefined;
+    }
   }
 
   private startMetrics(engine: SyncEngine): () => void {

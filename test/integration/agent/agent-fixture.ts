@@ -1,8 +1,11 @@
+import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { expect } from 'vitest';
+import type { AppendServerStats } from '../../../src/agent/append-server.js';
 import type { Epoch } from '../../../src/core/lineage.js';
 import type { LocalCluster } from '../../../src/local/local-cluster.js';
 import { grantLineageToAgent, recordChildEpoch } from '../../../src/pg/lineage.js';
@@ -81,6 +84,57 @@ export function sleep(ms: number): Promise<void> {
 
 export function ndjson(rows: readonly object[]): string {
   return rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+}
+
+/** The ids in a buffer file, in seq order (read-only, as another process would). */
+export function storedIds(file: string): string[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return (db.prepare('SELECT id FROM outbox ORDER BY seq').all() as { id: string }[]).map((r) => r.id);
+  } finally {
+    db.close();
+  }
+}
+
+/** `rds-failover-agent run` as its own process, once it serves the append socket. */
+export interface RunningDaemon {
+  readonly child: ChildProcess;
+  /** SIGKILL, at any point. */
+  kill(): Promise<void>;
+  /** SIGTERM (exit 0 expected); the group-commit counters it logs on the way out. */
+  stop(): Promise<AppendServerStats>;
+}
+
+export async function startDaemon(args: readonly string[]): Promise<RunningDaemon> {
+  const child = spawnAgent(['run', ...args]);
+  const done = collect(child);
+  await waitForStderr(child, 'append socket ready', 90_000); // tsx starts slowly on a busy 2-core machine
+  return {
+    child,
+    async kill() {
+      child.kill('SIGKILL');
+      expect((await done).signal).toBe('SIGKILL');
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      const run = await done;
+      expect(run.code, run.stderr).toBe(0);
+      const stopped = run.stderr.split('\n').find((line) => line.includes('"agent stopped"'));
+      return (JSON.parse(stopped!) as { groupCommits: AppendServerStats }).groupCommits;
+    },
+  };
+}
+
+/**
+ * After a crash test: nothing acknowledged twice, every acknowledged id in PostgreSQL, each row there once,
+ * and PostgreSQL holds exactly the rows of the buffer (sync ran to the end first).
+ */
+export async function expectEachAcknowledgedRowOnce(cluster: LocalCluster, database: string, bufferFile: string, acknowledged: readonly string[]): Promise<void> {
+  const inPg = await idsIn(cluster, 'pg-0', database);
+  expect(new Set(acknowledged).size).toBe(acknowledged.length);
+  expect(acknowledged.filter((id) => !inPg.ids.has(id))).toEqual([]);
+  expect(inPg.rows).toBe(inPg.ids.size);
+  expect(inPg.ids).toEqual(new Set(storedIds(bufferFile)));
 }
 
 /** The agent role's lineage grants in a database (what the stack's custom resource gives it). */

@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/agent/cli.js';
 import { Outbox } from '../../../src/agent/outbox.js';
-import { EVENTS_STREAM, ndjson, runAgent, writeConfig } from './agent-fixture.js';
+import { EVENTS_STREAM, ndjson, runAgent, storedIds, writeConfig } from './agent-fixture.js';
 
 /** The CLI contract on real SQLite files, without PostgreSQL. */
 let dir: string;
@@ -28,15 +27,6 @@ async function cli(args: string[], stdin = ''): Promise<{ code: number; stdout: 
   const err = new PassThrough().on('data', (b: Buffer) => (stderr += b.toString()));
   const code = await runCli(args, { stdin: input, stdout: out, stderr: err, env: {} });
   return { code, stdout, stderr };
-}
-
-function storedIds(file: string): string[] {
-  const db = new Database(file, { readonly: true });
-  try {
-    return (db.prepare('SELECT id FROM outbox ORDER BY seq').all() as { id: string }[]).map((r) => r.id);
-  } finally {
-    db.close();
-  }
 }
 
 describe('rds-failover-agent CLI', () => {

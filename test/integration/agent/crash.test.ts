@@ -5,7 +5,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/agent/config.js';
 import { Outbox } from '../../../src/agent/outbox.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
-import { collect, EVENTS_DDL, EVENTS_STREAM, forkEpoch, idsIn, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
+import {
+  collect,
+  EVENTS_DDL,
+  EVENTS_STREAM,
+  expectEachAcknowledgedRowOnce,
+  forkEpoch,
+  idsIn,
+  runAgent,
+  sleep,
+  spawnAgent,
+  sql,
+  startDaemon,
+  waitForStderr,
+  writeConfig,
+} from './agent-fixture.js';
 
 /** kill -9 at random points of append, sync and drain: no acknowledged row is ever lost or doubled. */
 let cluster: LocalCluster;
@@ -95,7 +109,7 @@ describe('crash safety (SIGKILL)', () => {
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);
     for (const id of acknowledged) expect(inPg.ids.has(id)).toBe(true);
-  });
+  }, 600_000); // 20 agent processes start one after the other: minutes on a busy 2-core machine
 
   it('a sync killed at 10 random points: rows marked synced are always in PostgreSQL; in the end every row arrives once', async () => {
     const streams = loadConfig(config).streams;
@@ -127,7 +141,7 @@ describe('crash safety (SIGKILL)', () => {
     const inPg = await idsIn(cluster, 'pg-0', DB);
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);
-  });
+  }, 600_000); // 11 agent processes, one after the other
 
   it('a drain killed at 10 random points, then run to the end: every row is back in PostgreSQL once', async () => {
     const { all } = bufferIds();
@@ -173,4 +187,65 @@ describe('crash safety (SIGKILL)', () => {
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);
   });
+});
+
+describe('crash safety with 8 concurrent appenders and the group-commit daemon (SIGKILL)', () => {
+  const DB8 = 'crash8';
+  const APPENDERS = 8;
+  let buffer8: string;
+  let config8: string;
+
+  beforeAll(async () => {
+    await cluster.createDatabase(DB8);
+    await sql(cluster, 'pg-0', EVENTS_DDL, DB8);
+    buffer8 = path.join(dir, 'crash8.db');
+    config8 = writeConfig(path.join(dir, 'crash8.json'), { writerUrl: cluster.connectionString('pg-0', DB8), batchSize: 100, streams: { events: EVENTS_STREAM } });
+  });
+
+  /** `append` fed a row per millisecond tick, each write its own chunk (so its own request or commit). */
+  function startAppender(name: string): { stop(signal?: NodeJS.Signals): Promise<string[]> } {
+    const child = spawnAgent(['append', '--stream', 'events', '--buffer', buffer8, '--config', config8]);
+    const done = collect(child);
+    let n = 0;
+    const feeder = setInterval(() => child.stdin!.write(`${JSON.stringify({ id: `${name}-${n}`, body: 'group', n: n++ })}\n`), 1);
+    return {
+      async stop(signal) {
+        clearInterval(feeder);
+        if (signal) child.kill(signal);
+        else child.stdin!.end();
+        const run = await done;
+        expect(signal ? run.signal : run.code).toBe(signal ?? 0);
+        const printed = run.stdout.split('\n');
+        printed.pop(); // after a kill, a line cut short is not an acknowledgement (else the empty string after the last newline)
+        return printed;
+      },
+    };
+  }
+
+  it('appenders and the daemon killed at 16 random points: every id an appender printed is in PostgreSQL exactly once', async () => {
+    const acknowledged: string[] = [];
+    const startGroupCommitDaemon = () => startDaemon(['--buffer', buffer8, '--config', config8]);
+    let daemon = await startGroupCommitDaemon();
+    const appenders = Array.from({ length: APPENDERS }, (_, i) => startAppender(`g${i}-0`));
+    for (let trial = 0; trial < 16; trial++) {
+      await sleep(100 + randomMs(300));
+      if (trial % 4 === 1) {
+        await daemon.kill();
+        await sleep(randomMs(500)); // appends go on directly meanwhile
+        daemon = await startGroupCommitDaemon();
+      } else {
+        const slot = randomMs(APPENDERS);
+        acknowledged.push(...(await appenders[slot]!.stop('SIGKILL')));
+        appenders[slot] = startAppender(`g${slot}-${trial + 1}`);
+      }
+    }
+    for (const appender of appenders) acknowledged.push(...(await appender.stop()));
+    const shared = await daemon.stop();
+    expect(shared.rows).toBeGreaterThan(shared.commits); // commits were shared
+
+    const sync = await runAgent(['sync-once', '--json', '--buffer', buffer8, '--config', config8]);
+    expect(sync.code).toBe(0);
+    expect(JSON.parse(sync.stdout).pendingRows).toBe(0);
+    await expectEachAcknowledgedRowOnce(cluster, DB8, buffer8, acknowledged);
+  }, 600_000); // 24 agent processes start one after the other
 });

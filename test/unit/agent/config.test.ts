@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig, redactUrl } from '../../../src/agent/config.js';
+import { appendSocketPath } from '../../../src/agent/append-protocol.js';
+import { checkSocketPathLength, ConfigError, loadConfig, parseConfig, redactUrl } from '../../../src/agent/config.js';
 
 const tempDirs: string[] = [];
 function tempDir(prefix: string): string {
@@ -33,6 +34,21 @@ describe('agent config', () => {
     const file = path.join(dir, 'agent.json');
     writeFileSync(file, JSON.stringify({ writerFile: 'writer.url', streams }));
     expect(loadConfig(file).writer).toEqual({ kind: 'file', follow: 'watch', path: path.join(dir, 'writer.url') });
+  });
+
+  it('appendSocket: a path resolved against the config directory, false for none, the buffer path + .sock by default', () => {
+    const dir = tempDir('agent-config-');
+    const file = path.join(dir, 'agent.json');
+    writeFileSync(file, JSON.stringify({ appendSocket: 'run/append.sock', streams }));
+    expect(loadConfig(file).appendSocket).toBe(path.join(dir, 'run', 'append.sock'));
+    expect(parseConfig({ appendSocket: false, streams }).appendSocket).toBe(false);
+    const byDefault = parseConfig({ streams });
+    expect(byDefault.appendSocket).toBeUndefined();
+    expect(appendSocketPath(byDefault, '/var/lib/rds-failover/outbox.sqlite')).toBe('/var/lib/rds-failover/outbox.sqlite.sock');
+    expect(appendSocketPath(parseConfig({ appendSocket: false, streams }), '/b.db')).toBeUndefined();
+    // the default, derived from a buffer path, is checked when the daemon starts (it then logs and serves none)
+    expect(() => checkSocketPathLength(`/${'b'.repeat(103)}.sock`, 'appendSocket')).toThrow('appendSocket: the socket path');
+    expect(() => checkSocketPathLength(`/${'b'.repeat(101)}.sock`, 'appendSocket')).not.toThrow();
   });
 
   it('reads the AWS writer source and puts ClusterId/WorkerId into the metric dimensions', () => {
@@ -74,6 +90,9 @@ describe('agent config', () => {
     [{ streams, drain: { defaultWindowSeconds: 900 } }, "drain: unknown field 'defaultWindowSeconds'"],
     [{ streams, writerUrl: 'postgres://a@b/c', writerFileFollow: 'reconnect' }, 'writerFileFollow: only with writerFile'],
     [{ streams, writerFile: 'w', writerFileFollow: 'dns' }, `writerFileFollow: expected 'watch' or 'reconnect', got "dns"`],
+    [{ streams, appendSocket: true }, 'appendSocket: expected a socket path or false, got true'],
+    [{ streams, appendSocket: '' }, 'appendSocket: expected a socket path or false, got ""'],
+    [{ streams, appendSocket: `/run/${'x'.repeat(110)}.sock` }, `appendSocket: the socket path /run/${'x'.repeat(110)}.sock is 120 bytes, over the 107 a Unix socket path may have`],
   ])('rejects %j naming the field', (raw, message) => {
     expect(() => parseConfig(raw)).toThrow(ConfigError);
     expect(() => parseConfig(raw)).toThrow(message);

@@ -64,6 +64,20 @@ describe('sync loop', () => {
     expect(Date.now() - stopping).toBeLessThan(100);
   });
 
+  it('after a pass that sent rows, an append does not start the next pass before the linger ends', async () => {
+    const { engine, calls } = scriptedEngine([5, 0]);
+    const loop = new SyncLoop({ engine, config: () => config, log: () => undefined, lingerMs: 60_000 });
+    void loop.start();
+    await sleep(30);
+    loop.wake(); // a group commit: more rows, but the loop waits to send them together
+    await sleep(30);
+    expect(calls.map((c) => c.kind)).toEqual(['5']);
+    loop.retryNow();
+    await sleep(30);
+    expect(calls.map((c) => c.kind)).toEqual(['5', '0']);
+    await loop.stop();
+  });
+
   it('keeps going when the failure cannot even be recorded in the buffer', async () => {
     const { engine, calls } = scriptedEngine(['fail', 'fail', 3], { recordFails: true });
     const logged: string[] = [];

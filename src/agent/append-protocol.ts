@@ -1,0 +1,51 @@
+import type { AgentConfig } from './config.js';
+
+/**
+ * The append socket's wire format (docs/buffer.md, "Appending through the agent"): newline-delimited JSON
+ * over a Unix socket, one request per line, answered in order on the same connection.
+ *
+ *   request   {"n": 7, "stream": "events", "rows": ["{\"id\":\"a\",\"n\":1}", ...]}
+ *             rows are JSON object texts, stored byte for byte (after trimming) as direct appends store them
+ *   answers   {"n": 7, "ids": ["a", ...]}                                        all committed, after the fsync
+ *             {"n": 7, "ids": ["a"], "rejected": {"index": 1, "message": "..."}} rows before index committed
+ *             {"n": 7, "error": "..."}                                           nothing committed: append directly
+ */
+export interface AppendRequest {
+  readonly n: number;
+  readonly stream: string;
+  readonly rows: readonly string[];
+}
+
+/** The rows up to the first rejected one are committed and on disk. */
+export interface AppendCommitted {
+  readonly n: number;
+  readonly ids: readonly string[];
+  readonly rejected?: { readonly index: number; readonly message: string };
+}
+
+export type AppendAnswer = AppendCommitted | { readonly n: number; readonly error: string };
+
+/** A request line longer than this (in characters) is refused (the connection is closed); clients append bigger ones directly. */
+export const MAX_REQUEST_LENGTH = 32 * 1024 * 1024;
+
+/** The socket the daemon serves for `bufferPath`, or undefined when the config turns the fast path off. */
+export function appendSocketPath(config: AgentConfig, bufferPath: string): string | undefined {
+  if (config.appendSocket === false) return undefined;
+  return config.appendSocket ?? `${bufferPath}.sock`;
+}
+
+/** Parses a request line; throws with what is wrong. */
+export function parseAppendRequest(line: string): AppendRequest {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (error) {
+    throw new Error(`request is not JSON (${(error as Error).message})`);
+  }
+  const r = value as Partial<AppendRequest> | null;
+  if (typeof r !== 'object' || r === null) throw new Error('request must be a JSON object');
+  if (typeof r.n !== 'number') throw new Error("request field 'n' must be a number");
+  if (typeof r.stream !== 'string') throw new Error("request field 'stream' must be a string");
+  if (!Array.isArray(r.rows) || !r.rows.every((row) => typeof row === 'string')) throw new Error("request field 'rows' must be an array of strings");
+  return r as AppendRequest;
+}

@@ -1,0 +1,211 @@
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RECONNECT_AFTER_MS } from '../../../src/agent/append-client.js';
+import type { AppendAnswer } from '../../../src/agent/append-protocol.js';
+import { AppendServer } from '../../../src/agent/append-server.js';
+import { loadConfig, type AgentConfig } from '../../../src/agent/config.js';
+import { silentLog } from '../../../src/agent/log.js';
+import { Outbox } from '../../../src/agent/outbox.js';
+import { RowRejectedError } from '../../../src/agent/row-validation.js';
+import { WriteBuffer } from '../../../src/agent/write-buffer.js';
+import { EVENTS_STREAM, sleep, startDaemon, storedIds, writeConfig, type RunningDaemon } from './agent-fixture.js';
+
+/** Group commit through the daemon's append socket, on real SQLite files, with the real daemon process. */
+let dir: string;
+let configFile: string;
+let config: AgentConfig;
+let n = 0;
+const cleanups: (() => unknown)[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'append-socket-'));
+  // The writer refuses connections: appends never wait on PostgreSQL, so none is needed here.
+  configFile = writeConfig(path.join(dir, 'agent.json'), { writerUrl: 'postgres://agent:pw@127.0.0.1:1/app', streams: { events: EVENTS_STREAM } });
+  config = loadConfig(configFile);
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function freshBuffer(): string {
+  n += 1;
+  const file = path.join(dir, `b${n}.db`);
+  Outbox.open(file).close();
+  return file;
+}
+
+async function serve(file: string, options: { busyTimeoutMs?: number } = {}): Promise<{ server: AppendServer; outbox: Outbox }> {
+  const outbox = Outbox.open(file, options);
+  const server = await AppendServer.listen({ outbox, socketPath: `${file}.sock`, streams: () => config.streams, log: silentLog });
+  cleanups.push(() => outbox.close(), () => server?.close());
+  return { server: server!, outbox };
+}
+
+/** A raw protocol client (asynchronous, so that it can talk to a server in this same process). */
+async function connect(socketPath: string): Promise<{ send(line: string): void; answers: AppendAnswer[]; next(): Promise<AppendAnswer>; closed: Promise<void> }> {
+  const socket = net.createConnection(socketPath);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  cleanups.push(() => socket.destroy());
+  const answers: AppendAnswer[] = [];
+  const waiting: ((a: AppendAnswer) => void)[] = [];
+  createInterface({ input: socket }).on('line', (line) => {
+    const answer = JSON.parse(line) as AppendAnswer;
+    const w = waiting.shift();
+    if (w) w(answer);
+    else answers.push(answer);
+  });
+  return {
+    send: (line) => socket.write(`${line}\n`),
+    answers,
+    next: () => new Promise((resolve) => (answers.length > 0 ? resolve(answers.shift()!) : waiting.push(resolve))),
+    closed: new Promise((resolve) => socket.on('close', () => resolve())),
+  };
+}
+
+/** `count` connections the server has taken up: each has had one request (a row 'warm-<i>') answered. */
+async function connected(count: number, socketPath: string): Promise<Awaited<ReturnType<typeof connect>>[]> {
+  const clients = [];
+  for (let i = 0; i < count; i++) {
+    const client = await connect(socketPath);
+    client.send(request(0, [{ id: `warm-${i}` }]));
+    await client.next();
+    clients.push(client);
+  }
+  return clients;
+}
+
+const request = (n: number, rows: unknown[], stream = 'events') => JSON.stringify({ n, stream, rows: rows.map((r) => JSON.stringify(r)) });
+
+async function daemon(file: string): Promise<RunningDaemon> {
+  const running = await startDaemon(['--buffer', file, '--config', configFile]);
+  cleanups.push(() => running.child.kill('SIGKILL'));
+  return running;
+}
+
+describe('the append socket (AppendServer)', () => {
+  it('requests that arrive while a commit is being written share the next commit, and each is answered after it', async () => {
+    const file = freshBuffer();
+    const { server } = await serve(file);
+    const clients = await connected(8, `${file}.sock`);
+    const before = { ...server.stats };
+    clients.forEach((c, i) => c.send(request(i + 1, [{ id: `g${i}`, n: i }])));
+    const answers = await Promise.all(clients.map((c) => c.next()));
+    expect(answers).toEqual(clients.map((_, i) => ({ n: i + 1, ids: [`g${i}`] })));
+    expect({ commits: server.stats.commits - before.commits, requests: server.stats.requests - before.requests }).toEqual({ commits: 1, requests: 8 });
+    expect(storedIds(file).filter((id) => id.startsWith('g')).sort()).toEqual(clients.map((_, i) => `g${i}`).sort());
+  });
+
+  it("a refused row stops only its own request, with appendMany's rules, inside a shared commit", async () => {
+    const file = freshBuffer();
+    const { server } = await serve(file);
+    const [a, b, c] = await connected(3, `${file}.sock`);
+    const commitsBefore = server.stats.commits;
+    a!.send(request(1, [{ id: 'a1' }, { id: 'a2', colour: 'red' }, { id: 'a3' }]));
+    b!.send(request(1, [{ id: 'b1' }, { id: 'b2' }]));
+    c!.send(request(1, [{ id: 'b1', n: 5 }], 'events')); // b1 with another payload, in the same commit
+    expect(await a!.next()).toEqual({ n: 1, ids: ['a1'], rejected: { index: 1, message: "field 'colour' is not a column of stream 'events' (columns: id, body, n)" } });
+    expect(await b!.next()).toEqual({ n: 1, ids: ['b1', 'b2'] });
+    expect(await c!.next()).toEqual({ n: 1, ids: [], rejected: { index: 0, message: "id 'b1' is already in the buffer for stream 'events' with a different payload" } });
+    expect(server.stats.commits - commitsBefore).toBe(1);
+    expect(storedIds(file).filter((id) => !id.startsWith('warm'))).toEqual(['a1', 'b1', 'b2']);
+    a!.send(request(2, [{ id: 'x' }], 'nope'));
+    expect(await a!.next()).toEqual({ n: 2, ids: [], rejected: { index: 0, message: "unknown stream 'nope': add it to the config's streams" } });
+  });
+
+  it('a commit that fails answers every caller in it with the error: nothing of theirs was committed', async () => {
+    const file = freshBuffer();
+    await serve(file, { busyTimeoutMs: 100 });
+    const holder = new Database(file);
+    holder.exec('BEGIN IMMEDIATE'); // another process's write lock, held past busyTimeoutMs
+    const [a, b] = await Promise.all([1, 2].map(() => connect(`${file}.sock`)));
+    a!.send(request(1, [{ id: 'f1' }]));
+    b!.send(request(7, [{ id: 'f2' }]));
+    const answers = await Promise.all([a!.next(), b!.next()]);
+    holder.exec('ROLLBACK');
+    holder.close();
+    expect(answers.map((x) => x.n)).toEqual([1, 7]);
+    for (const answer of answers) expect((answer as { error: string }).error).toMatch(/stayed locked by another process for 100 ms/);
+    expect(storedIds(file)).toEqual([]);
+  });
+
+  it('a malformed request is answered with an error and its connection closed', async () => {
+    const file = freshBuffer();
+    await serve(file);
+    for (const [line, reason] of [
+      ['{"n": 1, "stream": "events", "rows": [{"id": "a"}]}', "request field 'rows' must be an array of strings"],
+      ['not json', 'request is not JSON'],
+    ] as const) {
+      const client = await connect(`${file}.sock`);
+      client.send(line);
+      const answer = (await client.next()) as { error: string };
+      expect(answer.error).toContain(`bad request: ${reason}`);
+      await client.closed;
+    }
+    expect(storedIds(file)).toEqual([]);
+  });
+
+  it('a second server on a live socket steps aside; a path that is not a socket is refused, naming appendSocket', async () => {
+    const file = freshBuffer();
+    const { outbox } = await serve(file);
+    expect(await AppendServer.listen({ outbox, socketPath: `${file}.sock`, streams: () => config.streams, log: silentLog })).toBeUndefined();
+    const notSocket = path.join(dir, 'plain-file');
+    writeFileSync(notSocket, 'keep me');
+    await expect(AppendServer.listen({ outbox, socketPath: notSocket, streams: () => config.streams, log: silentLog })).rejects.toThrow(
+      `appendSocket: ${notSocket} exists and is not a socket: remove it or choose another path`,
+    );
+  });
+});
+
+describe('WriteBuffer.append through the daemon', () => {
+  it('goes through the daemon when it serves the socket, directly while it is down, and back to it when it returns', async () => {
+    const file = freshBuffer();
+    let agent = await daemon(file);
+    const buffer = WriteBuffer.open({ bufferPath: file, config });
+    cleanups.push(() => buffer.close());
+    expect(buffer.append('events', { id: 'd1', n: 1 })).toBe('d1');
+    expect(buffer.appendMany('events', [{ id: 'd2' }, { id: 'd3' }, { id: 'd4', colour: 'red' }])).toEqual({
+      ids: ['d2', 'd3'],
+      rejected: { index: 2, error: new RowRejectedError("field 'colour' is not a column of stream 'events' (columns: id, body, n)") },
+    });
+    expect(() => buffer.append('events', { id: 'd1', n: 2 })).toThrow("id 'd1' is already in the buffer for stream 'events' with a different payload");
+    expect(() => buffer.append('events', { id: 1n })).toThrow(/^row cannot be serialized to JSON/); // refused before any request
+    expect(buffer.append('events', { id: 'd1', n: 1 })).toBe('d1'); // acknowledged again
+    await agent.kill();
+    expect(buffer.append('events', { id: 'd5' })).toBe('d5'); // the connection is gone: directly into the file
+    agent = await daemon(file); // replaces the stale socket the killed daemon left
+    await sleep(RECONNECT_AFTER_MS);
+    expect(buffer.append('events', { id: 'd6' })).toBe('d6');
+    expect(await agent.stop()).toEqual({ commits: 1, requests: 1, rows: 1 });
+    expect(storedIds(file)).toEqual(['d1', 'd2', 'd3', 'd5', 'd6']);
+  });
+
+  it('in the daemon’s own process appends go directly (a caller must not wait for its own thread)', async () => {
+    const file = freshBuffer();
+    const withDaemon = WriteBuffer.open({ bufferPath: file, config });
+    const running = withDaemon.startDaemon();
+    const server = (await running.appendServer)!;
+    const other = WriteBuffer.open({ bufferPath: file, config });
+    cleanups.push(() => withDaemon.close(), () => running.stop(), () => other.close());
+    expect(withDaemon.append('events', { id: 'own-1' })).toBe('own-1');
+    expect(other.append('events', { id: 'own-2' })).toBe('own-2');
+    await sleep(0); // a request, had one been sent, would be read now
+    expect(server.stats.requests).toBe(0);
+    expect(storedIds(file)).toEqual(['own-1', 'own-2']);
+  });
+
+  it('appendSocket false: neither served nor used', async () => {
+    const file = freshBuffer();
+    const off = { ...config, appendSocket: false as const };
+    const buffer = WriteBuffer.open({ bufferPath: file, config: off });
+    const running = buffer.startDaemon();
+    cleanups.push(() => buffer.close(), () => running.stop());
+    expect(await running.appendServer).toBeUndefined();
+    expect(buffer.append('events', { id: 'off-1' })).toBe('off-1');
+  });
+});
