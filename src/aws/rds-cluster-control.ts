@@ -458,6 +458,26 @@ function toNode(db: DBInstance): ClusterNode {
   };
 }
 
+/**
+ * gp3 of RDS for PostgreSQL below this size runs at a fixed baseline (3,000 IOPS, 125 MiBps) that
+ * DescribeDBInstances reports but CreateDBInstanceReadReplica refuses to be given ("You can't specify IOPS or
+ * storage throughput for engine postgres and a storage size less than 400"). From it on, both are settable.
+ */
+export const GP3_PROVISIONED_MIN_GIB = 400;
+
+/**
+ * The IOPS and throughput of `old` to ask for, where RDS accepts them: provisioned IOPS storage (io1, io2: IOPS
+ * only) and gp3 at or above GP3_PROVISIONED_MIN_GIB (both). Elsewhere the storage type and size decide them.
+ */
+export function provisionedPerformance(old: Pick<DBInstance, 'StorageType' | 'AllocatedStorage' | 'Iops' | 'StorageThroughput'>): { Iops?: number; StorageThroughput?: number } {
+  const type = old.StorageType ?? '';
+  if ((type === 'io1' || type === 'io2') && old.Iops) return { Iops: old.Iops };
+  if (type === 'gp3' && (old.AllocatedStorage ?? 0) >= GP3_PROVISIONED_MIN_GIB) {
+    return { ...(old.Iops ? { Iops: old.Iops } : {}), ...(old.StorageThroughput ? { StorageThroughput: old.StorageThroughput } : {}) };
+  }
+  return {};
+}
+
 /** CreateDBInstanceReadReplica input for a replica of `primaryId` that takes the place of `old`. */
 function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
   const tags = (old.TagList ?? []).filter((t) => t.Key !== REBUILT_FROM_TAG && !t.Key?.startsWith('aws:'));
@@ -470,7 +490,7 @@ function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
     VpcSecurityGroupIds: (old.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).filter(Boolean),
     DBParameterGroupName: old.DBParameterGroups?.[0]?.DBParameterGroupName,
     StorageType: old.StorageType,
-    ...(old.Iops ? { Iops: old.Iops } : {}),
+    ...provisionedPerformance(old),
     MultiAZ: false,
     PubliclyAccessible: false,
     AutoMinorVersionUpgrade: old.AutoMinorVersionUpgrade,

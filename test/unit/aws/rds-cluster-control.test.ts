@@ -497,6 +497,29 @@ describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
     ]);
   });
 
+  it('sends IOPS and throughput only where RDS accepts them: io1/io2, and gp3 from 400 GiB (PostgreSQL); below, RDS reports the baseline it refuses', async () => {
+    const cases: { storage: Partial<DBInstance>; expected: Record<string, unknown> }[] = [
+      // gp3 under 400 GiB: DescribeDBInstances shows the 3,000 IOPS / 125 MiBps baseline, which CreateDBInstanceReadReplica refuses.
+      { storage: { StorageType: 'gp3', AllocatedStorage: 100, Iops: 3000, StorageThroughput: 125 }, expected: {} },
+      { storage: { StorageType: 'gp3', AllocatedStorage: 400, Iops: 12000, StorageThroughput: 500 }, expected: { Iops: 12000, StorageThroughput: 500 } },
+      { storage: { StorageType: 'io1', AllocatedStorage: 100, Iops: 5000, StorageThroughput: 0 }, expected: { Iops: 5000 } },
+      { storage: { StorageType: 'io2', AllocatedStorage: 100, Iops: 8000 }, expected: { Iops: 8000 } },
+      { storage: { StorageType: 'gp2', AllocatedStorage: 1000, Iops: 3000 }, expected: {} },
+    ];
+    for (const { storage, expected } of cases) {
+      rds.reset();
+      describes({ ...oldReplica, ...storage });
+      rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-cr2' }).rejects(new DBInstanceNotFoundFault({ message: 'not found', $metadata: {} }));
+      rds.on(CreateDBInstanceReadReplicaCommand).resolves({});
+      ssm.on(PutParameterCommand).resolves({});
+      await control().rebuildReplica('orders-c', 'orders-b');
+      const input = rds.commandCalls(CreateDBInstanceReadReplicaCommand)[0]!.args[0].input;
+      const sent = Object.fromEntries(Object.entries({ Iops: input.Iops, StorageThroughput: input.StorageThroughput }).filter(([, v]) => v !== undefined));
+      expect(sent, JSON.stringify(storage)).toEqual(expected);
+      expect(input.StorageType).toBe(storage.StorageType);
+    }
+  });
+
   it('a re-run finds the replica it created and creates nothing', async () => {
     ssm.on(GetParameterCommand, { Name: '/rds-failover/orders/topology' }).resolves({
       Parameter: { Value: JSON.stringify({ ...DOC, nodes: [DOC.nodes[1], { name: 'cr2', instanceId: 'orders-cr2', role: 'replica' }] }) },
