@@ -14,7 +14,9 @@
  *   'available' has no promotion under way (promote found it busy): it requests it again.
  * - repointWriter: Route 53 UPSERT of the writer CNAME, SSM writer id, SSM topology document.
  * - rebuildReplica: CreateDBInstanceReadReplica of the new primary, shaped like the replica it replaces,
- *   under a deterministic next-generation id (so a re-run finds it instead of creating a second).
+ *   under a deterministic next-generation id (so a re-run finds it instead of creating a second). A primary too
+ *   busy to take a replica yet (InvalidDBInstanceStateFault) is RunbookTransientError (retried); every other refusal
+ *   is thrown as RDS gave it (the rebuild step fails that replica at once).
  */
 import {
   AddTagsToResourceCommand,
@@ -34,6 +36,7 @@ import { systemClock, type Clock } from '../ports/clock.js';
 import type { ClusterControl, ClusterNode, FenceOptions, FenceResult, OperationStatus, Topology } from '../ports/cluster-control.js';
 import type { DatabaseProbe } from '../ports/database-probe.js';
 import { DEFAULT_FAILOVER_PRIORITY, ResourceTag } from '../core/resource-tags.js';
+import { RunbookTransientError } from '../core/runbook/errors.js';
 import { parseTopologyDocument, type TopologyDocument } from '../core/topology-document.js';
 
 export { parseTopologyDocument, type TopologyDocument };
@@ -277,7 +280,15 @@ export class RdsClusterControl implements ClusterControl {
     const existing = await this.describeOrNull(nodeId);
     if (!existing) {
       const old = await this.describe(replicaId);
-      await this.o.rds.send(new CreateDBInstanceReadReplicaCommand(replicaShapedLike(old, nodeId, primaryId)));
+      try {
+        await this.o.rds.send(new CreateDBInstanceReadReplicaCommand(replicaShapedLike(old, nodeId, primaryId)));
+      } catch (error) {
+        // The new primary is busy (its first backup after promotion, a modification): it can take a replica later.
+        if ((error as Error).name === 'InvalidDBInstanceStateFault') {
+          throw new RunbookTransientError(`${primaryId} cannot take a read replica yet: ${(error as Error).name}: ${(error as Error).message}`);
+        }
+        throw error;
+      }
     }
     const nodes = doc.nodes.filter((n) => n.instanceId !== replicaId && n.instanceId !== nodeId);
     await this.putParameter(

@@ -16,6 +16,7 @@ import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/cl
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { nextGenerationName, RdsClusterControl, type TopologyDocument } from '../../../src/aws/rds-cluster-control.js';
+import { RunbookTransientError } from '../../../src/core/runbook/errors.js';
 import type { DatabaseWriteFence, WriteFencer } from '../../../src/pg/fence.js';
 import type { Clock } from '../../../src/ports/clock.js';
 import type { DatabaseProbe, NodeProbe } from '../../../src/ports/database-probe.js';
@@ -518,6 +519,20 @@ describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
       expect(sent, JSON.stringify(storage)).toEqual(expected);
       expect(input.StorageType).toBe(storage.StorageType);
     }
+  });
+
+  it('RDS refusing a replica of a primary that is busy (still taking its first backup) is transient; any other refusal is thrown as RDS gave it', async () => {
+    describes(oldReplica);
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-cr2' }).rejects(new DBInstanceNotFoundFault({ message: 'not found', $metadata: {} }));
+    ssm.on(PutParameterCommand).resolves({});
+    rds.on(CreateDBInstanceReadReplicaCommand).rejectsOnce(new InvalidDBInstanceStateFault({ message: 'DB Instance orders-b is not in available state.', $metadata: {} }));
+    const busy = await control().rebuildReplica('orders-c', 'orders-b').catch((e: Error) => e);
+    expect(busy).toBeInstanceOf(RunbookTransientError);
+    expect((busy as Error).message).toBe('orders-b cannot take a read replica yet: InvalidDBInstanceStateFault: DB Instance orders-b is not in available state.');
+    const denied = Object.assign(new Error('User: arn:aws:sts::1:assumed-role/r is not authorized to perform: rds:CreateDBInstanceReadReplica'), { name: 'AccessDenied' });
+    rds.on(CreateDBInstanceReadReplicaCommand).rejects(denied);
+    await expect(control().rebuildReplica('orders-c', 'orders-b')).rejects.toBe(denied);
+    expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0); // nothing recorded for a replica that was not created
   });
 
   it('a re-run finds the replica it created and creates nothing', async () => {
