@@ -288,13 +288,26 @@ export class Runbook extends Construct {
     allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })], {
       StringEquals: { [`ssm:resourceTag/${w.tagKey}`]: w.tagValue },
     });
-    allow('rebuild', ['rds:CreateDBInstanceReadReplica', 'rds:AddTagsToResource'], [
-      clusterDbs,
-      // The request names the old replica's subnet group, parameter group and option group.
-      stack.formatArn({ service: 'rds', resource: 'subgrp', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-      stack.formatArn({ service: 'rds', resource: 'pg', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-      stack.formatArn({ service: 'rds', resource: 'og', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-    ]);
+    // The new replica must be created tagged as this cluster's (aws:RequestTag), and no instance already tagged as another
+    // cluster's may be its source or get tags (aws:ResourceTag, IfExists: the instance being created has no tags yet).
+    // Without these, `db:<clusterId>-*` would let the rebuild put this cluster's tag on orders-eu-a and so hand it to the
+    // fence and promote roles, whose guard is that tag.
+    const taggedOurs = { StringEquals: { [`aws:RequestTag/${ResourceTag.Cluster}`]: props.clusterId } };
+    allow('rebuild', ['rds:CreateDBInstanceReadReplica', 'rds:AddTagsToResource'], [clusterDbs], {
+      ...taggedOurs,
+      StringEqualsIfExists: { [`aws:ResourceTag/${ResourceTag.Cluster}`]: props.clusterId },
+    });
+    allow(
+      'rebuild',
+      ['rds:CreateDBInstanceReadReplica'],
+      [
+        // The request names the old replica's subnet group, parameter group and option group.
+        stack.formatArn({ service: 'rds', resource: 'subgrp', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+        stack.formatArn({ service: 'rds', resource: 'pg', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+        stack.formatArn({ service: 'rds', resource: 'og', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+      ],
+      taggedOurs,
+    );
     if (props.monitoringRole) {
       allow('rebuild', ['iam:PassRole'], [props.monitoringRole.roleArn], { StringEquals: { 'iam:PassedToService': 'monitoring.rds.amazonaws.com' } });
     }

@@ -281,7 +281,7 @@ export class RdsClusterControl implements ClusterControl {
     if (!existing) {
       const old = await this.describe(replicaId);
       try {
-        await this.o.rds.send(new CreateDBInstanceReadReplicaCommand(replicaShapedLike(old, nodeId, primaryId)));
+        await this.o.rds.send(new CreateDBInstanceReadReplicaCommand(replicaShapedLike(old, nodeId, primaryId, this.o.clusterId)));
       } catch (error) {
         // The new primary is busy (its first backup after promotion, a modification): it can take a replica later.
         if ((error as Error).name === 'InvalidDBInstanceStateFault') {
@@ -490,8 +490,9 @@ export function provisionedPerformance(old: Pick<DBInstance, 'StorageType' | 'Al
 }
 
 /** CreateDBInstanceReadReplica input for a replica of `primaryId` that takes the place of `old`. */
-function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
-  const tags = (old.TagList ?? []).filter((t) => t.Key !== REBUILT_FROM_TAG && !t.Key?.startsWith('aws:'));
+function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string, clusterId: string) {
+  // The cluster tag is what the rebuild role's policy requires on the request (and what fence and promote check later).
+  const tags = (old.TagList ?? []).filter((t) => t.Key !== REBUILT_FROM_TAG && t.Key !== ResourceTag.Cluster && !t.Key?.startsWith('aws:'));
   return {
     DBInstanceIdentifier: nodeId,
     SourceDBInstanceIdentifier: primaryId,
@@ -517,6 +518,6 @@ function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
           PerformanceInsightsRetentionPeriod: old.PerformanceInsightsRetentionPeriod,
         }
       : {}),
-    Tags: [...tags, { Key: REBUILT_FROM_TAG, Value: old.DBInstanceIdentifier! }],
+    Tags: [{ Key: ResourceTag.Cluster, Value: clusterId }, ...tags, { Key: REBUILT_FROM_TAG, Value: old.DBInstanceIdentifier! }],
   };
 }

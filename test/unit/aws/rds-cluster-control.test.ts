@@ -487,7 +487,7 @@ describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
         EnablePerformanceInsights: true,
         PerformanceInsightsKMSKeyId: 'arn:aws:kms:eu-west-1:123456789012:key/k',
         PerformanceInsightsRetentionPeriod: 7,
-        Tags: [{ Key: 'team', Value: 'orders' }, { Key: 'rds-failover:rebuilt-from', Value: 'orders-c' }],
+        Tags: [{ Key: 'rds-failover:cluster', Value: 'orders' }, { Key: 'team', Value: 'orders' }, { Key: 'rds-failover:rebuilt-from', Value: 'orders-c' }],
       },
     ]);
     const doc = JSON.parse(ssm.commandCalls(PutParameterCommand)[0]!.args[0].input.Value!);
