@@ -16,7 +16,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { ControllerFunction, RDS_CA_ENVIRONMENT } from './controller-function.js';
-import { ResourceTag } from '../src/core/resource-tags.js';
+import { ResourceTag, WORKER_ROLE } from '../src/core/resource-tags.js';
 import { RUNBOOK_FUNCTIONS, RunbookEnvVar, type RunbookFunctionName } from '../src/core/runbook/lambda-environment.js';
 
 /** Timing of the runbook in AWS (seconds: Step Functions waits whole seconds). Every field optional. */
@@ -47,7 +47,7 @@ export interface AutoFailoverProps {
 
 /** How the drain reaches the worker agents (SSM Run Command). */
 export interface RunbookWorkersProps {
-  /** Tag key and value that mark this cluster's workers. */
+  /** Tag key and value that mark this cluster's workers (besides rds-failover:role=worker, which every worker carries). */
   readonly tagKey: string;
   readonly tagValue: string;
   /** @default /usr/local/bin/rds-failover-agent */
@@ -245,7 +245,8 @@ export class Runbook extends Construct {
       // Lock renewal (UpdateItem), take-over (PutItem), release (DeleteItem), holder / journal reads (GetItem),
       // journal writes (TransactWriteItems = ConditionCheckItem on the lock + PutItem of the journal).
       this.table.grant(role, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:ConditionCheckItem');
-      props.key.grant(role, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey*');
+      // DynamoDB and SNS use the key with the caller's permissions: DescribeKey too (AWS: customer managed table keys).
+      props.key.grant(role, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:DescribeKey');
       props.notificationTopic.grantPublish(role);
     }
     const allow = (name: RunbookFunctionName, actions: string[], resources: string[], conditions?: Record<string, unknown>) =>
@@ -285,8 +286,10 @@ export class Runbook extends Construct {
     props.writerParameter.grantWrite(fns.repoint.function);
     allow('drain', ['ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation'], ['*']);
     allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ssm', resource: 'document', resourceName: this.drainDocument.documentName })]);
+    // Every taggable resource of the stack carries the cluster tag: the workers are the instances that also carry the
+    // worker role tag (what SsmWorkerControl selects by).
     allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })], {
-      StringEquals: { [`ssm:resourceTag/${w.tagKey}`]: w.tagValue },
+      StringEquals: { [`ssm:resourceTag/${w.tagKey}`]: w.tagValue, [`ssm:resourceTag/${ResourceTag.Role}`]: WORKER_ROLE },
     });
     // The new replica must be created tagged as this cluster's (aws:RequestTag), and no instance already tagged as another
     // cluster's may be its source or get tags (aws:ResourceTag, IfExists: the instance being created has no tags yet).
@@ -309,12 +312,17 @@ export class Runbook extends Construct {
       taggedOurs,
     );
     if (props.monitoringRole) {
-      allow('rebuild', ['iam:PassRole'], [props.monitoringRole.roleArn], { StringEquals: { 'iam:PassedToService': 'monitoring.rds.amazonaws.com' } });
+      // Which service name RDS sends when a replica is created with a monitoring role is not documented: allow both.
+      allow('rebuild', ['iam:PassRole'], [props.monitoringRole.roleArn], {
+        StringEquals: { 'iam:PassedToService': ['monitoring.rds.amazonaws.com', 'rds.amazonaws.com'] },
+      });
     }
     if (props.dbStorageKey) props.dbStorageKey.grant(fns.rebuild.function, 'kms:CreateGrant', 'kms:DescribeKey');
 
     // ---- The state machine. ----
     this.logGroup = new logs.LogGroup(this, 'StateMachineLogs', {
+      // AWS recommends /aws/vendedlogs/ for vended logs: no CloudWatch Logs resource policy entry (size-limited) per group.
+      logGroupName: `/aws/vendedlogs/states/rds-failover-${props.clusterId}-runbook`,
       encryptionKey: props.logKey,
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
       removalPolicy: RemovalPolicy.DESTROY,

@@ -75,8 +75,12 @@ export function functionRole(deployed: DeployedTemplate, functionLogicalId: stri
   return id;
 }
 
-/** Evaluates one request against identity policies; same-account, no SCPs, no boundary (as the stack deploys). */
-export async function authorize(request: AuthorizationRequest, policies: readonly NamedPolicy[]): Promise<AuthorizationResult> {
+/**
+ * Evaluates one request against the role's identity policies and the resource's own policy where it has one (a
+ * KMS key policy must itself allow, or delegate to the account); same account, no SCPs, no boundary (as the stack
+ * deploys). Requests are signed and over TLS (aws:SecureTransport true), as the SDK sends them.
+ */
+export async function authorize(request: AuthorizationRequest, policies: readonly NamedPolicy[], resourcePolicy?: PolicyDocument): Promise<AuthorizationResult> {
   const account = /^arn:aws:iam::(\d{12}):/.exec(request.principal)?.[1];
   if (!account) throw new Error(`principal '${request.principal}' is not a role ARN`);
   const response = await runSimulation(
@@ -84,11 +88,12 @@ export async function authorize(request: AuthorizationRequest, policies: readonl
       identityPolicies: policies.map((p) => ({ name: p.name, policy: p.document as never })),
       serviceControlPolicies: [],
       resourceControlPolicies: [],
+      ...(resourcePolicy ? { resourcePolicy } : {}),
       request: {
         action: request.action,
         principal: request.principal,
         resource: { resource: request.resource, accountId: account },
-        contextVariables: request.context as Record<string, string | string[]>,
+        contextVariables: { 'aws:SecureTransport': 'true', ...request.context } as Record<string, string | string[]>,
       },
     } as never,
     {},

@@ -26,6 +26,16 @@ const SUMMARY = { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, rema
 beforeEach(() => ssm.reset());
 
 describe('SsmWorkerControl', () => {
+  it('selects the instances carrying the cluster tag AND the worker role tag (every resource of the stack has the cluster tag)', async () => {
+    ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa' }] });
+    const cluster = new SsmWorkerControl({ ssm: new SSMClient({}), tagKey: 'rds-failover:cluster', tagValue: 'orders', documentName: 'rds-failover-orders-drain' });
+    expect(await cluster.listWorkers()).toEqual([{ id: 'i-0aaa' }]);
+    expect(ssm.commandCalls(DescribeInstanceInformationCommand)[0]!.args[0].input.Filters).toEqual([
+      { Key: 'tag:rds-failover:cluster', Values: ['orders'] },
+      { Key: 'tag:rds-failover:role', Values: ['worker'] },
+    ]);
+  });
+
   it('lists the SSM-managed instances carrying the worker tag, across pages', async () => {
     ssm
       .on(DescribeInstanceInformationCommand)
