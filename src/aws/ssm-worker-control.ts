@@ -13,6 +13,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { drainParameters } from '../core/drain-parameters.js';
 import { ResourceTag, WORKER_ROLE } from '../core/resource-tags.js';
+import { classifyError, RunbookTransientError } from '../core/runbook/errors.js';
 import { parseDrainSummary } from '../core/drain-summary.js';
 import type { DrainRequest, DrainStatus, WorkerControl, WorkerRef } from '../ports/worker-control.js';
 
@@ -68,8 +69,9 @@ export class SsmWorkerControl implements WorkerControl {
     try {
       out = await this.o.ssm.send(new GetCommandInvocationCommand({ CommandId: handle, InstanceId: workerId }));
     } catch (error) {
-      // Right after SendCommand the invocation may not be visible yet.
-      if ((error as Error).name === 'InvocationDoesNotExist') return { state: 'pending' };
+      // Right after SendCommand the invocation may not be visible yet; a throttled or failed status call says nothing
+      // about the command (the runbook would count it as a failed drain and send the command again).
+      if ((error as Error).name === 'InvocationDoesNotExist' || classifyError(error) instanceof RunbookTransientError) return { state: 'pending' };
       throw error;
     }
     switch (out.Status) {

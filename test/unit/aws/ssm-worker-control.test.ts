@@ -93,6 +93,17 @@ describe('SsmWorkerControl', () => {
     expect(ssm.commandCalls(GetCommandInvocationCommand).map((x) => x.args[0].input)).toEqual(Array(3).fill({ CommandId: 'cmd-1', InstanceId: 'i-0aaa' }));
   });
 
+  it('a throttled or failed GetCommandInvocation says nothing about the command: still pending (found by the AWS twin), anything else is thrown', async () => {
+    const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+    const unavailable = Object.assign(new Error('Service unavailable'), { name: 'InternalServerError', $metadata: { httpStatusCode: 500 } });
+    const denied = Object.assign(new Error('not authorized to perform: ssm:GetCommandInvocation'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } });
+    ssm.on(GetCommandInvocationCommand).rejectsOnce(throttled).rejectsOnce(unavailable).rejects(denied);
+    const c = control();
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'pending' });
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'pending' });
+    await expect(c.drainStatus('i-0aaa', 'cmd-1')).rejects.toBe(denied);
+  });
+
   it('reports a failed command with its status, exit code and stderr', async () => {
     ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 2, StandardErrorContent: 'writer unreachable: ECONNREFUSED\n' });
     expect(await control().drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'failed', error: 'drain on i-0aaa Failed (Failed, exit 2): writer unreachable: ECONNREFUSED' });
