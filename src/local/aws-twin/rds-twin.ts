@@ -18,6 +18,7 @@ import type { LocalCluster } from '../local-cluster.js';
 import type { DeployedTemplate } from './cfn-template.js';
 import { InstanceProxy } from './instance-proxy.js';
 import type { ServiceTwin, TwinAuthorization } from './service-twin.js';
+import { keyPolicyOf } from './small-twins.js';
 import { awsError } from './twin-errors.js';
 
 export interface RdsTwinOptions {
@@ -252,7 +253,14 @@ export class RdsTwin implements ServiceTwin {
         // Tag-on-create: RDS also authorizes AddTagsToResource on the new instance with the request's tags.
         if (m.Tags?.length) calls.push({ action: 'rds:AddTagsToResource', resource: db(m.DBInstanceIdentifier!), context: tags });
         if (m.MonitoringRoleArn) calls.push({ action: 'iam:PassRole', resource: m.MonitoringRoleArn, context: { 'iam:PassedToService': 'monitoring.rds.amazonaws.com' } });
-        if (m.PerformanceInsightsKMSKeyId) calls.push({ action: 'kms:CreateGrant', resource: m.PerformanceInsightsKMSKeyId, context: { 'kms:ViaService': `rds.${this.deployed.region}.amazonaws.com` } });
+        if (m.PerformanceInsightsKMSKeyId) {
+          calls.push({
+            action: 'kms:CreateGrant',
+            resource: m.PerformanceInsightsKMSKeyId,
+            context: { 'kms:ViaService': `rds.${this.deployed.region}.amazonaws.com` },
+            resourcePolicy: keyPolicyOf(this.deployed, m.PerformanceInsightsKMSKeyId),
+          });
+        }
         return calls;
       }
       default:
