@@ -59,6 +59,7 @@ it('rebuilds the replica from the new primary, notifies every step, releases the
   expect(report.rebuilt.length).toBeGreaterThan(0);
   for (const r of report.rebuilt) expect(r).toMatchObject({ status: 'available', source: report.newPrimary, streaming: true });
   expect(report.notifications.length).toBeGreaterThan(10);
+  expect(report.warnings.filter((w) => w.includes('rebuild'))).toEqual([]);
   expect(report.lockHeld).toBe(false);
   expect(report.journalStatus).toBe('succeeded');
 });

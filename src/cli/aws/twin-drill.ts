@@ -23,7 +23,9 @@ import { makeTwinCertificates, type TwinCertificates } from '../../local/aws-twi
 import { startTwinExecution } from '../../local/aws-twin/twin-state-machine.js';
 import { LocalCluster } from '../../local/local-cluster.js';
 import { resolvePgOsUser } from '../../local/os-user.js';
+import { decodeNotification } from '../../core/notification-envelope.js';
 import { RUNBOOK_FUNCTIONS, type RunbookFunctionName } from '../../core/runbook/lambda-environment.js';
+import type { Notification } from '../../ports/notifier.js';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
 const LOAD_WORKER = path.join(REPO_ROOT, 'src', 'cli', 'drill', 'load-worker.ts');
@@ -69,6 +71,8 @@ export interface TwinDrillReport {
   readonly drainResent: number;
   readonly rebuilt: readonly { readonly instance: string; readonly status: string; readonly source?: string; readonly streaming: boolean }[];
   readonly notifications: readonly string[];
+  /** Text of the warning and critical notifications (e.g. a replica that was not rebuilt, with AWS's message). */
+  readonly warnings: readonly string[];
   readonly lockHeld: boolean;
   readonly journalStatus?: string;
   readonly calls: number;
@@ -206,6 +210,10 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       drainResent: (finalState.drains ?? []).reduce((n: number, d: { summary?: { resent?: number } }) => n + (d.summary?.resent ?? 0), 0),
       rebuilt,
       notifications: twin.sns.published.map((m) => m.subject ?? ''),
+      warnings: twin.sns.published
+        .map((m) => decodeNotification(JSON.parse(m.message)))
+        .filter((n): n is Notification => n !== null && (n.severity === 'warning' || n.severity === 'critical'))
+        .map((n) => `${n.title}: ${n.text ?? ''}`),
       lockHeld,
       ...(journal?.status?.S ? { journalStatus: journal.status.S } : {}),
       calls: twin.calls.length,
