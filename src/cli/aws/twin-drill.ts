@@ -20,12 +20,14 @@ import type { CfnTemplate } from '../../local/aws-twin/cfn-template.js';
 import type { UnsupportedConditionKey } from '../../local/aws-twin/iam-policies.js';
 import { RdsTwin } from '../../local/aws-twin/rds-twin.js';
 import { makeTwinCertificates, type TwinCertificates } from '../../local/aws-twin/twin-tls.js';
-import { startTwinExecution } from '../../local/aws-twin/twin-state-machine.js';
 import { LocalCluster } from '../../local/local-cluster.js';
 import { resolvePgOsUser } from '../../local/os-user.js';
 import { decodeNotification } from '../../core/notification-envelope.js';
 import { RUNBOOK_FUNCTIONS, type RunbookFunctionName } from '../../core/runbook/lambda-environment.js';
 import type { Notification } from '../../ports/notifier.js';
+import { systemClock } from '../../ports/clock.js';
+import type { CliIo } from '../options.js';
+import { runCli } from '../program.js';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
 const LOAD_WORKER = path.join(REPO_ROOT, 'src', 'cli', 'drill', 'load-worker.ts');
@@ -76,13 +78,16 @@ export interface TwinDrillReport {
   readonly lockHeld: boolean;
   readonly journalStatus?: string;
   readonly calls: number;
+  /** Calls made by the runbook functions (each authorized against its role); the rest are the operator's CLI. */
+  readonly functionCalls: number;
   readonly callsByOperation: Readonly<Record<string, number>>;
   readonly throttled: number;
   readonly evaluated: number;
   readonly denials: readonly TwinDenial[];
   readonly unsupportedConditionKeys: readonly UnsupportedConditionKey[];
   readonly failoverMs: number;
-  readonly statesEntered: number;
+  /** Exit code and JSON report of each rds-failover command run against the twin. */
+  readonly cli: Readonly<Record<'plan' | 'failover' | 'status', { readonly code: number; readonly report: unknown; readonly stderr: string }>>;
 }
 
 /** The twin's CA and server certificate (run before starting the process that runs the drill). */
@@ -140,6 +145,14 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       handlers: runbookHandlers(spec.template),
       throttleRate: spec.throttleRate,
       seed: spec.seed,
+      execution: {
+        afterTask: async (state, output) => {
+          // Once promoted, the former replicas may stream again (a replica cloned later must not inherit the cut).
+          if (state === 'PromotionStatus' && (output as { poll?: { done?: boolean } }).poll?.done) {
+            for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, true).catch(() => undefined);
+          }
+        },
+      },
       workDir: spec.workDir,
       log,
     });
@@ -155,26 +168,22 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     const onlyOnOld = await rowsOnlyOnOldPrimary(cluster, acked, nodes, db);
     log(`fault: ${primaryId} (pg-0) killed; ${onlyOnOld} acknowledged rows are on no replica`);
 
+    // The operator's commands, in-process, against the twin: what a failover would do, the failover, the status after.
+    const cli = async (...argv: string[]) => runOperatorCommand([...argv, '--stack', spec.stackName, '--json']);
+    const plan = await cli('plan', '--mode', 'failover');
+    log(`rds-failover plan: exit ${plan.code}`);
     const started = Date.now();
-    const execution = startTwinExecution(twin, { mode: 'failover' }, `twin-drill-${spec.seed ?? 1}`, {
-      afterTask: async (state, output) => {
-        // Once promoted, the former replicas may stream again (a replica cloned later must not inherit the cut).
-        if (state === 'PromotionStatus' && (output as { poll?: { done?: boolean } }).poll?.done) {
-          for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, true).catch(() => undefined);
-        }
-      },
-    });
-    let finalState: Record<string, any> = {};
-    let error: string | undefined;
-    try {
-      finalState = (await execution.result) as Record<string, any>;
-    } catch (e) {
-      error = (e as Error).message;
-    }
+    const failover = await cli('failover', '--yes');
+    log(`rds-failover failover: exit ${failover.code}`);
+    await twin.settle();
+    const finalState = (twin.stepFunctions.lastOutput() ?? {}) as Record<string, any>;
+    const error = failover.code === 0 ? undefined : `rds-failover failover exited ${failover.code}: ${failover.stderr.trim() || failover.stdout.trim()}`;
     const failoverMs = Date.now() - started;
     await sleep(1_000); // load goes on against the new primary
     for (const w of loadWorkers) await stopLoadWorker(w);
     await twin.settle();
+    const status = await cli('status');
+    log(`rds-failover status: exit ${status.code}`);
 
     const newPrimary: string | undefined = finalState.plan?.candidateId;
     const stored = newPrimary ? await query<{ id: string; worker: string; seq: string }>(cluster, nodes[newPrimary]!, `SELECT id, worker, seq::text FROM ${TABLE}`, db) : [];
@@ -217,13 +226,14 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       lockHeld,
       ...(journal?.status?.S ? { journalStatus: journal.status.S } : {}),
       calls: twin.calls.length,
+      functionCalls: twin.calls.filter((c: TwinCall) => c.principal !== 'operator').length,
       callsByOperation: byOp,
       throttled: twin.calls.filter((c: TwinCall) => c.outcome === 'throttled').length,
       evaluated: twin.evaluated,
       denials: twin.denials,
       unsupportedConditionKeys: await twin.unsupportedConditionKeys(),
       failoverMs,
-      statesEntered: execution.entered.length,
+      cli: { plan: summary(plan), failover: summary(failover), status: summary(status) },
     };
   } finally {
     for (const w of loadWorkers) if (w.exitCode === null) w.kill('SIGKILL');
@@ -296,6 +306,38 @@ function stopLoadWorker(child: ChildProcess): Promise<void> {
 }
 
 const CHILD = path.join(__dirname, 'twin-drill-child.ts');
+
+interface CommandRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs one rds-failover command in-process (the operator's CLI, its AWS SDK calls going to the twin). */
+async function runOperatorCommand(argv: readonly string[]): Promise<CommandRun> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = {
+    stdout: { write: (s: string) => ((stdout += s), true) } as unknown as NodeJS.WritableStream,
+    stderr: { write: (s: string) => ((stderr += s), true) } as unknown as NodeJS.WritableStream,
+    stdin: process.stdin,
+    interactive: false,
+    env: { AWS_REGION: process.env.AWS_REGION ?? 'eu-west-1' },
+    cwd: process.cwd(),
+  };
+  const code = await runCli(argv, io, { clock: systemClock, awsPollMs: 200 });
+  return { code, stdout, stderr };
+}
+
+function summary(run: CommandRun): { code: number; report: unknown; stderr: string } {
+  let report: unknown = null;
+  try {
+    report = JSON.parse(run.stdout);
+  } catch {
+    report = run.stdout.trim();
+  }
+  return { code: run.code, report, stderr: run.stderr.trim().slice(-2000) };
+}
 
 /**
  * Runs the drill in a child process started with NODE_EXTRA_CA_CERTS naming the twin's CA (made here), as Lambda

@@ -11,11 +11,13 @@
  * not evaluated); timings are the twin's; only the operations the stack uses are modeled, and the twin refuses any other.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import * as cloudformationSdk from '@aws-sdk/client-cloudformation';
 import * as cloudwatchSdk from '@aws-sdk/client-cloudwatch';
 import * as dynamodbSdk from '@aws-sdk/client-dynamodb';
 import * as rdsSdk from '@aws-sdk/client-rds';
 import * as route53Sdk from '@aws-sdk/client-route-53';
 import * as secretsSdk from '@aws-sdk/client-secrets-manager';
+import * as sfnSdk from '@aws-sdk/client-sfn';
 import * as snsSdk from '@aws-sdk/client-sns';
 import * as ssmSdk from '@aws-sdk/client-ssm';
 import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
@@ -29,6 +31,8 @@ import type { ServiceTwin, TwinAuthorization } from './service-twin.js';
 import { CloudWatchTwin, Route53Twin, SecretsManagerTwin, SnsTwin } from './small-twins.js';
 import { SsmTwin, type TwinWorker } from './ssm-twin.js';
 import { awsError, THROTTLING_ERROR } from './twin-errors.js';
+import { CloudFormationTwin, StepFunctionsTwin } from './control-plane-twins.js';
+import type { TwinExecutionOptions } from './twin-state-machine.js';
 
 export type LambdaHandler = (event: unknown) => Promise<unknown>;
 
@@ -55,12 +59,14 @@ export interface AwsTwinOptions {
   readonly workerUrl: (host: string, port: number) => string;
   /** Lambda logical id -> its handler (the real lambda/<name>/index.ts, loaded in-process). */
   readonly handlers: Readonly<Record<string, () => Promise<LambdaHandler>>>;
-  /** Share of calls answered with the service's throttling error (as after the SDK's own retries). @default 0 */
+  /** Share of the functions' calls answered with the service's throttling error (as after the SDK's own retries). @default 0 */
   readonly throttleRate?: number;
   /** Seed of the throttling draw. @default 1 */
   readonly seed?: number;
   /** Duration of each RDS transitional state. @default 300 */
   readonly phaseMs?: number;
+  /** How executions started with StartExecution run (waits, retry intervals). */
+  readonly execution?: TwinExecutionOptions;
   readonly workDir: string;
   readonly log?: (line: string) => void;
 }
@@ -98,6 +104,8 @@ const CLIENTS = {
   sns: { client: snsSdk.SNSClient, sdk: snsSdk },
   secretsmanager: { client: secretsSdk.SecretsManagerClient, sdk: secretsSdk },
   cloudwatch: { client: cloudwatchSdk.CloudWatchClient, sdk: cloudwatchSdk },
+  cloudformation: { client: cloudformationSdk.CloudFormationClient, sdk: cloudformationSdk },
+  states: { client: sfnSdk.SFNClient, sdk: sfnSdk },
 } as const;
 
 export class AwsTwin {
@@ -109,6 +117,8 @@ export class AwsTwin {
   sns!: SnsTwin;
   secrets!: SecretsManagerTwin;
   cloudwatch!: CloudWatchTwin;
+  cloudformation!: CloudFormationTwin;
+  stepFunctions!: StepFunctionsTwin;
   readonly calls: TwinCall[] = [];
   readonly denials: TwinDenial[] = [];
   /** Authorizations evaluated with the IAM evaluator (every one of a function principal). */
@@ -151,6 +161,8 @@ export class AwsTwin {
     twin.sns = new SnsTwin(twin.deployed);
     twin.secrets = new SecretsManagerTwin(twin.deployed, o.secretValues);
     twin.cloudwatch = new CloudWatchTwin();
+    twin.cloudformation = new CloudFormationTwin(twin.deployed, o.stackName);
+    twin.stepFunctions = new StepFunctionsTwin(twin, o.execution);
     twin.install();
     const writer = twin.route53Record(o.writerRecordName);
     if (writer) twin.onRecordChange(o.writerRecordName, 'CNAME', writer);
@@ -187,7 +199,7 @@ export class AwsTwin {
 
   /** Waits for RDS transitions and SSM commands under way. */
   async settle(): Promise<void> {
-    await Promise.all([this.rds.settle(), this.ssm.settle()]);
+    await Promise.all([this.stepFunctions.settle(), this.rds.settle(), this.ssm.settle()]);
   }
 
   async stop(): Promise<void> {
@@ -219,7 +231,7 @@ export class AwsTwin {
   }
 
   private install(): void {
-    const twins: ServiceTwin[] = [this.rds, this.route53, this.ssm, this.dynamodb, this.sns, this.secrets, this.cloudwatch];
+    const twins: ServiceTwin[] = [this.rds, this.route53, this.ssm, this.dynamodb, this.sns, this.secrets, this.cloudwatch, this.cloudformation, this.stepFunctions];
     for (const twin of twins) {
       const { client, sdk } = CLIENTS[twin.service as keyof typeof CLIENTS];
       const stub = mockClient(client as never) as AwsStub<any, any, any>;
@@ -266,7 +278,8 @@ export class AwsTwin {
         }
       }
     }
-    if ((this.o.throttleRate ?? 0) > 0 && this.random() < this.o.throttleRate!) {
+    // Throttling reaches the functions (whose SDK retries are assumed spent); the operator's CLI is left alone.
+    if (principal && (this.o.throttleRate ?? 0) > 0 && this.random() < this.o.throttleRate!) {
       call.outcome = 'throttled';
       call.error = THROTTLING_ERROR[twin.service];
       throw awsError(THROTTLING_ERROR[twin.service]!, 'Rate exceeded', 400, true);

@@ -143,8 +143,12 @@ export class RdsTwin implements ServiceTwin {
 
   handlers(): Record<string, (input: any) => Promise<unknown>> {
     return {
-      DescribeDBInstances: async (input: { DBInstanceIdentifier?: string }) => {
-        if (!input.DBInstanceIdentifier) return { DBInstances: [...this.instances.values()].map((i) => this.describe(i)) };
+      DescribeDBInstances: async (input: { DBInstanceIdentifier?: string; Filters?: { Name: string; Values: string[] }[] }) => {
+        if (!input.DBInstanceIdentifier) {
+          for (const f of input.Filters ?? []) if (f.Name !== 'db-instance-id') throw new Error(`the AWS twin filters DB instances by db-instance-id only, got ${f.Name}`);
+          const ids = input.Filters?.flatMap((f) => f.Values);
+          return { DBInstances: [...this.instances.values()].filter((i) => !ids || ids.includes(i.id) || ids.includes(i.arn)).map((i) => this.describe(i)) };
+        }
         const i = this.instances.get(input.DBInstanceIdentifier);
         if (!i) throw awsError('DBInstanceNotFoundFault', `DBInstance ${input.DBInstanceIdentifier} not found.`, 404);
         return { DBInstances: [this.describe(i)] };

@@ -14,6 +14,8 @@ export interface TwinExecutionOptions {
   readonly retryMs?: number;
   /** Called with each task's output (e.g. to act on the system between steps, as the world would). */
   readonly afterTask?: (stateName: string, output: unknown) => Promise<void> | void;
+  /** Every state entered and exited, with its type (Task, Choice, Wait...), as they happen. */
+  readonly onEvent?: (event: { readonly kind: 'entered' | 'exited'; readonly name: string; readonly stateType: string }) => void;
 }
 
 export interface TwinExecution {
@@ -80,7 +82,11 @@ export function startTwinExecution(twin: AwsTwin, input: unknown, executionName:
   const entered: string[] = [];
   void (async () => {
     try {
-      for await (const event of execution.eventLogs) if (event.type === 'StateEntered') entered.push(event.state.name);
+      for await (const event of execution.eventLogs) {
+        if (event.type !== 'StateEntered' && event.type !== 'StateExited') continue;
+        if (event.type === 'StateEntered') entered.push(event.state.name);
+        options.onEvent?.({ kind: event.type === 'StateEntered' ? 'entered' : 'exited', name: event.state.name, stateType: event.state.type });
+      }
     } catch {
       // the result promise reports the failure
     }
