@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { AGENT } from '../../lib/worker-user-data.js';
-import { runTwinDrillProcess, type TwinDrillReport } from '../../src/cli/aws/twin-drill.js';
+import { twinStackInputs } from '../../lib/twin-inputs.js';
+import { runTwinDrillProcess, twinDrillVerdict, type TwinDrillReport } from '../../src/cli/aws/twin-drill.js';
 import type { CfnTemplate } from '../../src/local/aws-twin/cfn-template.js';
 import { makeConfig, synthFailoverStack } from '../infra/helpers.js';
 
@@ -19,25 +19,11 @@ let report: TwinDrillReport;
 
 beforeAll(async () => {
   workDir = mkdtempSync(path.join(os.tmpdir(), 'aws-twin-'));
-  const config = makeConfig({ runbook: { timeoutSeconds: { rebuild: 120 } } });
+  const config = makeConfig();
   const synth = synthFailoverStack({ config, nag: false });
   const template = synth.template.toJSON() as CfnTemplate;
-  const probe = Object.entries(template.Resources).find(([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith('RunbookProbeFunction'))![1];
-  const secretRef = (probe.Properties!.Environment as { Variables: Record<string, { Ref: string }> }).Variables.DB_SECRET_ARN!.Ref;
   report = await runTwinDrillProcess(
-    {
-      template,
-      stackName: synth.stack.stackName,
-      account: '123456789012',
-      region: 'eu-west-1',
-      writerRecordName: `${config.writerEndpoint.recordName}.${config.writerEndpoint.zoneName}`,
-      workerLayout: { agentCommand: AGENT.command, bufferPath: AGENT.bufferPath, configPath: AGENT.configPath },
-      dbSecretLogicalId: secretRef,
-      databaseName: config.database.databaseName,
-      workDir,
-      throttleRate: 0.02,
-      seed: 7,
-    },
+    { template, stackName: synth.stack.stackName, account: '123456789012', region: 'eu-west-1', ...twinStackInputs(config, template), workDir, throttleRate: 0.02, seed: 7 },
     (line) => process.env.AWS_TWIN_VERBOSE && console.log(line),
   );
   if (process.env.AWS_TWIN_VERBOSE) console.log(JSON.stringify(report, null, 1));
@@ -46,6 +32,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
 it('fails over under load through the synthesized state machine with the real handlers and adapters: 0 lost, 0 duplicates', () => {
+  expect(twinDrillVerdict(report).text).not.toContain('problem:');
   expect(report.error).toBeUndefined();
   expect(report.outcome).toBe('succeeded');
   expect(report.newPrimary).not.toBe(report.oldPrimary);
