@@ -22,6 +22,7 @@ import * as snsSdk from '@aws-sdk/client-sns';
 import * as ssmSdk from '@aws-sdk/client-ssm';
 import { mockClient, type AwsStub } from 'aws-sdk-client-mock';
 import { renameSync, writeFileSync } from 'node:fs';
+import { seededRandom } from '../../core/stats.js';
 import type { LocalCluster } from '../local-cluster.js';
 import { DeployedTemplate, type CfnTemplate } from './cfn-template.js';
 import { DynamoDbTwin } from './dynamodb-twin.js';
@@ -145,7 +146,7 @@ export class AwsTwin {
       },
     });
     this.rds = new RdsTwin(this.deployed, { cluster: o.cluster, nodes: o.nodes, spareNodes: o.spareNodes, openSecurityGroups: openSecurityGroups(this.deployed), phaseMs: o.phaseMs, log: o.log });
-    this.random = mulberry32(o.seed ?? 1);
+    this.random = seededRandom(o.seed ?? 1);
     const rate = o.throttleRate ?? 0;
     if (!(rate >= 0 && rate < 1)) throw new Error(`AwsTwin: throttleRate must be from 0 to below 1, got ${rate}`);
   }
@@ -357,15 +358,4 @@ function openSecurityGroups(deployed: DeployedTemplate): Set<string> {
   }
   for (const id of deployed.ofType('AWS::EC2::SecurityGroupIngress')) open.add(String(deployed.property(id, 'GroupId')));
   return open;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -5,6 +5,7 @@
  * state, Retry, Catch and Choice of the definition runs as written.
  */
 import { StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import { polyfillPromiseWithResolvers } from '../promise-with-resolvers.js';
 import type { AwsTwin } from './aws-twin.js';
 
 export interface TwinExecutionOptions {
@@ -36,22 +37,7 @@ export function stateMachineDefinition(twin: AwsTwin, logicalId?: string): State
 }
 
 export function startTwinExecution(twin: AwsTwin, input: unknown, executionName: string, options: TwinExecutionOptions = {}): TwinExecution {
-  // Promise.withResolvers (aws-local-stepfunctions 3) on Node 20.
-  if (!('withResolvers' in Promise)) {
-    Object.defineProperty(Promise, 'withResolvers', {
-      configurable: true,
-      writable: true,
-      value<T>() {
-        let resolve!: (value: T | PromiseLike<T>) => void;
-        let reject!: (reason?: unknown) => void;
-        const promise = new Promise<T>((res, rej) => {
-          resolve = res;
-          reject = rej;
-        });
-        return { promise, resolve, reject };
-      },
-    });
-  }
+  polyfillPromiseWithResolvers();
   const definition = stateMachineDefinition(twin);
   const taskStates = Object.entries(definition.States).filter(([, s]) => s.Type === 'Task');
   const waitStates = Object.entries(definition.States).filter(([, s]) => s.Type === 'Wait').map(([n]) => n);
