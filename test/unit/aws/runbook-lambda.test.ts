@@ -39,7 +39,7 @@ describe('runbook Lambda wiring', () => {
   });
 });
 
-it('a credentials read that failed (throttled) is read again at the next connection, not cached for the life of the container (what the AWS twin's throttling can cause)', async () => {
+it("a credentials read that failed (throttled) is read again at the next connection, not cached for the life of the container (as the AWS twin's throttling can make it)", async () => {
   const secrets = mockClient(SecretsManagerClient);
   const rds = mockClient(RDSClient);
   try {
