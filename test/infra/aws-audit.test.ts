@@ -4,7 +4,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DeployedTemplate, type CfnTemplate } from '../../src/local/aws-twin/cfn-template.js';
-import { authorize, functionRole, rolePolicies, type NamedPolicy, type PolicyDocument } from '../../src/local/aws-twin/iam-policies.js';
+import { authorize, functionRole, rolePolicies, unsupportedConditionKeys, type NamedPolicy, type PolicyDocument } from '../../src/local/aws-twin/iam-policies.js';
 import { logicalIdByPath, synthFailoverStack } from './helpers.js';
 
 const ACCOUNT = '123456789012';
@@ -101,4 +101,10 @@ describe('smaller audit findings (defect 5)', () => {
     const arn: string = machine.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn;
     expect(arn).toBe(`arn:aws:logs:${REGION}:${ACCOUNT}:log-group:/aws/vendedlogs/states/rds-failover-orders-runbook:*`);
   });
+});
+
+it('every condition key of every role of the stack is supported by the actions of its statement (Service Authorization Reference)', async () => {
+  const found = [];
+  for (const roleId of deployed.ofType('AWS::IAM::Role')) found.push(...(await unsupportedConditionKeys(rolePolicies(deployed, roleId))));
+  expect(found).toEqual([]);
 });
