@@ -197,7 +197,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
         .map(async (id) => {
           const d = (await twin!.rds.handlers().DescribeDBInstances!({ DBInstanceIdentifier: id })) as { DBInstances: { DBInstanceStatus: string; ReadReplicaSourceDBInstanceIdentifier?: string }[] };
           const db = d.DBInstances[0]!;
-          return { instance: id, status: db.DBInstanceStatus, ...(db.ReadReplicaSourceDBInstanceIdentifier ? { source: db.ReadReplicaSourceDBInstanceIdentifier } : {}), streaming: newPrimary ? await streamsFrom(cluster, nodes[newPrimary]!) : false };
+          return { instance: id, status: db.DBInstanceStatus, ...(db.ReadReplicaSourceDBInstanceIdentifier ? { source: db.ReadReplicaSourceDBInstanceIdentifier } : {}), streaming: newPrimary ? await streamsFrom(cluster, nodes[newPrimary]!, twin!.rds.nodeOf(id)) : false };
         }),
     );
     const table = twin.deployed.ref(twin.deployed.ofType('AWS::DynamoDB::Table').find((t) => t.startsWith('RunbookLockTable'))!);
@@ -269,8 +269,9 @@ async function setReplication(cluster: LocalCluster, nodeId: string, on: boolean
   await query(cluster, nodeId, 'SELECT pg_reload_conf()');
 }
 
-async function streamsFrom(cluster: LocalCluster, primaryNode: string): Promise<boolean> {
-  const rows = await query<{ n: string }>(cluster, primaryNode, `SELECT count(*)::text AS n FROM pg_stat_replication WHERE state = 'streaming'`);
+/** The replica's node streams from the primary's (its WAL receiver's application_name is its node id). */
+async function streamsFrom(cluster: LocalCluster, primaryNode: string, replicaNode: string): Promise<boolean> {
+  const rows = await query<{ n: string }>(cluster, primaryNode, `SELECT count(*)::text AS n FROM pg_stat_replication WHERE state = 'streaming' AND application_name = '${replicaNode}'`);
   return Number(rows[0]!.n) > 0;
 }
 

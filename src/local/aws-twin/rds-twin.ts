@@ -118,6 +118,11 @@ export class RdsTwin implements ServiceTwin {
     return { address: i.proxy.address, port: i.proxy.port };
   }
 
+  /** The local node backing an instance. */
+  nodeOf(id: string): string {
+    return this.get(id).nodeId;
+  }
+
   status(id: string): string | undefined {
     return this.instances.get(id)?.status;
   }
