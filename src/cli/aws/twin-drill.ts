@@ -176,7 +176,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     const failover = await cli('failover', '--yes');
     log(`rds-failover failover: exit ${failover.code}`);
     await twin.settle();
-    const finalState = (twin.stepFunctions.lastOutput() ?? {}) as Record<string, any>;
+    const finalState = (twin.stepFunctions.lastExecution()?.output ?? {}) as Record<string, any>;
     const error = failover.code === 0 ? undefined : `rds-failover failover exited ${failover.code}: ${failover.stderr.trim() || failover.stdout.trim()}`;
     const failoverMs = Date.now() - started;
     await sleep(1_000); // load goes on against the new primary
@@ -375,7 +375,7 @@ export async function runTwinDrillProcess(spec: Omit<TwinDrillSpec, 'certificate
 export function twinDrillVerdict(r: TwinDrillReport): { ok: boolean; text: string } {
   const problems = [
     ...(r.outcome !== 'succeeded' ? [`the failover ${r.outcome}${r.error ? `: ${r.error}` : ''}`] : []),
-    ...(r.lost > 0 ? [`${r.lost} acknowledged rows lost`] : []),
+    ...(r.outcome === 'succeeded' && r.lost > 0 ? [`${r.lost} acknowledged rows lost`] : []),
     ...(r.duplicates > 0 ? [`${r.duplicates} duplicates`] : []),
     ...r.denials.map((d) => `denied: ${d.explanation}`),
     ...r.unsupportedConditionKeys.map((k) => `${k.policy} ${k.statement}: ${k.key} is not supported by ${k.action}`),
@@ -384,7 +384,9 @@ export function twinDrillVerdict(r: TwinDrillReport): { ok: boolean; text: strin
   ];
   const text = [
     `AWS twin failover ${r.oldPrimary} -> ${r.newPrimary ?? '(none)'}: ${problems.length === 0 ? 'OK' : 'FAILED'} in ${(r.failoverMs / 1000).toFixed(1)} s (twin time, not AWS's)`,
-    `rows: ${r.acknowledged} acknowledged, ${r.rowsOnNewPrimary} on the new primary, lost ${r.lost}, duplicates ${r.duplicates}; ${r.rowsOnlyOnOldPrimary} were only on the old primary (the drain re-sent ${r.drainResent})`,
+    r.newPrimary
+      ? `rows: ${r.acknowledged} acknowledged, ${r.rowsOnNewPrimary} on the new primary, lost ${r.lost}, duplicates ${r.duplicates}; ${r.rowsOnlyOnOldPrimary} were only on the old primary (the drain re-sent ${r.drainResent})`
+      : `rows: ${r.acknowledged} acknowledged, ${r.rowsOnlyOnOldPrimary} of them only on the old primary; nothing was promoted (they wait in the worker buffers)`,
     `replicas rebuilt: ${r.rebuilt.map((b) => `${b.instance} (${b.status}, from ${b.source ?? '?'})`).join(', ') || 'none'}; notifications: ${r.notifications.length}; lock released: ${!r.lockHeld}`,
     `AWS calls: ${r.calls} (${r.functionCalls} by the functions, ${r.throttled} throttled); authorizations evaluated: ${r.evaluated}; denied: ${r.denials.length}`,
     `rds-failover plan / failover / status --stack: exit ${r.cli.plan.code} / ${r.cli.failover.code} / ${r.cli.status.code}`,

@@ -52,10 +52,10 @@ export class StepFunctionsTwin implements ServiceTwin {
     private readonly options: TwinExecutionOptions = {},
   ) {}
 
-  /** The output (final state) of the last execution that succeeded, parsed. */
-  lastOutput(): unknown {
-    const done = [...this.runs.values()].filter((r) => r.status === 'SUCCEEDED');
-    return done.length ? JSON.parse(done.at(-1)!.output!) : undefined;
+  /** The most recent execution: its status and output (the final state; none when it failed). */
+  lastExecution(): { status: string; output?: unknown } | undefined {
+    const run = [...this.runs.values()].at(-1);
+    return run ? { status: run.status, ...(run.output ? { output: JSON.parse(run.output) as unknown } : {}) } : undefined;
   }
 
   /** Waits for every execution to end. */
