@@ -381,6 +381,25 @@ describe('runRunbook: failover with fake ports', () => {
     expect(result.state.rebuilds).toEqual([{ replicaId: 'pg-2', nodeId: 'pg-2', status: 'failed', detail: 'could not start within 0 s: pg-1 cannot take a read replica yet (backing-up)' }]);
   });
 
+  it('a throttled lock renewal or journal write is transient (Step Functions retries it), not a failure of the failover (found by the AWS twin)', async () => {
+    const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+    const f = fakes();
+    const state = await runUntil(f, 'exec-1', { mode: 'failover' }, ['preflight', 'plan']);
+    const acquire = f.lock.acquire.bind(f.lock);
+    f.lock.acquire = async () => {
+      throw throttled();
+    };
+    await expect(runAction('fence', state, env(f))).rejects.toMatchObject({ name: 'RunbookTransient', message: 'ThrottlingException: Rate exceeded' });
+    f.lock.acquire = acquire;
+    const save = f.journal.save.bind(f.journal);
+    f.journal.save = async () => {
+      throw throttled();
+    };
+    await expect(runAction('fence', state, env(f))).rejects.toMatchObject({ name: 'RunbookTransient', message: 'ThrottlingException: Rate exceeded' });
+    f.journal.save = save;
+    expect((await runAction('fence', state, env(f))).fence?.nodeId).toBe('pg-0');
+  });
+
   it('falls back to a drain window when the candidate is already promoted and no fork point was journaled', async () => {
     const f = fakes();
     let state = await runUntil(f, 'exec-1', { mode: 'failover' }, ['preflight', 'plan', 'fence']);
