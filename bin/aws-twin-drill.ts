@@ -8,7 +8,8 @@ import path from 'node:path';
 import { ConfigError, loadConfigFile } from '../lib/config.js';
 import { FailoverStack, stackName } from '../lib/failover-stack.js';
 import { twinStackInputs } from '../lib/twin-inputs.js';
-import { runTwinDrillProcess, twinDrillVerdict } from '../src/cli/aws/twin-drill.js';
+import { runTwinDrillProcess } from '../src/cli/aws/twin-drill-process.js';
+import { twinDrillVerdict } from '../src/cli/aws/twin-drill-verdict.js';
 
 const rate = (flag: string, max: number) => (v: string) => {
   const n = Number(v);

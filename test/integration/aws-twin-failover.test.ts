@@ -10,7 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { twinStackInputs } from '../../lib/twin-inputs.js';
-import { runTwinDrillProcess, twinDrillVerdict, type TwinDrillReport } from '../../src/cli/aws/twin-drill.js';
+import { runTwinDrillProcess } from '../../src/cli/aws/twin-drill-process.js';
+import { twinDrillVerdict } from '../../src/cli/aws/twin-drill-verdict.js';
+import type { TwinDrillReport } from '../../src/cli/aws/twin-drill.js';
 import type { CfnTemplate } from '../../src/local/aws-twin/cfn-template.js';
 import { makeConfig, synthFailoverStack } from '../infra/helpers.js';
 

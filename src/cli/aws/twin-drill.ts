@@ -6,10 +6,10 @@
  * primary and reports what the twin saw: calls, throttles, the IAM evaluation of every call, notifications, lock.
  *
  * NODE_EXTRA_CA_CERTS is read by Node only at start: run this in a process started with it naming the twin's CA
- * (prepareTwinCertificates, then twin-drill-child.ts), as Lambda starts with the RDS CAs.
+ * (runTwinDrillProcess, twin-drill-process.ts), as Lambda starts with the RDS CAs.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -18,10 +18,8 @@ import { writeLoadWorkerConfig } from '../drill/run-drill.js';
 import { AwsTwin, type LambdaHandler, type TwinCall, type TwinDenial } from '../../local/aws-twin/aws-twin.js';
 import type { CfnTemplate } from '../../local/aws-twin/cfn-template.js';
 import type { UnsupportedConditionKey } from '../../local/aws-twin/iam-policies.js';
-import { RdsTwin } from '../../local/aws-twin/rds-twin.js';
-import { makeTwinCertificates, type TwinCertificates } from '../../local/aws-twin/twin-tls.js';
+import type { TwinCertificates } from '../../local/aws-twin/twin-tls.js';
 import { LocalCluster } from '../../local/local-cluster.js';
-import { resolvePgOsUser } from '../../local/os-user.js';
 import { decodeNotification } from '../../core/notification-envelope.js';
 import { RUNBOOK_FUNCTIONS, type RunbookFunctionName } from '../../core/runbook/lambda-environment.js';
 import type { Notification } from '../../ports/notifier.js';
@@ -32,8 +30,6 @@ import { runCli } from '../program.js';
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
 const LOAD_WORKER = path.join(REPO_ROOT, 'src', 'cli', 'drill', 'load-worker.ts');
 const TABLE = 'twin_events';
-/** Loopback addresses the twin's RDS endpoints may use (the TLS certificate covers them). */
-const ENDPOINT_ADDRESSES = 16;
 
 export interface TwinDrillSpec {
   readonly template: CfnTemplate;
@@ -88,11 +84,6 @@ export interface TwinDrillReport {
   readonly failoverMs: number;
   /** Exit code and JSON report of each rds-failover command run against the twin. */
   readonly cli: Readonly<Record<'plan' | 'failover' | 'status', { readonly code: number; readonly report: unknown; readonly stderr: string }>>;
-}
-
-/** The twin's CA and server certificate (run before starting the process that runs the drill). */
-export function prepareTwinCertificates(dir: string): TwinCertificates {
-  return makeTwinCertificates(dir, RdsTwin.addresses(ENDPOINT_ADDRESSES), resolvePgOsUser());
 }
 
 export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport> {
@@ -306,8 +297,6 @@ function stopLoadWorker(child: ChildProcess): Promise<void> {
   });
 }
 
-const CHILD = path.join(__dirname, 'twin-drill-child.ts');
-
 interface CommandRun {
   readonly code: number;
   readonly stdout: string;
@@ -338,60 +327,4 @@ function summary(run: CommandRun): { code: number; report: unknown; stderr: stri
     report = run.stdout.trim();
   }
   return { code: run.code, report, stderr: run.stderr.trim().slice(-2000) };
-}
-
-/**
- * Runs the drill in a child process started with NODE_EXTRA_CA_CERTS naming the twin's CA (made here), as Lambda
- * starts with the RDS CAs; resolves with its report. `log` receives the child's progress lines.
- */
-export async function runTwinDrillProcess(spec: Omit<TwinDrillSpec, 'certificates' | 'log'>, log: (line: string) => void = () => undefined): Promise<TwinDrillReport> {
-  mkdirSync(spec.workDir, { recursive: true });
-  // The PostgreSQL OS user must reach the certificate files below it.
-  chmodSync(spec.workDir, 0o711);
-  const certificates = prepareTwinCertificates(path.join(spec.workDir, 'tls'));
-  const specFile = path.join(spec.workDir, 'twin-drill-spec.json');
-  writeFileSync(specFile, JSON.stringify({ ...spec, certificates }));
-  const child = fork(CHILD, [], {
-    execArgv: ['--import', 'tsx'],
-    env: { ...process.env, NODE_EXTRA_CA_CERTS: certificates.caFile, TWIN_DRILL_SPEC: specFile },
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  let report: TwinDrillReport | undefined;
-  let failure: string | undefined;
-  child.on('message', (m: { type: 'log'; line: string } | { type: 'report'; report: TwinDrillReport } | { type: 'error'; message: string }) => {
-    if (m.type === 'log') log(m.line);
-    else if (m.type === 'report') report = m.report;
-    else failure = m.message;
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  child.stdout!.resume();
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (report) return report;
-  throw new Error(`the twin drill process exited with ${code}: ${failure ?? stderr.trim()}`);
-}
-
-/** Whether the run proves what it should, and a readable summary of it. */
-export function twinDrillVerdict(r: TwinDrillReport): { ok: boolean; text: string } {
-  const problems = [
-    ...(r.outcome !== 'succeeded' ? [`the failover ${r.outcome}${r.error ? `: ${r.error}` : ''}`] : []),
-    ...(r.outcome === 'succeeded' && r.lost > 0 ? [`${r.lost} acknowledged rows lost`] : []),
-    ...(r.duplicates > 0 ? [`${r.duplicates} duplicates`] : []),
-    ...r.denials.map((d) => `denied: ${d.explanation}`),
-    ...r.unsupportedConditionKeys.map((k) => `${k.policy} ${k.statement}: ${k.key} is not supported by ${k.action}`),
-    ...r.rebuilt.filter((b) => b.status !== 'available' || !b.streaming).map((b) => `replica ${b.instance} is ${b.status}${b.streaming ? '' : ', not streaming'}`),
-    ...(r.lockHeld ? ['the failover lock is still held'] : []),
-  ];
-  const text = [
-    `AWS twin failover ${r.oldPrimary} -> ${r.newPrimary ?? '(none)'}: ${problems.length === 0 ? 'OK' : 'FAILED'} in ${(r.failoverMs / 1000).toFixed(1)} s (twin time, not AWS's)`,
-    r.newPrimary
-      ? `rows: ${r.acknowledged} acknowledged, ${r.rowsOnNewPrimary} on the new primary, lost ${r.lost}, duplicates ${r.duplicates}; ${r.rowsOnlyOnOldPrimary} were only on the old primary (the drain re-sent ${r.drainResent})`
-      : `rows: ${r.acknowledged} acknowledged, ${r.rowsOnlyOnOldPrimary} of them only on the old primary; nothing was promoted (they wait in the worker buffers)`,
-    `replicas rebuilt: ${r.rebuilt.map((b) => `${b.instance} (${b.status}, from ${b.source ?? '?'})`).join(', ') || 'none'}; notifications: ${r.notifications.length}; lock released: ${!r.lockHeld}`,
-    `AWS calls: ${r.calls} (${r.functionCalls} by the functions, ${r.throttled} throttled); authorizations evaluated: ${r.evaluated}; denied: ${r.denials.length}`,
-    `rds-failover plan / failover / status --stack: exit ${r.cli.plan.code} / ${r.cli.failover.code} / ${r.cli.status.code}`,
-    ...r.warnings.map((w) => `warning: ${w}`),
-    ...problems.map((p) => `problem: ${p}`),
-  ];
-  return { ok: problems.length === 0, text: text.join('\n') };
 }
