@@ -9,6 +9,7 @@
  */
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +19,7 @@ import { copyFrom, copyTextField } from '../src/agent/pg-copy.js';
 import { WriteBuffer } from '../src/agent/write-buffer.js';
 import { renderTable } from '../src/core/format-table.js';
 import { LocalCluster } from '../src/local/local-cluster.js';
+import { recordChildEpoch } from '../src/pg/lineage.js';
 
 const ROUNDS = 40;
 const SAMPLES_PER_ROUND = 50;
@@ -152,8 +154,12 @@ async function measureDrainAgainstCopy(cluster: LocalCluster, client: pg.Client,
     if (rows !== DRAIN_ROWS) throw new Error(`loaded ${rows} of ${DRAIN_ROWS} rows`);
     return DRAIN_ROWS / seconds;
   };
-  // The new primary lost every row: the drain re-sends all 100k (every row was synced within the window).
-  const drain = () => timed(async () => (await buffer.drain({ windowSeconds: 3600 })).inserted);
+  // The new primary lost every row: before each drain a new epoch keeps none of its parent's history, so the drain
+  // re-sends all 100k (the epoch is recorded outside the timing).
+  const drain = async () => {
+    await keepNothingEpoch(client);
+    return timed(async () => (await buffer.drain({})).inserted);
+  };
   const copy = () => timed(() => copyFrom(client, 'COPY bench_events (id, body, n) FROM STDIN', text));
   const pairs: { drain: number; copy: number }[] = [];
   for (let r = 0; r < PAIRS; r++) {
@@ -171,6 +177,11 @@ async function measureDrainAgainstCopy(cluster: LocalCluster, client: pg.Client,
     copy: median(pairs.map((p) => p.copy)),
     ratio: median(pairs.map((p) => p.drain / p.copy)),
   };
+}
+
+/** A failover that kept nothing: a new epoch keeping none of the current one (every marker is outside its history). */
+async function keepNothingEpoch(client: pg.Client): Promise<void> {
+  await recordChildEpoch(client, { id: randomUUID(), nodeId: 'pg-0', forkLsn: null });
 }
 
 /** The same rows taken from the buffer file and loaded with one COPY: what a drain costs without idempotency. */

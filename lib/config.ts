@@ -45,18 +45,19 @@ export interface FailoverConfig {
   readonly runbook: RunbookConfig;
 }
 
-type Stages = 'catchUp' | 'promotion' | 'drain' | 'rebuild';
+type Stages = 'catchUp' | 'promotion' | 'drain' | 'confirmations' | 'rebuild';
 
 export interface RunbookConfig {
   /** Never promote a replica further behind the last known primary position than this without --force. @default 1048576 (1 MiB) */
   readonly maxLagOnFailoverBytes: number;
-  /** Drain window when no fork point is known (max expected lag + detection time), seconds. @default 900 */
-  readonly drainWindowSeconds: number;
   /** A worker's drain command is given this long, seconds. @default 600 */
   readonly drainTimeoutSeconds: number;
-  /** Seconds between status checks of the long waits. @default - catchUp 2, promotion 10, drain 5, rebuild 60 */
+  /** Seconds between status checks of the long waits. @default - catchUp 2, promotion 10, drain 5, confirmations 5, rebuild 60 */
   readonly pollSeconds: Partial<Readonly<Record<Stages, number>>>;
-  /** Give up waiting after, seconds. @default - catchUp 300, promotion 1800, drain 900, rebuild 7200 */
+  /**
+   * Give up waiting after, seconds (confirmations: verify waits this long for every worker to confirm the new epoch,
+   * then finishes with a warning). @default - catchUp 300, promotion 1800, drain 900, confirmations 300, rebuild 7200
+   */
   readonly timeoutSeconds: Partial<Readonly<Record<Stages, number>>>;
   readonly autoFailover: {
     /** Start a failover by itself on RDS failure events for the primary. @default false */
@@ -564,8 +565,8 @@ export function loadConfigFile(file: string): FailoverConfig {
 }
 
 function readRunbook(r: ConfigReader, value: Json | undefined): RunbookConfig {
-  const o = r.object(value, 'runbook', ['maxLagOnFailoverBytes', 'drainWindowSeconds', 'drainTimeoutSeconds', 'pollSeconds', 'timeoutSeconds', 'autoFailover']);
-  const stages = ['catchUp', 'promotion', 'drain', 'rebuild'] as const;
+  const o = r.object(value, 'runbook', ['maxLagOnFailoverBytes', 'drainTimeoutSeconds', 'pollSeconds', 'timeoutSeconds', 'autoFailover']);
+  const stages = ['catchUp', 'promotion', 'drain', 'confirmations', 'rebuild'] as const;
   const perStage = (field: 'pollSeconds' | 'timeoutSeconds', max: number) => {
     const raw = r.object(o[field], `runbook.${field}`, stages);
     const out: Partial<Record<Stages, number>> = {};
@@ -583,7 +584,6 @@ function readRunbook(r: ConfigReader, value: Json | undefined): RunbookConfig {
   }
   return {
     maxLagOnFailoverBytes: r.integer(o.maxLagOnFailoverBytes, 'runbook.maxLagOnFailoverBytes', 1024 * 1024, { min: 0, max: Number.MAX_SAFE_INTEGER }),
-    drainWindowSeconds: r.integer(o.drainWindowSeconds, 'runbook.drainWindowSeconds', 900, { min: 1, max: 7 * 86400 }),
     drainTimeoutSeconds: r.integer(o.drainTimeoutSeconds, 'runbook.drainTimeoutSeconds', 600, { min: 1, max: 86400 }),
     pollSeconds: perStage('pollSeconds', 3600),
     timeoutSeconds: perStage('timeoutSeconds', 7 * 86400),

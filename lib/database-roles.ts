@@ -39,8 +39,10 @@ export interface DatabaseRolesProps {
  * The workers and the lag monitor log in as roles of their own instead of the master user: a custom
  * resource applies them on the primary at every deploy that changes them (src/pg/database-roles.ts), each
  * with a secret of its own, rotated by its own user (single-user rotation). The agent role may INSERT into
- * its stream tables and read their key columns, plus pg_monitor; the monitor role has pg_monitor only.
- * The runbook keeps the master user: fencing needs ALTER DATABASE and pg_terminate_backend.
+ * its stream tables and read their key columns, plus pg_read_all_stats; the monitor role has pg_monitor.
+ * The same resource creates the lineage (schema rds_failover with the root epoch, src/pg/lineage.ts): the agent
+ * role reads it and records its confirmations, the monitor role reads both tables.
+ * The runbook keeps the master user: fencing needs ALTER DATABASE and pg_terminate_backend, and it records epochs.
  */
 export class DatabaseRoles extends Construct {
   readonly agentSecret: secretsmanager.ISecret;
@@ -72,6 +74,7 @@ export class DatabaseRoles extends Construct {
         DB_HOST: props.primary.attrEndpointAddress,
         DB_PORT: props.primary.attrEndpointPort,
         DB_NAME: props.databaseName,
+        DB_INSTANCE_ID: props.primary.ref,
         ...RDS_CA_ENVIRONMENT,
       },
     });

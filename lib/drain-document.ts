@@ -19,8 +19,7 @@ export interface DrainDocumentProps {
 
 /**
  * The one command the runbook may run on the workers: an SSM Command document that drains the agent's buffer.
- * Its only inputs are a fork point (timeline, LSN) or a window in seconds, each held to a strict pattern by
- * SSM itself; the paths are fixed here at synth time. So the drain function's SendCommand permission, scoped
+ * Its only input is the promotion's epoch (a UUID), held to a strict pattern by SSM itself; the paths are fixed here at synth time. So the drain function's SendCommand permission, scoped
  * to this document, cannot run anything else on a worker (AWS-RunShellScript would run any shell line).
  */
 export class DrainDocument extends Construct {
@@ -67,14 +66,16 @@ export function drainDocumentPropsErrors(props: Pick<DrainDocumentProps, 'agentC
 export function drainDocumentContent(props: DrainDocumentProps): Record<string, unknown> {
   const agent = [props.agentCommand ?? '/usr/local/bin/rds-failover-agent', 'drain', '--json', '--buffer', props.bufferPath];
   if (props.configPath) agent.push('--config', props.configPath);
-  const { forkTimeline, forkLsn, windowSeconds } = DRAIN_DOCUMENT_PARAMETERS;
   return {
     schemaVersion: '2.2',
-    description: 'rds-failover: drain the worker write buffer into the new primary after a failover (fork point, or a window)',
+    description: "rds-failover: drain the worker write buffer into the new primary after a failover (converge on the promotion's epoch)",
     parameters: {
-      forkTimeline: { type: 'String', default: '', allowedPattern: forkTimeline.source, description: 'Timeline of the fork point (with forkLsn)' },
-      forkLsn: { type: 'String', default: '', allowedPattern: forkLsn.source, description: 'LSN of the fork point, e.g. 0/3000060 (with forkTimeline)' },
-      windowSeconds: { type: 'String', default: '', allowedPattern: windowSeconds.source, description: 'No fork point known: re-send rows synced within this many seconds' },
+      epoch: {
+        type: 'String',
+        default: '',
+        allowedPattern: DRAIN_DOCUMENT_PARAMETERS.epoch.source,
+        description: "The promotion's epoch (UUID): the writer must be on it or a newer one. Empty: converge on the writer's lineage.",
+      },
     },
     mainSteps: [
       {
@@ -86,17 +87,12 @@ export function drainDocumentContent(props: DrainDocumentProps): Record<string, 
             'set -eu',
             // the daemon's sync loop drops its session and resolves the (repointed) writer now; a worker without it still drains
             `systemctl kill --signal=HUP ${props.daemonUnit ?? 'rds-failover-agent.service'} 2>/dev/null || true`,
-            // single-quoted: even a value that got past a pattern could not leave the quotes without a ' (no pattern allows one)
-            "fork_timeline='{{ forkTimeline }}'",
-            "fork_lsn='{{ forkLsn }}'",
-            "window='{{ windowSeconds }}'",
-            'if [ -n "$fork_timeline" ] && [ -n "$fork_lsn" ] && [ -z "$window" ]; then',
-            `  exec ${agent.join(' ')} --fork-timeline "$fork_timeline" --fork-lsn "$fork_lsn"`,
-            'elif [ -z "$fork_timeline" ] && [ -z "$fork_lsn" ] && [ -n "$window" ]; then',
-            `  exec ${agent.join(' ')} --window "\${window}s"`,
+            // single-quoted: even a value that got past the pattern could not leave the quotes without a ' (the pattern allows none)
+            "epoch='{{ epoch }}'",
+            'if [ -n "$epoch" ]; then',
+            `  exec ${agent.join(' ')} --epoch "$epoch"`,
             'fi',
-            'echo "drain: give forkTimeline and forkLsn, or windowSeconds alone" >&2',
-            'exit 2',
+            `exec ${agent.join(' ')}`,
           ],
         },
       },

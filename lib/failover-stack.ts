@@ -226,6 +226,7 @@ export class FailoverStack extends Stack {
       key: this.key,
       logKey: this.logKey,
       settings: config.monitoring,
+      workerIds: this.workers.instances.map((i) => i.instanceId),
     });
 
     const runbook = config.runbook;
@@ -261,7 +262,6 @@ export class FailoverStack extends Stack {
       autoFailover: runbook.autoFailover,
       timing: {
         maxLagOnFailoverBytes: runbook.maxLagOnFailoverBytes,
-        drainWindowSeconds: runbook.drainWindowSeconds,
         pollSeconds: runbook.pollSeconds,
         timeoutSeconds: runbook.timeoutSeconds,
       },

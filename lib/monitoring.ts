@@ -211,6 +211,12 @@ export interface MonitoringProps {
    */
   readonly settings?: MonitoringSettingsInput | Readonly<Record<string, unknown>>;
   /**
+   * The worker instances' ids (their WorkerId dimension): one alarm each on WorkerUnconfirmed, raised by a failover
+   * the worker has not confirmed and cleared by the worker's agent once it has.
+   * @default - no per-worker alarms
+   */
+  readonly workerIds?: readonly string[];
+  /**
    * The failover state machine, for the dashboard and a failed-execution alarm (or call addFailoverStateMachine).
    * @default - none
    */
@@ -510,6 +516,22 @@ export class Monitoring extends Construct {
     this.alarm('BacklogRows', 'buffer-backlog-rows', 'warning', `a worker holds ${monitor.backlog.critPendingRows} or more unsynced rows`, this.backlogQuery(BufferMetric.PendingRows, false), {
       threshold: monitor.backlog.critPendingRows,
       evaluationPeriods: 3,
+    });
+    (props.workerIds ?? []).forEach((workerId, index) => {
+      // Set to 1 by the runbook's verify step for a worker that did not confirm the new epoch, back to 0 by the worker's
+      // agent once it has re-sent what it must and confirmed; with no data in between the alarm keeps its state.
+      const metric = new cloudwatch.Metric({
+        namespace: METRIC_NAMESPACE,
+        metricName: BufferMetric.WorkerUnconfirmed,
+        dimensionsMap: { [Dimension.Cluster]: this.clusterId, [Dimension.Worker]: workerId },
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: minute,
+      });
+      this.alarm(`WorkerUnconfirmed${index + 1}`, `worker-${index + 1}-unconfirmed`, 'critical', `worker ${index + 1} has not confirmed the newest epoch after a failover: its agent has not re-sent what the failover may have lost (rds-failover status)`, metric, {
+        threshold: 1,
+        evaluationPeriods: 1,
+        missing: cloudwatch.TreatMissingData.IGNORE,
+      });
     });
     const scheduleMinutes = this.settings.scheduleMinutes;
     this.alarm('LagMonitorNotRunning', 'lag-monitor-not-running', 'critical', 'the lag monitor has not run: replication lag is not being watched', this.lagMonitor.function.metricInvocations({ period: Duration.minutes(Math.max(5, scheduleMinutes * 2)), statistic: cloudwatch.Stats.SUM }), {

@@ -25,12 +25,19 @@ export interface RunbookTiming {
   readonly maxLagOnFailoverBytes?: number;
   /** The failover lock expires this long after the last step renewed it. @default 900 */
   readonly lockTtlSeconds?: number;
-  /** Drain window when no fork point is known. @default 900 */
-  readonly drainWindowSeconds?: number;
-  /** Seconds between status checks while waiting. @default { catchUp: 2, promotion: 10, drain: 5, rebuild: 60 } */
-  readonly pollSeconds?: { readonly catchUp?: number; readonly promotion?: number; readonly drain?: number; readonly rebuild?: number };
-  /** Give up waiting after. @default { catchUp: 300, promotion: 1800, drain: 900, rebuild: 7200 } */
-  readonly timeoutSeconds?: { readonly catchUp?: number; readonly promotion?: number; readonly drain?: number; readonly rebuild?: number };
+  /** Seconds between status checks while waiting. @default { catchUp: 2, promotion: 10, drain: 5, confirmations: 5, rebuild: 60 } */
+  readonly pollSeconds?: { readonly catchUp?: number; readonly promotion?: number; readonly drain?: number; readonly confirmations?: number; readonly rebuild?: number };
+  /**
+   * Give up waiting after (confirmations: how long verify waits for every worker to confirm the new epoch before it
+   * finishes with a warning). @default { catchUp: 300, promotion: 1800, drain: 900, confirmations: 300, rebuild: 7200 }
+   */
+  readonly timeoutSeconds?: {
+    readonly catchUp?: number;
+    readonly promotion?: number;
+    readonly drain?: number;
+    readonly confirmations?: number;
+    readonly rebuild?: number;
+  };
 }
 
 /** Starting a failover by itself on RDS failure events for the primary. */
@@ -216,7 +223,7 @@ export class Runbook extends Construct {
     const descriptions: Record<RunbookFunctionName, string> = {
       probe: 'Failover runbook: confirm, preflight, plan, fork point, verify (reads PostgreSQL)',
       fence: 'Failover runbook: fence the old primary (read-only + quarantine security group)',
-      promote: 'Failover runbook: promote the replica and wait until it accepts writes',
+      promote: 'Failover runbook: promote the replica, wait until it accepts writes, record its epoch',
       repoint: 'Failover runbook: repoint the writer (Route 53 + SSM)',
       drain: 'Failover runbook: drain every worker buffer (SSM Run Command)',
       rebuild: 'Failover runbook: rebuild replicas from the new primary',
@@ -265,6 +272,9 @@ export class Runbook extends Construct {
     // Security groups do not cut established connections: the fence reboots the quarantined old primary once and
     // records it in the fenced-at tag (and removes a stale one before a new quarantine). Only that tag key.
     allow('fence', ['rds:RebootDBInstance'], [clusterDbs], inCluster);
+    // The old primary counts as isolated only once that reboot completed: RDS's restart event after the request.
+    // DescribeEvents is read-only and supports no resource-level permissions.
+    allow('fence', ['rds:DescribeEvents'], ['*']);
     allow('fence', ['rds:AddTagsToResource', 'rds:RemoveTagsFromResource'], [clusterDbs], {
       ...inCluster,
       'ForAllValues:StringEquals': { 'aws:TagKeys': [ResourceTag.FencedAt] },
@@ -329,7 +339,7 @@ export class Runbook extends Construct {
     });
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       stateMachineName: `rds-failover-${props.clusterId}-runbook`,
-      comment: `Failover runbook of ${props.clusterId}: fence, record fork point, promote, repoint, drain, verify, rebuild (docs/runbook.md)`,
+      comment: `Failover runbook of ${props.clusterId}: fence, record fork point, promote, record epoch, repoint, drain, verify, rebuild (docs/runbook.md)`,
       definitionBody: sfn.DefinitionBody.fromChainable(definition(this, fns)),
       queryLanguage: sfn.QueryLanguage.JSON_PATH,
       timeout: Duration.hours(6),
@@ -383,7 +393,9 @@ export class Runbook extends Construct {
           reason:
             name === 'drain'
               ? 'X-Ray segments, ssm:DescribeInstanceInformation and ssm:GetCommandInvocation support no resource-level permissions; SendCommand itself is scoped to the stack\'s drain document and instances carrying the worker tag.'
-              : 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.',
+              : name === 'fence'
+                ? 'X-Ray PutTraceSegments/PutTelemetryRecords and rds:DescribeEvents (read-only, whether the reboot completed) support no resource-level permissions.'
+                : 'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.',
         },
         { id: 'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]', reason: 'Encrypting items of the lock table and messages to the encrypted topic needs GenerateDataKey variants, scoped to their keys.' },
       ];
@@ -429,7 +441,6 @@ function runbookConfig(props: RunbookProps) {
   return {
     maxLagOnFailoverBytes: t.maxLagOnFailoverBytes ?? 1024 * 1024,
     lockTtlSeconds: t.lockTtlSeconds ?? 900,
-    drainWindowSeconds: t.drainWindowSeconds ?? 900,
     ...(props.workers.expectedCount !== undefined ? { expectedWorkers: props.workers.expectedCount } : {}),
     confirmUnreachableMs: s(auto.confirmSeconds, 30),
     pollIntervalMs: {
@@ -437,12 +448,14 @@ function runbookConfig(props: RunbookProps) {
       catchUp: s(t.pollSeconds?.catchUp, 2),
       promotion: s(t.pollSeconds?.promotion, 10),
       drain: s(t.pollSeconds?.drain, 5),
+      confirmations: s(t.pollSeconds?.confirmations, 5),
       rebuild: s(t.pollSeconds?.rebuild, 60),
     },
     timeoutMs: {
       catchUp: s(t.timeoutSeconds?.catchUp, 300),
       promotion: s(t.timeoutSeconds?.promotion, 1800),
       drain: s(t.timeoutSeconds?.drain, 900),
+      confirmations: s(t.timeoutSeconds?.confirmations, 300),
       rebuild: s(t.timeoutSeconds?.rebuild, 7200),
     },
   };
@@ -468,7 +481,6 @@ function validate(id: string, props: RunbookProps): void {
   positive('autoFailover.probeIntervalSeconds', props.autoFailover?.probeIntervalSeconds);
   const t = props.timing ?? {};
   positive('timing.lockTtlSeconds', t.lockTtlSeconds);
-  positive('timing.drainWindowSeconds', t.drainWindowSeconds);
   for (const [k, v] of Object.entries(t.pollSeconds ?? {})) positive(`timing.pollSeconds.${k}`, v);
   for (const [k, v] of Object.entries(t.timeoutSeconds ?? {})) positive(`timing.timeoutSeconds.${k}`, v);
   if (t.maxLagOnFailoverBytes !== undefined && (!Number.isInteger(t.maxLagOnFailoverBytes) || t.maxLagOnFailoverBytes < 0)) {
@@ -505,11 +517,12 @@ function definition(scope: Construct, fns: Record<RunbookFunctionName, Controlle
 
   const finish = step('Finish', 'finish', 'finish').next(new sfn.Succeed(scope, 'FailoverComplete'));
   const rebuild = step('StartRebuilds', 'rebuild', 'startRebuilds').next(loop('RebuildStatus', 'rebuild', 'rebuildStatus', finish));
-  const verify = step('Verify', 'probe', 'verify').next(rebuild);
+  const verify = loop('Verify', 'probe', 'verify', rebuild);
   const drain = step('StartDrains', 'drain', 'startDrains').next(loop('DrainStatus', 'drain', 'drainStatus', verify));
   const repoint = step('RepointWriter', 'repoint', 'repoint').next(drain);
   const isolate = step('IsolateOldPrimary', 'fence', 'isolate').next(repoint);
-  const promote = step('Promote', 'promote', 'promote').next(loop('PromotionStatus', 'promote', 'promotionStatus', isolate));
+  const recordEpoch = step('RecordEpoch', 'promote', 'recordEpoch').next(isolate);
+  const promote = step('Promote', 'promote', 'promote').next(loop('PromotionStatus', 'promote', 'promotionStatus', recordEpoch));
   const forkPoint = loop('RecordForkPoint', 'probe', 'forkPoint', promote);
   const fence = step('FenceOldPrimary', 'fence', 'fence').next(forkPoint);
 

@@ -1,6 +1,6 @@
 /**
  * database-roles: the onEvent handler of the custom resource that applies the stack's least-privilege
- * PostgreSQL roles (lib/database-roles.ts). Thin: reads its environment, runs src/aws/database-roles-resource.ts.
+ * PostgreSQL roles and the lineage schema (lib/database-roles.ts). Thin: reads its environment, runs src/aws/database-roles-resource.ts.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -24,6 +24,7 @@ export async function handler(event: DatabaseRolesEvent) {
       host,
       port: Number(required('DB_PORT')),
       database: required('DB_NAME'),
+      primaryInstanceId: required('DB_INSTANCE_ID'),
       // RDS CA bundle from NODE_EXTRA_CA_CERTS (set by the construct); the server name must match.
       ssl: { rejectUnauthorized: true, servername: host },
     },

@@ -1,10 +1,13 @@
 import { Command, CommanderError, Option } from 'commander';
 import { StringDecoder } from 'node:string_decoder';
 import { renderKeyValues } from '../core/format-table.js';
-import { parseDurationMs } from '../core/duration.js';
-import { isLsn } from '../core/lsn.js';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { headOf, isEpochId } from '../core/lineage.js';
+import { grantLineageToAgent, initLineage, readLineage, recordChildEpoch } from '../pg/lineage.js';
+import { PRIMARY_TIMELINE_SQL } from '../pg/replication-queries.js';
 import type { DrainRequest } from '../ports/worker-control.js';
-import { ConfigError, loadConfig, parseConfig, type AgentConfig } from './config.js';
+import { ConfigError, loadConfig, parseConfig, parseWriterUrl, type AgentConfig } from './config.js';
 import { errorMessage, jsonLineLog } from './log.js';
 import { WriteBuffer } from './write-buffer.js';
 
@@ -25,6 +28,8 @@ interface CommonOptions {
   config?: string;
   writer?: string;
   json?: boolean;
+  /** Overrides the config's workerId (the id a drain confirms the epoch under). */
+  workerId?: string;
 }
 
 const CONFIG_ENV = 'RDS_FAILOVER_AGENT_CONFIG';
@@ -71,18 +76,34 @@ export async function runCli(argv: readonly string[], io: CliIo = { stdin: proce
       ),
     );
 
-  command('drain', 're-send rows after a failover: past the fork point, or synced within a window, plus every pending row')
-    .addOption(new Option('--fork-timeline <n>', 'timeline of the fork point (the promoted replica before promotion)'))
-    .addOption(new Option('--fork-lsn <lsn>', 'replay LSN of the fork point, e.g. 0/3000060'))
-    .addOption(new Option('--window <duration>', 'no fork point: re-send rows synced within this window (90s, 15m, 2h)'))
+  command('drain', "re-send rows after a failover: converge on the writer's lineage, re-send every row synced outside the new history and every pending row")
+    .addOption(new Option('--epoch <uuid>', "the promotion's epoch: the writer must be on it or a newer one (the runbook passes it)"))
+    .option('--worker-id <id>', "the worker's id the epoch is confirmed under (default: workerId in the config)")
     .option('--json', 'print the JSON summary')
     .action(
-      act<CommonOptions & { forkTimeline?: string; forkLsn?: string; window?: string }>(async (o) =>
-        withBuffer(o, io, { needsConfig: true, mustExist: true }, async (buffer, config) => {
-          print(io, o, await buffer.drain(drainRequest(o, config)));
+      act<CommonOptions & { epoch?: string }>(async (o) =>
+        withBuffer(o, io, { needsConfig: true, mustExist: true }, async (buffer) => {
+          print(io, o, await buffer.drain(drainRequest(o)));
           return ExitCode.Ok;
         }),
       ),
+    );
+
+  program
+    .command('init-writer')
+    .description(
+      'create the lineage (schema rds_failover, its root epoch) on a writer the stack does not manage, or adopt a primary promoted outside the runbook ' +
+        '(a new epoch keeping nothing of the old one: every worker re-sends what it holds); run as a role that may CREATE in the database',
+    )
+    .requiredOption('--writer <postgres-url>', 'the primary, as a role that may CREATE in its database')
+    .option('--node <id>', 'name of this primary in the lineage', 'primary')
+    .option('--grant-agent <role>', "also grant the agent's role what it needs (SELECT on the lineage, its confirmations)")
+    .option('--json', 'print JSON')
+    .action(
+      act<{ writer: string; node: string; grantAgent?: string; json?: boolean }>(async (o) => {
+        print(io, o, await initWriterLineage(parseWriterUrl(o.writer, '--writer'), o.node, o.grantAgent));
+        return ExitCode.Ok;
+      }),
     );
 
   command('status', 'pending rows, oldest pending age, synced rows kept, last sync error, writer, file size')
@@ -138,7 +159,8 @@ async function withBuffer(
   needs: { needsConfig: boolean; mustExist?: boolean },
   fn: (buffer: WriteBuffer, config: AgentConfig) => Promise<number>,
 ): Promise<number> {
-  const config = resolveConfig(options, io, needs.needsConfig);
+  const resolved = resolveConfig(options, io, needs.needsConfig);
+  const config = options.workerId === undefined ? resolved : { ...resolved, workerId: options.workerId };
   const bufferPath = options.buffer ?? config.bufferPath;
   if (bufferPath === undefined) throw new UsageError('--buffer <file> is required (or bufferPath in the config)');
   const buffer = WriteBuffer.open({ bufferPath, config, writerUrl: options.writer, log: jsonLineLog(io.stderr), mustExist: needs.mustExist });
@@ -157,30 +179,33 @@ function resolveConfig(options: CommonOptions, io: CliIo, required: boolean): Ag
   return parseConfig({}, process.cwd(), { allowNoStreams: true });
 }
 
-function drainRequest(o: { forkTimeline?: string; forkLsn?: string; window?: string }, config: AgentConfig): DrainRequest {
-  const hasFork = o.forkTimeline !== undefined || o.forkLsn !== undefined;
-  if (hasFork && o.window !== undefined) throw new UsageError('give either --fork-timeline with --fork-lsn, or --window, not both');
-  if (hasFork) {
-    if (o.forkTimeline === undefined || o.forkLsn === undefined) throw new UsageError('--fork-timeline and --fork-lsn go together');
-    if (!/^\d+$/.test(o.forkTimeline) || Number(o.forkTimeline) < 1) throw new UsageError(`--fork-timeline: expected an integer >= 1, got '${o.forkTimeline}'`);
-    if (!isLsn(o.forkLsn)) throw new UsageError(`--fork-lsn: expected an LSN like 0/3000060, got '${o.forkLsn}'`);
-    return { forkPoint: { timelineId: Number(o.forkTimeline), lsn: o.forkLsn.toUpperCase() } };
-  }
-  if (o.window !== undefined) {
-    try {
-      return { windowSeconds: parseWindowSeconds(o.window, '--window') };
-    } catch (error) {
-      throw new UsageError(errorMessage(error));
-    }
-  }
-  return { windowSeconds: config.drain.defaultWindowSeconds };
+function drainRequest(o: { epoch?: string }): DrainRequest {
+  if (o.epoch === undefined) return {};
+  if (!isEpochId(o.epoch)) throw new UsageError(`--epoch: expected the epoch's UUID (lowercase, e.g. 3f2b...-...), got '${o.epoch}'`);
+  return { epochId: o.epoch };
 }
 
-/** A drain window: the project's duration syntax (src/core/duration.ts) in seconds; an empty window selects nothing, so it is refused. */
-export function parseWindowSeconds(value: string, field: string): number {
-  const seconds = parseDurationMs(value, field) / 1000;
-  if (!(seconds > 0)) throw new Error(`${field}: the duration must be greater than zero, got '${value}'`);
-  return seconds;
+/**
+ * `init-writer`: creates the lineage on a writer the stack does not manage; on a primary whose timeline its newest
+ * epoch does not record (promoted outside the runbook), records an epoch for it that keeps nothing of the old one.
+ */
+async function initWriterLineage(url: string, nodeId: string, agentRole: string | undefined): Promise<{ epochs: number; epoch: string; generation: number; action: string }> {
+  const client = new pg.Client({ connectionString: url, application_name: 'rds-failover-agent init-writer' });
+  await client.connect();
+  try {
+    const epochs = await initLineage(client, { nodeId, rootId: randomUUID() });
+    let head = headOf(epochs, nodeId);
+    let action = epochs.length === 1 && head.parentId === null ? 'root epoch in place' : 'lineage in place';
+    const timelineId = (await client.query<{ t: number }>(`SELECT ${PRIMARY_TIMELINE_SQL} AS t`)).rows[0]!.t;
+    if (timelineId !== head.timelineId) {
+      head = await recordChildEpoch(client, { id: randomUUID(), nodeId, forkLsn: null });
+      action = `adopted: this primary writes on timeline ${timelineId}, its newest epoch said ${epochs.find((e) => e.id === head.parentId)?.timelineId}; the new epoch keeps nothing of the old one`;
+    }
+    if (agentRole !== undefined) await grantLineageToAgent(client, agentRole);
+    return { epochs: (await readLineage(client))!.length, epoch: head.id, generation: head.generation, action };
+  } finally {
+    await client.end();
+  }
 }
 
 async function appendCommand(o: CommonOptions & { stream: string }, io: CliIo): Promise<number> {

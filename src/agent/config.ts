@@ -5,8 +5,12 @@ import { METRIC_NAMESPACE } from '../core/metric-names.js';
 /** Where the agent finds the PostgreSQL writer. */
 export type WriterSourceConfig =
   | { readonly kind: 'url'; readonly url: string }
-  /** A file holding one postgres URL, replaced atomically by the controller (local stand-in for the Route 53 record). */
-  | { readonly kind: 'file'; readonly path: string }
+  /**
+   * A file holding one postgres URL, replaced atomically by the controller (local stand-in for the Route 53 record).
+   * follow 'watch': a replaced file ends the session before the next batch; 'reconnect': read again only when a
+   * new session is opened, as an AWS worker resolves the writer's DNS name (a session lives until it breaks).
+   */
+  | { readonly kind: 'file'; readonly path: string; readonly follow: 'watch' | 'reconnect' }
   /** AWS: the writer's DNS name, credentials from Secrets Manager, TLS required. */
   | {
       readonly kind: 'aws';
@@ -47,7 +51,7 @@ export interface AgentConfig {
   /** Exponential backoff with full jitter between failed sync attempts. */
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
   readonly retention: {
-    /** Synced rows are kept at least this long; at least drain.defaultWindowSeconds (a window drain re-sends them). */
+    /** Synced rows are kept at least this long after every replica replayed past them (a margin for late failovers). */
     readonly seconds: number;
     /**
      * Prune only when the writer shows at least this many replicas (each with a readable replay LSN). Only the
@@ -61,8 +65,6 @@ export interface AgentConfig {
   readonly drain: {
     /** Rows per statement in a drain (bigger than batchSize: a drain moves a backlog at once). */
     readonly batchSize: number;
-    /** Window used by `drain` given neither a fork point nor --window. */
-    readonly defaultWindowSeconds: number;
     /** A drain retries a failing writer until this deadline, then fails. */
     readonly timeoutSeconds: number;
   };
@@ -110,6 +112,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
   allowOnly(root, 'config', [
     'writerUrl',
     'writerFile',
+    'writerFileFollow',
     'writerHost',
     'writerPort',
     'database',
@@ -137,17 +140,10 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
   const retention = optionalObject(root.retention, 'retention');
   allowOnly(retention, 'retention', ['seconds', 'minReplicas', 'pruneIntervalSeconds']);
   const drain = optionalObject(root.drain, 'drain');
-  allowOnly(drain, 'drain', ['batchSize', 'defaultWindowSeconds', 'timeoutSeconds']);
+  allowOnly(drain, 'drain', ['batchSize', 'timeoutSeconds']);
   const metrics = optionalObject(root.metrics, 'metrics');
   allowOnly(metrics, 'metrics', ['enabled', 'namespace', 'dimensions', 'intervalSeconds']);
   const retentionSeconds = int(retention.seconds, 'retention.seconds', 24 * 3600, 0);
-  const defaultWindowSeconds = int(drain.defaultWindowSeconds, 'drain.defaultWindowSeconds', 900, 1);
-  // A drain without a fork point re-sends the rows synced within that window: prune must not have taken them.
-  if (retentionSeconds < defaultWindowSeconds) {
-    throw new ConfigError(
-      `retention.seconds (${retentionSeconds}) must be >= drain.defaultWindowSeconds (${defaultWindowSeconds}): a drain without a fork point re-sends the rows synced within that window, so prune must keep them at least that long`,
-    );
-  }
   const clusterId = optionalString(root.clusterId, 'clusterId');
   const workerId = optionalString(root.workerId, 'workerId');
   const bufferPath = optionalString(root.bufferPath, 'bufferPath');
@@ -170,7 +166,6 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     },
     drain: {
       batchSize: int(drain.batchSize, 'drain.batchSize', 5000, 1, 100_000),
-      defaultWindowSeconds,
       timeoutSeconds: int(drain.timeoutSeconds, 'drain.timeoutSeconds', 300, 1),
     },
     metrics: {
@@ -203,8 +198,13 @@ function parseWriter(root: Json, baseDir: string): WriterSourceConfig | undefine
   if (given.length > 1) {
     throw new ConfigError(`config: give only one writer source (writerUrl, writerFile, or writerHost+writerPort+database+secretArn), got ${given.join(' and ')}`);
   }
+  if (root.writerFileFollow !== undefined && root.writerFile === undefined) throw new ConfigError('writerFileFollow: only with writerFile');
   if (root.writerUrl !== undefined) return { kind: 'url', url: parseWriterUrl(string(root.writerUrl, 'writerUrl'), 'writerUrl') };
-  if (root.writerFile !== undefined) return { kind: 'file', path: path.resolve(baseDir, string(root.writerFile, 'writerFile')) };
+  if (root.writerFile !== undefined) {
+    const follow = root.writerFileFollow ?? 'watch';
+    if (follow !== 'watch' && follow !== 'reconnect') throw new ConfigError(`writerFileFollow: expected 'watch' or 'reconnect', got ${JSON.stringify(follow)}`);
+    return { kind: 'file', path: path.resolve(baseDir, string(root.writerFile, 'writerFile')), follow };
+  }
   if (awsFields.length === 0) return undefined;
   const tlsCaFile = optionalString(root.tlsCaFile, 'tlsCaFile');
   return {

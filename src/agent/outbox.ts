@@ -3,13 +3,14 @@ import * as path from 'node:path';
 import { formatLsn, parseLsn, type Lsn } from '../core/lsn.js';
 import type { StreamConfig } from './config.js';
 import { PAYLOAD_SEPARATOR } from './copy-rows.js';
-import { isInHistory, type HistoryRange, type RecordedFork } from './lineage.js';
-import { SCHEMA_SQL, SCHEMA_VERSION } from './outbox-schema.js';
+import { historyOf, isInHistory, newestEpoch, type Epoch, type HistorySpan } from '../core/lineage.js';
+import { ADDED_COLUMNS, SCHEMA_SQL, SCHEMA_VERSION } from './outbox-schema.js';
 import { isSqliteBusy, openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
 
-/** Where a batch was committed: the writer's timeline and an upper bound of the commit's LSN. */
+/** Where a batch was committed: the writer's epoch and timeline, and an upper bound of the commit's LSN. */
 export interface SyncMarker {
+  readonly epochId: string;
   readonly timelineId: number;
   readonly lsn: Lsn;
 }
@@ -27,10 +28,12 @@ export interface AppendResult {
   readonly rejected?: { readonly index: number; readonly error: RowRejectedError };
 }
 
-/** Which synced rows a drain re-sends (pending rows are always re-sent). */
-export type ResendSelection =
-  | { readonly kind: 'outside-history'; readonly ranges: readonly HistoryRange[] }
-  | { readonly kind: 'synced-since'; readonly sinceMs: number };
+/** What a resend scan sends: the synced rows whose marker is outside these spans, and (unless false) the pending rows. */
+export interface ResendSelection {
+  readonly history: readonly HistorySpan[];
+  /** @default true */
+  readonly pending?: boolean;
+}
 
 export interface OutboxCounts {
   readonly pendingRows: number;
@@ -39,6 +42,8 @@ export interface OutboxCounts {
   readonly syncedRows: number;
   readonly syncedBeforeMs: number;
   readonly rejectedRows: number;
+  /** Synced rows whose marker is outside the newest epoch's history: re-sent by the next resend scan. */
+  readonly outsideHistoryRows: number;
 }
 
 /**
@@ -49,7 +54,7 @@ export class Outbox {
   private readonly db: SqliteDatabase;
   private readonly insertRow: SqliteStatement<[string, string, string, number]>;
   private readonly existingRow: SqliteStatement<[string, string], { payload: string }>;
-  private readonly markRows: SqliteStatement<[number, number, number, string]>;
+  private readonly markRows: SqliteStatement<[number, string, number, number, string]>;
   private readonly overlappingRanges: SqliteStatement<[number, number], ResyncRange>;
   private readonly insertRange: SqliteStatement<[ResyncRange]>;
   private readonly deleteRange: SqliteStatement<[number]>;
@@ -85,13 +90,13 @@ export class Outbox {
     this.insertRow = db.prepare('INSERT INTO outbox (stream, id, payload, created_at_ms) VALUES (?, ?, ?, ?) ON CONFLICT (stream, id) DO NOTHING');
     this.existingRow = db.prepare('SELECT payload FROM outbox WHERE stream = ? AND id = ?');
     this.markRows = db.prepare(
-      `UPDATE outbox SET state = 'synced', synced_at_ms = ?, marker_timeline = ?, marker_lsn = ?, error = NULL
+      `UPDATE outbox SET state = 'synced', synced_at_ms = ?, marker_epoch = ?, marker_timeline = ?, marker_lsn = ?, error = NULL
        WHERE seq IN (SELECT value FROM json_each(?)) AND state <> 'rejected'`,
     );
     this.overlappingRanges = db.prepare('SELECT * FROM outbox_resync WHERE first_seq <= ? AND last_seq >= ? ORDER BY first_seq');
     this.insertRange = db.prepare(
-      `INSERT INTO outbox_resync (first_seq, last_seq, synced_at_ms, marker_timeline, marker_lsn)
-       VALUES (@first_seq, @last_seq, @synced_at_ms, @marker_timeline, @marker_lsn)`,
+      `INSERT INTO outbox_resync (first_seq, last_seq, synced_at_ms, marker_epoch, marker_timeline, marker_lsn)
+       VALUES (@first_seq, @last_seq, @synced_at_ms, @marker_epoch, @marker_timeline, @marker_lsn)`,
     );
     this.deleteRange = db.prepare('DELETE FROM outbox_resync WHERE first_seq = ?');
     this.rangeAt = db.prepare(
@@ -168,6 +173,11 @@ export class Outbox {
    * which is valid only if every row in it was in the committed statement (see `resendBlock`). A row
    * marked row by row first gets the values of any resync range over it, which is dropped: so a range is
    * always newer than the own marker of every synced row it covers.
+   * The lineage invariant, checked in the same write transaction as the marking: a marker outside the history
+   * of the newest epoch this buffer knows (the batch raced a fork: its writer was superseded while it ran) marks
+   * nothing, and the rows stay as they were (pending, or synced outside the history) for the sync loop to send
+   * again. A lineage merge is a write transaction too, so it either comes before (and this refuses) or after
+   * (and its resend scan picks the rows up). Returns whether the rows were marked.
    */
   markSynced(
     seqs: readonly number[],
@@ -175,9 +185,15 @@ export class Outbox {
     syncedAtMs = Date.now(),
     state?: Record<string, unknown>,
     ranges: readonly (readonly [number, number])[] = [],
-  ): void {
+  ): boolean {
     const lsn = lsnToInteger(marker.lsn);
+    let marked = false;
     const write = this.db.transaction(() => {
+      if (!isInHistory({ epochId: marker.epochId, lsn: BigInt(lsn) }, this.currentHistory())) {
+        if (state) this.writeState(state);
+        return;
+      }
+      marked = true;
       if (seqs.length > 0) {
         let low = seqs[0]!;
         let high = seqs[0]!;
@@ -189,12 +205,15 @@ export class Outbox {
           // only ranges over a row marked now: the others stay valid (a drain marks single rows and runs together)
           if (seqs.some((seq) => seq >= range.first_seq && seq <= range.last_seq)) this.foldRange(range);
         }
-        this.markRows.run(syncedAtMs, marker.timelineId, lsn, JSON.stringify(seqs));
+        this.markRows.run(syncedAtMs, marker.epochId, marker.timelineId, lsn, JSON.stringify(seqs));
       }
-      for (const [first, last] of ranges) this.putRange({ first_seq: first, last_seq: last, synced_at_ms: syncedAtMs, marker_timeline: marker.timelineId, marker_lsn: lsn });
+      for (const [first, last] of ranges) {
+        this.putRange({ first_seq: first, last_seq: last, synced_at_ms: syncedAtMs, marker_epoch: marker.epochId, marker_timeline: marker.timelineId, marker_lsn: lsn });
+      }
       if (state) this.writeState(state);
     });
     this.locked(() => write.immediate());
+    return marked;
   }
 
   /** The new range replaces the parts of older ranges it overlaps: its claim is the newest for those rows. */
@@ -202,7 +221,7 @@ export class Outbox {
     for (const old of this.overlappingRanges.all(range.last_seq, range.first_seq)) {
       this.deleteRange.run(old.first_seq);
       // Only the named parameters (node:sqlite refuses unknown ones, such as a column added to the table later).
-      const keep = { synced_at_ms: old.synced_at_ms, marker_timeline: old.marker_timeline, marker_lsn: old.marker_lsn };
+      const keep = { synced_at_ms: old.synced_at_ms, marker_epoch: old.marker_epoch, marker_timeline: old.marker_timeline, marker_lsn: old.marker_lsn };
       if (old.first_seq < range.first_seq) this.insertRange.run({ ...keep, first_seq: old.first_seq, last_seq: range.first_seq - 1 });
       if (old.last_seq > range.last_seq) this.insertRange.run({ ...keep, first_seq: range.last_seq + 1, last_seq: old.last_seq });
     }
@@ -212,8 +231,8 @@ export class Outbox {
   /** Writes a range's marker into the synced rows it covers and drops it (inside a transaction). */
   private foldRange(range: ResyncRange): void {
     this.db
-      .prepare("UPDATE outbox SET synced_at_ms = ?, marker_timeline = ?, marker_lsn = ? WHERE seq BETWEEN ? AND ? AND state = 'synced'")
-      .run(range.synced_at_ms, range.marker_timeline, range.marker_lsn, range.first_seq, range.last_seq);
+      .prepare("UPDATE outbox SET synced_at_ms = ?, marker_epoch = ?, marker_timeline = ?, marker_lsn = ? WHERE seq BETWEEN ? AND ? AND state = 'synced'")
+      .run(range.synced_at_ms, range.marker_epoch, range.marker_timeline, range.marker_lsn, range.first_seq, range.last_seq);
     this.deleteRange.run(range.first_seq);
   }
 
@@ -283,7 +302,7 @@ export class Outbox {
     const codes = (syncedChoice: string) =>
       this.db
         .prepare(
-          `SELECT ((seq * ${width} + ${streamIndex}) * 4) + CASE state WHEN 'pending' THEN 3 WHEN 'synced' THEN 2 * (${syncedChoice}) ELSE 0 END
+          `SELECT ((seq * ${width} + ${streamIndex}) * 4) + CASE state WHEN 'pending' THEN ${selection.pending === false ? 1 : 3} WHEN 'synced' THEN 2 * (${syncedChoice}) ELSE 0 END
              FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
         )
         .pluck();
@@ -297,8 +316,8 @@ export class Outbox {
         .pluck();
     const byOwnMarker = { codes: codes(sql), payloads: payloads(sql), params };
     const inRange = {
-      resent: { codes: codes('1'), payloads: payloads('1'), params: [] as number[] },
-      kept: { codes: codes('0'), payloads: payloads('0'), params: [] as number[] },
+      resent: { codes: codes('1'), payloads: payloads('1'), params: [] as (string | number)[] },
+      kept: { codes: codes('0'), payloads: payloads('0'), params: [] as (string | number)[] },
     };
     const pendingRows = this.db
       .prepare(
@@ -392,11 +411,11 @@ export class Outbox {
     return this.locked(() => this.db.prepare<[], { n: number }>("SELECT count(*) AS n FROM outbox WHERE state = 'pending'").get()!.n);
   }
 
-  /** Deletes up to `limit` synced rows synced before `beforeMs` whose marker lies in `ranges`; returns how many. */
-  pruneChunk(ranges: readonly HistoryRange[], beforeMs: number, limit: number): number {
-    if (ranges.length === 0) return 0;
+  /** Deletes up to `limit` synced rows synced before `beforeMs` whose marker lies in `history`; returns how many. */
+  pruneChunk(history: readonly HistorySpan[], beforeMs: number, limit: number): number {
+    if (history.length === 0) return 0;
     this.foldResyncRanges();
-    const { sql, params } = rangesPredicate(ranges);
+    const { sql, params } = historyPredicate(history);
     // Walks the synced_at index (rows past retention), then checks their markers.
     return this.locked(
       () =>
@@ -422,7 +441,8 @@ export class Outbox {
     const pendingByStream: Record<string, number> = {};
     for (const p of pending) pendingByStream[p.stream] = p.n;
     const oldest = pending.length === 0 ? null : Math.min(...pending.map((p) => p.oldest));
-    const count = (sql: string, ...params: number[]) => this.db.prepare<number[], { n: number }>(sql).get(...params)!.n;
+    const count = (sql: string, ...params: (number | string)[]) => this.db.prepare<(number | string)[], { n: number }>(sql).get(...params)!.n;
+    const history = historyPredicate(this.currentHistory(), 'coalesce(r.marker_epoch, o.marker_epoch)', 'coalesce(r.marker_lsn, o.marker_lsn)');
     return {
       pendingRows: pending.reduce((sum, p) => sum + p.n, 0),
       oldestPendingCreatedAtMs: oldest,
@@ -433,18 +453,20 @@ export class Outbox {
         syncedBeforeMs,
       ),
       rejectedRows: count("SELECT count(*) AS n FROM outbox WHERE state = 'rejected'"),
+      outsideHistoryRows: count(`SELECT count(*) AS n FROM outbox o ${EFFECTIVE_JOIN} WHERE o.state = 'synced' AND NOT (${history.sql})`, ...history.params),
     };
   }
 
   /** Every row with its state and marker, for tests and tooling that audit the buffer. */
-  rows(): { seq: number; stream: string; id: string; state: string; markerTimeline: number | null; markerLsn: Lsn | null; error: string | null }[] {
+  rows(): AuditedRow[] {
     return this.locked(() => this.readRows());
   }
 
-  private readRows(): { seq: number; stream: string; id: string; state: string; markerTimeline: number | null; markerLsn: Lsn | null; error: string | null }[] {
+  private readRows(): AuditedRow[] {
     return this.db
-      .prepare<[], { seq: number; stream: string; id: string; state: string; marker_timeline: number | null; marker_lsn: number | null; error: string | null }>(
-        `SELECT o.seq, o.stream, o.id, o.state, coalesce(r.marker_timeline, o.marker_timeline) AS marker_timeline,
+      .prepare<[], { seq: number; stream: string; id: string; state: string; marker_epoch: string | null; marker_timeline: number | null; marker_lsn: number | null; error: string | null }>(
+        `SELECT o.seq, o.stream, o.id, o.state, coalesce(r.marker_epoch, o.marker_epoch) AS marker_epoch,
+           coalesce(r.marker_timeline, o.marker_timeline) AS marker_timeline,
            coalesce(r.marker_lsn, o.marker_lsn) AS marker_lsn, o.error FROM outbox o ${EFFECTIVE_JOIN} ORDER BY o.seq`,
       )
       .all()
@@ -453,6 +475,7 @@ export class Outbox {
         stream: r.stream,
         id: r.id,
         state: r.state,
+        markerEpoch: r.marker_epoch,
         markerTimeline: r.marker_timeline,
         markerLsn: r.marker_lsn === null ? null : formatLsn(BigInt(r.marker_lsn)),
         error: r.error,
@@ -460,8 +483,7 @@ export class Outbox {
   }
 
   getState<T>(key: string): T | undefined {
-    const row = this.locked(() => this.db.prepare<[string], { value: string }>('SELECT value FROM agent_state WHERE key = ?').get(key));
-    return row === undefined ? undefined : (JSON.parse(row.value) as T);
+    return this.locked(() => this.readState<T>(key));
   }
 
   setState(values: Record<string, unknown>): void {
@@ -469,33 +491,80 @@ export class Outbox {
     this.locked(() => write.immediate());
   }
 
+  /** Read-modify-write of one agent_state value in one write transaction (counters shared by several processes). */
+  updateState<T>(key: string, update: (current: T | undefined) => T): T {
+    let next!: T;
+    const write = this.db.transaction(() => {
+      next = update(this.readState<T>(key));
+      this.writeState({ [key]: next });
+    });
+    this.locked(() => write.immediate());
+    return next;
+  }
+
   private writeState(values: Record<string, unknown>): void {
     const upsert = this.db.prepare('INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     for (const [key, value] of Object.entries(values)) upsert.run(key, JSON.stringify(value ?? null));
   }
 
-  recordedForks(): RecordedFork[] {
-    return this.locked(() => this.readForks());
+  /** The epochs this buffer learned from writers (src/core/lineage.ts). */
+  lineage(): Epoch[] {
+    return this.locked(() => this.readLineage());
   }
 
-  private readForks(): RecordedFork[] {
+  /** The newest epoch known: every writer must be on it (or the buffer learns a newer one from the writer). */
+  lineageHead(): Epoch | undefined {
+    return newestEpoch(this.lineage());
+  }
+
+  /**
+   * Adds the epochs not known yet, in one write transaction; each addition bumps the lineage version, which
+   * tells the sync loop a resend scan is due (rows synced outside the new history go out again).
+   */
+  mergeLineage(epochs: readonly Epoch[], nowMs = Date.now()): { added: number; version: number } {
+    let added = 0;
+    let version = 0;
+    const write = this.db.transaction(() => {
+      const insert = this.db.prepare(
+        `INSERT INTO lineage (epoch, parent_epoch, generation, fork_lsn, timeline, node_id, execution_id, created_at, learned_at_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (epoch) DO NOTHING`,
+      );
+      for (const e of epochs) added += insert.run(e.id, e.parentId, e.generation, e.forkLsn, e.timelineId, e.nodeId, e.executionId, e.createdAt, nowMs).changes;
+      version = this.readState<number>(LineageStateKey.Version) ?? 0;
+      if (added > 0) this.writeState({ [LineageStateKey.Version]: (version += 1) });
+    });
+    this.locked(() => write.immediate());
+    return { added, version };
+  }
+
+  /** Which markers count as synced now: the history of the newest epoch (everything, before any epoch is known). */
+  private currentHistory(): HistorySpan[] {
+    const epochs = this.readLineage();
+    const head = newestEpoch(epochs);
+    return head === undefined ? [] : historyOf(epochs, head.id);
+  }
+
+  private readLineage(): Epoch[] {
     return this.db
-      .prepare<[], { timeline: number; fork_lsn: number; next_timeline: number }>('SELECT timeline, fork_lsn, next_timeline FROM timeline_forks')
+      .prepare<[], { epoch: string; parent_epoch: string | null; generation: number; fork_lsn: string | null; timeline: number; node_id: string; execution_id: string | null; created_at: string }>(
+        'SELECT epoch, parent_epoch, generation, fork_lsn, timeline, node_id, execution_id, created_at FROM lineage',
+      )
       .all()
-      .map((f) => ({ timelineId: f.timeline, forkLsn: BigInt(f.fork_lsn), nextTimelineId: f.next_timeline }));
+      .map((r) => ({
+        id: r.epoch,
+        parentId: r.parent_epoch,
+        generation: r.generation,
+        forkLsn: r.fork_lsn,
+        timelineId: r.timeline,
+        nodeId: r.node_id,
+        executionId: r.execution_id,
+        createdAt: r.created_at,
+      }));
   }
 
-  /** Remembers a drained fork; a second record for the same timeline keeps the lower (safer) LSN. */
-  recordFork(fork: RecordedFork, nowMs = Date.now()): void {
-    this.locked(() =>
-      this.db
-      .prepare(
-        `INSERT INTO timeline_forks (timeline, fork_lsn, next_timeline, recorded_at_ms) VALUES (?, ?, ?, ?)
-         ON CONFLICT (timeline) DO UPDATE SET fork_lsn = min(fork_lsn, excluded.fork_lsn), next_timeline = excluded.next_timeline,
-           recorded_at_ms = excluded.recorded_at_ms`,
-      )
-      .run(fork.timelineId, Number(fork.forkLsn), fork.nextTimelineId, nowMs),
-    );
+  private readState<T>(key: string): T | undefined {
+    const row = this.db.prepare<[string], { value: string }>('SELECT value FROM agent_state WHERE key = ?').get(key);
+    return row === undefined ? undefined : (JSON.parse(row.value) as T);
   }
 
   /** TRUNCATE checkpoint; `busy` when a reader or writer kept it from completing. */
@@ -560,9 +629,36 @@ interface ResyncRange {
   first_seq: number;
   last_seq: number;
   synced_at_ms: number;
+  marker_epoch: string | null;
   marker_timeline: number;
   marker_lsn: number;
 }
+
+/** A row as `rows()` shows it, with its effective marker. */
+export interface AuditedRow {
+  readonly seq: number;
+  readonly stream: string;
+  readonly id: string;
+  readonly state: string;
+  readonly markerEpoch: string | null;
+  readonly markerTimeline: number | null;
+  readonly markerLsn: Lsn | null;
+  readonly error: string | null;
+}
+
+/** agent_state keys of the lineage bookkeeping (shared by every process on the buffer). */
+export const LineageStateKey = {
+  /** Bumped by every merge that adds an epoch. */
+  Version: 'lineageVersion',
+  /** The lineage version the last complete resend scan started at: a scan is due while it is below Version. */
+  ResentVersion: 'lineageResentVersion',
+  /** {epoch, rows}: the synced rows the complete resend scans into that epoch re-sent, all processes together. */
+  ResentRows: 'lineageResentRows',
+  /** The epoch this worker last confirmed in rds_failover.worker_epochs. */
+  ConfirmedEpoch: 'confirmedEpoch',
+  /** {epoch, rows}: what that confirmation said (a later scan that re-sent more updates it). */
+  Confirmed: 'confirmed',
+} as const;
 
 /**
  * A synced row's effective marker and synced time: those of the outbox_resync range over it if any (ranges
@@ -613,27 +709,33 @@ function ensureSchema(db: SqliteDatabase): void {
   }
   db.transaction(() => {
     db.exec(SCHEMA_SQL);
+    for (const [table, column, declaration] of ADDED_COLUMNS) {
+      const columns = db.prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${table}')`).all();
+      if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${declaration}`);
+    }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
 
-function rangesPredicate(ranges: readonly HistoryRange[], timeline = 'marker_timeline', lsn = 'marker_lsn'): { sql: string; params: number[] } {
+/**
+ * SQL true when a row's marker is in `history` (never NULL: a row with no epoch is outside). Parameters in order.
+ */
+function historyPredicate(history: readonly HistorySpan[], epoch = 'marker_epoch', lsn = 'marker_lsn'): { sql: string; params: (string | number)[] } {
+  if (history.length === 0) return { sql: '0', params: [] };
+  const spans = history.map((s) => (s.maxLsn === null ? `${epoch} = ?` : `(${epoch} = ? AND ${lsn} <= ?)`));
   return {
-    sql: ranges.map(() => `(${timeline} = ? AND ${lsn} <= ?)`).join(' OR '),
-    params: ranges.flatMap((r) => [r.timelineId, Number(r.maxLsn)]),
+    sql: `(${epoch} IS NOT NULL AND (${spans.join(' OR ')}))`,
+    params: history.flatMap((s) => (s.maxLsn === null ? [s.epochId] : [s.epochId, Number(s.maxLsn)])),
   };
 }
 
-/** The drain's choice of synced rows by their own marker columns (outside resync ranges). */
-function resendPredicate(selection: ResendSelection): { sql: string; params: number[] } {
-  if (selection.kind === 'synced-since') return { sql: 'synced_at_ms >= ?', params: [selection.sinceMs] };
-  if (selection.ranges.length === 0) return { sql: '1', params: [] };
-  const inHistory = rangesPredicate(selection.ranges);
-  return { sql: `NOT (${inHistory.sql})`, params: inHistory.params };
+/** The resend scan's choice of synced rows by their own marker columns (outside resync ranges). */
+function resendPredicate(selection: ResendSelection): { sql: string; params: (string | number)[] } {
+  const inHistory = historyPredicate(selection.history);
+  return { sql: `NOT ${inHistory.sql}`, params: inHistory.params };
 }
 
 /** The same choice for the synced rows of a resync range, which all carry the range's marker. */
 function isResent(range: ResyncRange, selection: ResendSelection): boolean {
-  if (selection.kind === 'synced-since') return range.synced_at_ms >= selection.sinceMs;
-  return !isInHistory({ timelineId: range.marker_timeline, lsn: BigInt(range.marker_lsn) }, selection.ranges);
+  return !isInHistory({ epochId: range.marker_epoch, lsn: BigInt(range.marker_lsn) }, selection.history);
 }

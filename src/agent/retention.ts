@@ -1,6 +1,6 @@
 import { formatLsn, minLsn, parseLsn, type Lsn } from '../core/lsn.js';
 import type { AgentConfig } from './config.js';
-import { historyRanges } from './lineage.js';
+import { historyOf } from '../core/lineage.js';
 import type { Outbox } from './outbox.js';
 import { StateKey, type SyncEngine } from './sync-engine.js';
 
@@ -19,24 +19,19 @@ const CHUNK = 5000;
 
 /**
  * Deletes synced rows only when both hold: synced longer ago than retention.seconds, and their marker is in
- * the writer's timeline history at or below the lowest replay LSN of its replicas (pg_stat_replication), so
- * a failover to any of those replicas can never need them again. Skipped when the writer is below a timeline
- * this buffer recorded a fork to (an old primary), or shows fewer than retention.minReplicas replicas:
+ * the history of the writer's epoch at or below the lowest replay LSN of its replicas (pg_stat_replication),
+ * so a failover to any of those replicas can never need them again. The writer session passed the lineage
+ * check (it is on the newest epoch this buffer knows), so a zombie's replicas are never consulted; a row outside
+ * the current history is never deleted. Skipped when the writer shows fewer than retention.minReplicas replicas:
  * replicas not connected to the writer at that moment are not consulted. Deletes in chunks to keep appends flowing.
  */
 export async function prune(outbox: Outbox, engine: SyncEngine, config: AgentConfig, nowMs = Date.now()): Promise<PruneResult> {
   const syncedBeforeMs = nowMs - config.retention.seconds * 1000;
   const replication = await (await engine.session()).replication();
+  const epoch = engine.epoch();
   const base = { writerTimeline: replication.timelineId, replicas: replication.replicas.length, syncedBefore: new Date(syncedBeforeMs).toISOString() };
   const skip = (reason: string): PruneResult => record(outbox, { ...base, pruned: 0, skippedBecause: reason, replayedUpTo: null });
-  // A writer below a timeline this buffer already drained into is an old primary (a zombie, or a writer
-  // record not yet repointed): its replicas' replay positions say nothing about the current history.
-  const newestForkTarget = Math.max(0, ...outbox.recordedForks().map((f) => f.nextTimelineId));
-  if (replication.timelineId < newestForkTarget) {
-    return skip(
-      `the writer is on timeline ${replication.timelineId}, below timeline ${newestForkTarget} this buffer recorded a fork to: it is an old primary (the writer record may still point at it), prune waits for the current primary`,
-    );
-  }
+  if (engine.resendDue()) return skip('a resend scan is due (the buffer learned a new epoch): prune waits until it ran');
   if (replication.replicas.length < config.retention.minReplicas) {
     return skip(`the writer shows ${replication.replicas.length} replica(s) in pg_stat_replication, retention.minReplicas is ${config.retention.minReplicas}`);
   }
@@ -45,10 +40,10 @@ export async function prune(outbox: Outbox, engine: SyncEngine, config: AgentCon
     return skip('a replica has no readable replay_lsn (the agent role needs pg_read_all_stats, or the replica is not streaming yet)');
   }
   const replayedUpTo = replays.length === 0 ? replication.currentLsn : minLsn(replays as Lsn[])!;
-  const ranges = historyRanges({ timelineId: replication.timelineId, lsn: parseLsn(replayedUpTo) }, outbox.recordedForks());
+  const history = historyOf(outbox.lineage(), epoch.id, parseLsn(replayedUpTo));
   let pruned = 0;
   for (;;) {
-    const deleted = outbox.pruneChunk(ranges, syncedBeforeMs, CHUNK);
+    const deleted = outbox.pruneChunk(history, syncedBeforeMs, CHUNK);
     pruned += deleted;
     if (deleted < CHUNK) break;
   }

@@ -4,7 +4,8 @@ import type { StreamConfig } from './config.js';
 import type { ColumnKind } from './copy-rows.js';
 import { copyFrom } from './pg-copy.js';
 import { quoteIdentifier, quoteTable } from '../pg/identifiers.js';
-import type { SyncMarker } from './outbox.js';
+import type { Epoch } from '../core/lineage.js';
+import { confirmEpoch, readLineage } from '../pg/lineage.js';
 
 export interface StreamBatch {
   readonly stream: StreamConfig;
@@ -123,10 +124,23 @@ export class PgSink {
     return kinds;
   }
 
-  /** The sync marker, read right after a commit in the same session. */
-  async marker(): Promise<SyncMarker> {
+  /** The commit position for a sync marker, read right after a commit in the same session. */
+  async marker(): Promise<{ readonly timelineId: number; readonly lsn: Lsn }> {
     const { rows } = await this.client.query<{ lsn: string; timeline: number }>(MARKER_SQL);
     return { timelineId: rows[0]!.timeline, lsn: rows[0]!.lsn };
+  }
+
+  /** The writer's epochs (null without the rds_failover schema) and the timeline it writes on. */
+  async lineage(): Promise<{ readonly epochs: Epoch[] | null; readonly timelineId: number }> {
+    const { rows } = await this.client.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
+    if (rows[0]!.recovery) throw new Error('the writer is a standby (in recovery): it accepts no writes');
+    const epochs = await readLineage(this.client);
+    return { epochs, timelineId: (await this.marker()).timelineId };
+  }
+
+  /** This worker converged on `epochId`: recorded in rds_failover.worker_epochs for the runbook and status. */
+  async confirmEpoch(workerId: string, epochId: string, rowsResent: number): Promise<void> {
+    await confirmEpoch(this.client, workerId, epochId, rowsResent);
   }
 
   /** The writer's timeline, current LSN and its standbys' replay positions (pg_stat_replication). */

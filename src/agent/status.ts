@@ -1,5 +1,6 @@
+import { newestEpoch } from '../core/lineage.js';
 import type { AgentConfig } from './config.js';
-import type { Outbox, SyncMarker } from './outbox.js';
+import { LineageStateKey, type Outbox, type SyncMarker } from './outbox.js';
 import { StateKey } from './sync-engine.js';
 
 /** What `status --json` prints and the metrics publisher sends. Reads only the SQLite file. */
@@ -23,11 +24,33 @@ export interface BufferStatus {
   /** The writer of the last successful sync (no password). */
   readonly currentWriter: string | null;
   readonly lastPrune: unknown;
+  /** The lineage as this buffer knows it (docs/buffer.md, "Lineage"). */
+  readonly lineage: {
+    /** The newest epoch known: every writer must be on it. */
+    readonly epoch: string | null;
+    readonly generation: number | null;
+    readonly epochsKnown: number;
+    /** The epoch of the last writer session that passed the check. */
+    readonly writerEpoch: string | null;
+    /** The epoch this worker last confirmed in rds_failover.worker_epochs (null: none yet, or no workerId in the config). */
+    readonly confirmedEpoch: string | null;
+    /** A resend scan is due: the buffer learned an epoch since the last complete one. */
+    readonly resendDue: boolean;
+    /** Synced rows whose marker is outside the newest epoch's history (the next resend scan sends them). */
+    readonly outsideHistoryRows: number;
+    /** Rows a superseded writer committed (a zombie primary took a statement in flight): not marked, sent again. */
+    readonly supersededCommits: number;
+    /** Writer sessions refused for their lineage (stale or zombie primary), and the last reason. */
+    readonly writerRefusals: number;
+    readonly lastWriterRefusal: { readonly at: string; readonly reason: string } | null;
+  };
 }
 
 export function bufferStatus(outbox: Outbox, config: Pick<AgentConfig, 'retention'> | undefined, nowMs = Date.now()): BufferStatus {
   const retentionMs = (config?.retention.seconds ?? 24 * 3600) * 1000;
   const counts = outbox.counts(nowMs - retentionMs);
+  const epochs = outbox.lineage();
+  const head = newestEpoch(epochs);
   return {
     bufferPath: outbox.file,
     fileBytes: outbox.fileBytes(),
@@ -44,5 +67,17 @@ export function bufferStatus(outbox: Outbox, config: Pick<AgentConfig, 'retentio
     consecutiveFailures: outbox.getState<number>(StateKey.ConsecutiveFailures) ?? 0,
     currentWriter: outbox.getState<string>(StateKey.Writer) ?? null,
     lastPrune: outbox.getState(StateKey.LastPrune) ?? null,
+    lineage: {
+      epoch: head?.id ?? null,
+      generation: head?.generation ?? null,
+      epochsKnown: epochs.length,
+      writerEpoch: outbox.getState<string>(StateKey.WriterEpoch) ?? null,
+      confirmedEpoch: outbox.getState<string>(LineageStateKey.ConfirmedEpoch) ?? null,
+      resendDue: (outbox.getState<number>(LineageStateKey.ResentVersion) ?? 0) < (outbox.getState<number>(LineageStateKey.Version) ?? 0),
+      outsideHistoryRows: counts.outsideHistoryRows,
+      supersededCommits: outbox.getState<number>(StateKey.SupersededCommits) ?? 0,
+      writerRefusals: outbox.getState<number>(StateKey.WriterRefusals) ?? 0,
+      lastWriterRefusal: outbox.getState<{ at: string; reason: string }>(StateKey.LastWriterRefusal) ?? null,
+    },
   };
 }

@@ -1,10 +1,12 @@
+import { historyOf, type Epoch } from '../core/lineage.js';
 import type { AgentConfig, StreamConfig } from './config.js';
 import { errorMessage, type AgentLog } from './log.js';
-import type { Outbox, OutboxRow, ResendBlock, SyncMarker } from './outbox.js';
+import { LineageStateKey, type Outbox, type OutboxRow, type ResendBlock, type SyncMarker } from './outbox.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
 import { copyPlan, PAYLOAD_SEPARATOR, payloadsToCopyData, type CopyPlan } from './copy-rows.js';
 import { isRowContentError, PgSink } from './sink.js';
 import type { WriterSource } from './writer-source.js';
+import { convergeOnWriter, LineageMissingError, StaleWriterError } from './writer-lineage.js';
 
 export interface SendTotals {
   /** Rows committed on the writer (inserted or already present). */
@@ -15,11 +17,29 @@ export interface SendTotals {
   /** Statements committed (one per stream per batch). */
   batches: number;
   marker: SyncMarker | null;
+  /**
+   * Rows committed on a writer whose epoch was superseded while the statement ran (the batch raced a fork):
+   * not marked, sent again by the next pass.
+   */
+  outsideHistory: number;
+  /** Of `sent`, rows that were synced already and went out again (their marker was outside the history). */
+  resentSynced: number;
 }
 
 export interface SyncPassResult extends SendTotals {
   /** False when the pass stopped early (stop requested) with pending rows left. */
   readonly complete: boolean;
+  /** The resend scan this pass ran first (the buffer had learned a new epoch), if any. */
+  readonly resend?: ResendScanResult;
+}
+
+/** A scan that re-sent every synced row outside the newest epoch's history, and every pending row, up to `maxSeq`. */
+export interface ResendScanResult extends SendTotals {
+  readonly complete: boolean;
+  readonly epoch: Epoch;
+  readonly maxSeq: number;
+  /** Rows the scan examined (pending and synced up to maxSeq). */
+  readonly examined: number;
 }
 
 /** Where a pump has got to: every row up to `afterSeq` is marked (or rejected). A retry resumes from here. */
@@ -36,6 +56,13 @@ export const StateKey = {
   ConsecutiveFailures: 'consecutiveFailures',
   Writer: 'writer',
   LastPrune: 'lastPrune',
+  /** Sessions refused for their lineage (stale or zombie writer, or none): count and the last reason. */
+  WriterRefusals: 'writerRefusals',
+  LastWriterRefusal: 'lastWriterRefusal',
+  /** The epoch of the last writer session that passed the lineage check. */
+  WriterEpoch: 'writerEpoch',
+  /** Rows committed on a writer whose epoch was superseded while the statement ran (a zombie): not marked, sent again. */
+  SupersededCommits: 'supersededCommits',
 } as const;
 
 /** One statement: rows of one stream. */
@@ -75,12 +102,16 @@ export class SyncEngine {
   private consecutiveFailures = 0;
   /** Failed attempts since this engine started (the SyncErrors metric). */
   syncErrors = 0;
+  /** Sessions this engine refused for their lineage (the WriterRefusals metric). */
+  writerRefusals = 0;
   /** Per stream, for the current session: how to build COPY data, or null when the stream always uses INSERT. */
   private copyPlans = new Map<string, CopyPlan | null>();
   /** Streams whose last COPY met a row already present: INSERT ... ON CONFLICT until one inserts every row again. */
   private readonly copyPaused = new Set<string>();
-  /** Runs on every new session before anything is sent on it (a fork drain refuses a writer not past the fork). */
-  private sessionCheck: ((sink: PgSink) => Promise<void>) | null = null;
+  /** The epoch of the current session's writer (checked against the buffer's newest before every statement). */
+  private sessionEpoch: Epoch | null = null;
+  /** Runs on every new session, after the lineage check, before anything is sent on it (a drain's epoch). */
+  private sessionCheck: ((sink: PgSink, epoch: Epoch) => Promise<void> | void) | null = null;
 
   constructor(
     private readonly outbox: Outbox,
@@ -95,40 +126,57 @@ export class SyncEngine {
   }
 
   /**
-   * Every session opened from now on must pass `check` before a statement goes on it; a failing check closes
-   * the session and its error propagates. Set once per engine, before its first session (a drain's engine).
+   * Every session opened from now on must pass `check` (after the lineage check) before a statement goes on it;
+   * a failing check closes the session and its error propagates. Set once per engine, before its first session.
    */
-  checkEachSession(check: (sink: PgSink) => Promise<void>): void {
+  checkEachSession(check: (sink: PgSink, epoch: Epoch) => Promise<void> | void): void {
     this.sessionCheck = check;
   }
 
-  /** The writer session, reconnecting when it broke or the writer source changed. */
+  /**
+   * The writer session, reconnecting when it broke, the writer source changed, or the buffer learned a newer
+   * epoch than the session's writer is on (from another process: a drain, a restarted daemon). A new session
+   * passes the lineage check (writer-lineage.ts) before anything is sent on it.
+   */
   async session(): Promise<PgSink> {
-    if (this.sink !== null && (this.sink.broken || this.writer.hasChanged())) {
-      if (this.writer.hasChanged()) this.log('info', 'writer changed, reconnecting', { previous: this.writerDescription });
-      await this.dropSession();
+    if (this.sink !== null) {
+      const newest = this.outbox.lineageHead();
+      const superseded = newest !== undefined && newest.id !== this.sessionEpoch?.id;
+      if (this.sink.broken || this.writer.hasChanged() || superseded) {
+        if (superseded) this.log('warn', 'the buffer learned a newer epoch than the writer session is on: dropping the session', { writer: this.writerDescription, newest: newest.id });
+        else if (this.writer.hasChanged()) this.log('info', 'writer changed, reconnecting', { previous: this.writerDescription });
+        await this.dropSession();
+      }
     }
     if (this.sink === null) {
       const target = await this.writer.current();
       const sink = await PgSink.connect(target.clientConfig);
-      if (this.sessionCheck !== null) {
-        try {
-          await this.sessionCheck(sink);
-        } catch (error) {
-          await sink.close();
-          throw error;
-        }
+      try {
+        const epoch = await convergeOnWriter(sink, this.outbox, target.description);
+        await this.sessionCheck?.(sink, epoch);
+        this.sessionEpoch = epoch;
+      } catch (error) {
+        await sink.close();
+        throw error;
       }
       this.sink = sink;
-      if (target.description !== this.writerDescription) this.log('info', 'connected to writer', { writer: target.description });
+      if (target.description !== this.writerDescription) this.log('info', 'connected to writer', { writer: target.description, epoch: this.sessionEpoch.id });
       this.writerDescription = target.description;
+      this.outbox.setState({ [StateKey.WriterEpoch]: this.sessionEpoch.id });
     }
     return this.sink;
+  }
+
+  /** The epoch of the current session's writer (after `session()`). */
+  epoch(): Epoch {
+    if (this.sessionEpoch === null || this.sink === null) throw new Error('no writer session: call session() first');
+    return this.sessionEpoch;
   }
 
   async dropSession(): Promise<void> {
     const sink = this.sink;
     this.sink = null;
+    this.sessionEpoch = null;
     this.copyPlans = new Map();
     await sink?.close();
   }
@@ -140,17 +188,93 @@ export class SyncEngine {
     // Counted across processes (sync-once runs, daemon restarts) through the buffer's state.
     this.consecutiveFailures = (this.outbox.getState<number>(StateKey.ConsecutiveFailures) ?? 0) + 1;
     this.syncErrors += 1;
+    const at = new Date(this.now()).toISOString();
+    const refused = error instanceof StaleWriterError || error instanceof LineageMissingError;
+    if (refused) this.writerRefusals += 1;
     this.outbox.setState({
       [StateKey.LastSyncError]: errorMessage(error),
-      [StateKey.LastSyncErrorAt]: new Date(this.now()).toISOString(),
+      [StateKey.LastSyncErrorAt]: at,
       [StateKey.ConsecutiveFailures]: this.consecutiveFailures,
+      ...(refused
+        ? { [StateKey.WriterRefusals]: (this.outbox.getState<number>(StateKey.WriterRefusals) ?? 0) + 1, [StateKey.LastWriterRefusal]: { at, reason: errorMessage(error) } }
+        : {}),
     });
     return this.consecutiveFailures;
   }
 
-  /** Sends every pending row of the configured streams, batch by batch; stops between batches when asked. */
-  async syncPending(shouldStop: () => boolean = () => false): Promise<SyncPassResult> {
+  /**
+   * One pass of the sync loop: when the buffer learned an epoch since the last complete resend scan, that scan
+   * first (rows synced outside the new history go out again, before anything new), then every pending row.
+   */
+  async syncPass(shouldStop: () => boolean = () => false): Promise<SyncPassResult> {
+    await this.session();
     const totals = emptyTotals();
+    let resend: ResendScanResult | undefined;
+    if (this.resendDue()) {
+      resend = await this.resendScan({ pending: false, shouldStop }, totals);
+      if (!resend.complete) return { ...totals, complete: false, resend };
+    } else {
+      await this.confirmIfDue();
+    }
+    return { ...(await this.syncPending(shouldStop, totals)), ...(resend ? { resend } : {}) };
+  }
+
+  /** The buffer learned an epoch no complete resend scan has covered yet. */
+  resendDue(): boolean {
+    return (this.outbox.getState<number>(LineageStateKey.ResentVersion) ?? 0) < (this.outbox.getState<number>(LineageStateKey.Version) ?? 0);
+  }
+
+  /**
+   * Re-sends every synced row whose marker is outside the history of the session writer's epoch, and (a drain)
+   * every pending row, up to the newest row now (rows appended later are the sync loop's). Safe to run in several
+   * processes at once (idempotent sink). A complete scan records the lineage version it started at and confirms
+   * the epoch in rds_failover.worker_epochs (when the config names the worker). The sync loop leaves the pending
+   * rows to its own pass, in batchSize transactions.
+   */
+  async resendScan(options: { readonly pending: boolean; readonly shouldStop?: () => boolean }, totals: SendTotals = emptyTotals()): Promise<ResendScanResult> {
+    const shouldStop = options.shouldStop ?? (() => false);
+    const { streams, drain } = this.config();
+    await this.session();
+    const epoch = this.epoch();
+    const version = this.outbox.getState<number>(LineageStateKey.Version) ?? 0;
+    const selection = { history: historyOf(this.outbox.lineage(), epoch.id), pending: options.pending };
+    const names = Object.keys(streams);
+    const maxSeq = this.outbox.maxSeq();
+    const examined = this.outbox.countExamined(maxSeq);
+    const racedBefore = totals.outsideHistory;
+    const resentBefore = totals.resentSynced;
+    const next = (afterSeq: number) => this.outbox.resendBlock(names, selection, afterSeq, maxSeq, drain.batchSize);
+    const progress = { afterSeq: 0 };
+    const complete = await this.pump(next, progress, totals, shouldStop);
+    const result: ResendScanResult = { ...totals, outsideHistory: totals.outsideHistory - racedBefore, complete, epoch, maxSeq, examined };
+    if (complete && result.outsideHistory === 0 && this.outbox.lineageHead()?.id === epoch.id) {
+      const resent = totals.resentSynced - resentBefore;
+      this.outbox.updateState<ResentRows>(LineageStateKey.ResentRows, (c) => ({ epoch: epoch.id, rows: (c?.epoch === epoch.id ? c.rows : 0) + resent }));
+      this.outbox.setState({ [LineageStateKey.ResentVersion]: version });
+      await this.confirmIfDue();
+    }
+    return result;
+  }
+
+  /**
+   * Records in rds_failover.worker_epochs that this worker converged on the session's epoch (every row outside its
+   * history re-sent), with how many rows that took; again when a later scan (another process) re-sent more.
+   */
+  private async confirmIfDue(): Promise<void> {
+    const workerId = this.config().workerId;
+    const epoch = this.epoch();
+    if (workerId === undefined || this.resendDue()) return;
+    const resent = this.outbox.getState<ResentRows>(LineageStateKey.ResentRows);
+    const rows = resent?.epoch === epoch.id ? resent.rows : 0;
+    const confirmed = this.outbox.getState<ResentRows>(LineageStateKey.Confirmed);
+    if (confirmed?.epoch === epoch.id && confirmed.rows === rows) return;
+    await this.sink!.confirmEpoch(workerId, epoch.id, rows);
+    this.outbox.setState({ [LineageStateKey.ConfirmedEpoch]: epoch.id, [LineageStateKey.Confirmed]: { epoch: epoch.id, rows } });
+    this.log('info', 'confirmed the epoch', { epoch: epoch.id, workerId, resentRows: rows });
+  }
+
+  /** Sends every pending row of the configured streams, batch by batch; stops between batches when asked. */
+  async syncPending(shouldStop: () => boolean = () => false, totals: SendTotals = emptyTotals()): Promise<SyncPassResult> {
     const { batchSize, streams } = this.config();
     const names = Object.keys(streams);
     const next = (afterSeq: number): ResendBlock => {
@@ -200,7 +324,7 @@ export class SyncEngine {
           if (index === units.length - 1 && !shouldStop()) upcoming = read(batchEnd);
           try {
             const inserted = await inserting;
-            unmarked = { unit, inserted, marker: await sink.marker() };
+            unmarked = { unit, inserted, marker: await this.markerOf(sink) };
           } catch (error) {
             if (!isRowContentError(error)) throw error;
             await this.narrow(this.rowsOf(unit), totals, error);
@@ -312,11 +436,16 @@ export class SyncEngine {
     return units.map((unit, i) => (i === units.length - 1 ? { ...unit, batchEnd: block.end } : unit));
   }
 
+  /** The sync marker of what the session just committed: its writer's epoch, timeline and insert LSN. */
+  private async markerOf(sink: PgSink): Promise<SyncMarker> {
+    return { epochId: this.epoch().id, ...(await sink.marker()) };
+  }
+
   private mark(committed: Committed, progress: PumpProgress, totals: SendTotals): void {
     const at = this.now();
     this.consecutiveFailures = 0;
     const { unit } = committed;
-    this.outbox.markSynced(
+    const marked = this.outbox.markSynced(
       unit.rowByRow ?? unit.seqs,
       committed.marker,
       at,
@@ -328,11 +457,18 @@ export class SyncEngine {
       },
       unit.ranges,
     );
+    if (committed.unit.batchEnd !== undefined) progress.afterSeq = Math.max(progress.afterSeq, committed.unit.batchEnd);
+    if (!marked) {
+      totals.outsideHistory += committed.unit.seqs.length;
+      this.outbox.updateState<number>(StateKey.SupersededCommits, (n) => (n ?? 0) + committed.unit.seqs.length);
+      this.log('warn', 'a batch committed on a writer whose epoch was superseded meanwhile: its rows stay unsynced and go out again', { writer: this.writerDescription, rows: committed.unit.seqs.length, marker: committed.marker });
+      return;
+    }
     totals.sent += committed.unit.seqs.length;
+    if (committed.unit.payloads !== undefined) totals.resentSynced += committed.unit.seqs.length;
     totals.inserted += committed.inserted;
     totals.batches += 1;
     totals.marker = committed.marker;
-    if (committed.unit.batchEnd !== undefined) progress.afterSeq = Math.max(progress.afterSeq, committed.unit.batchEnd);
   }
 
   /**
@@ -352,7 +488,7 @@ export class SyncEngine {
       try {
         const inserted = await sink.insert({ stream, payloads: half.map((r) => r.payload) });
         const unit = { name: rows[0]!.stream, stream, seqs: half.map((r) => r.seq), rows: half };
-        this.mark({ unit, inserted, marker: await sink.marker() }, { afterSeq: 0 }, totals);
+        this.mark({ unit, inserted, marker: await this.markerOf(sink) }, { afterSeq: 0 }, totals);
       } catch (error) {
         if (!isRowContentError(error)) throw error;
         await this.narrow(half, totals, error);
@@ -371,11 +507,16 @@ export class SyncEngine {
   }
 }
 
+interface ResentRows {
+  readonly epoch: string;
+  readonly rows: number;
+}
+
 /** Nothing to send and no progress: every row after `from` was examined. */
 function isDone(block: ResendBlock, from: number): boolean {
   return block.pending.length === 0 && block.synced.length === 0 && block.end <= from;
 }
 
 export function emptyTotals(): SendTotals {
-  return { sent: 0, inserted: 0, rejected: 0, batches: 0, marker: null };
+  return { sent: 0, inserted: 0, rejected: 0, batches: 0, marker: null, outsideHistory: 0, resentSynced: 0 };
 }

@@ -55,7 +55,7 @@ export class SyncLoop {
       while (!this.stopping) {
         let result: SyncPassResult;
         try {
-          result = await engine.syncPending(() => this.stopping);
+          result = await engine.syncPass(() => this.stopping);
         } catch (error) {
           localFailures += 1;
           // Recording the failure writes to the buffer, which can itself fail (a lock held for busyTimeoutMs):

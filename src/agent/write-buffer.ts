@@ -76,7 +76,7 @@ export class WriteBuffer {
   async syncOnce(): Promise<SyncPassResult> {
     const engine = this.engine();
     try {
-      return await engine.syncPending();
+      return await engine.syncPass();
     } catch (error) {
       await engine.recordFailure(error);
       throw error;
@@ -98,6 +98,9 @@ export class WriteBuffer {
     const engine = this.engine();
     try {
       return await prune(this.outbox, engine, this.config);
+    } catch (error) {
+      await engine.recordFailure(error);
+      throw error;
     } finally {
       await engine.close();
     }
@@ -111,14 +114,20 @@ export class WriteBuffer {
     return bufferStatus(this.outbox, this.config);
   }
 
-  /** Replaces the configuration (SIGHUP); a changed writer source takes effect before the next batch. */
+  /**
+   * Replaces the configuration (SIGHUP): the writer session is dropped before the next batch, so the writer is
+   * resolved again and its lineage read again (a drain sends SIGHUP after a failover).
+   */
   reloadConfig(config: AgentConfig): void {
     const writerChanged = JSON.stringify(config.writer) !== JSON.stringify(this.config.writer);
     this.config = config;
-    if (writerChanged) {
-      this.writerImpl = undefined;
-      this.writerGeneration += 1;
-    }
+    if (writerChanged) this.writerImpl = undefined;
+    this.reconnect();
+  }
+
+  /** Every engine drops its writer session before its next statement and resolves the writer again. */
+  private reconnect(): void {
+    this.writerGeneration += 1;
     this.writerImpl?.invalidate();
     this.loop?.retryNow();
   }
@@ -151,10 +160,7 @@ export class WriteBuffer {
         await loop.stop();
         this.loop = null;
       },
-      retryNow: () => {
-        this.writerImpl?.invalidate();
-        loop.retryNow();
-      },
+      retryNow: () => this.reconnect(),
     };
   }
 
@@ -168,7 +174,7 @@ export class WriteBuffer {
     if (!this.config.metrics.enabled) return () => undefined;
     const publisher = new MetricsPublisher(this.config.metrics, this.options.cloudWatch);
     const timer = setInterval(() => {
-      publisher.publish(this.status(), engine.syncErrors).catch((error) => this.log('warn', 'metrics not published', { error: errorMessage(error) }));
+      publisher.publish(this.status(), engine).catch((error) => this.log('warn', 'metrics not published', { error: errorMessage(error) }));
     }, this.config.metrics.intervalSeconds * 1000);
     timer.unref();
     return () => clearInterval(timer);

@@ -96,7 +96,7 @@ export function createWriterSource(
     case 'url':
       return new FixedUrlSource(config.url, settings);
     case 'file':
-      return new WriterFileSource(config.path, settings);
+      return new WriterFileSource(config.path, config.follow, settings);
     case 'aws':
       return new AwsWriterSource(config, settings, secretsManager ?? new SecretsManagerClient({}), resolveCname);
   }
@@ -128,18 +128,22 @@ class FixedUrlSource implements WriterSource {
   invalidate(): void {}
 }
 
-/** The local stand-in for the Route 53 writer record: a file holding one URL, replaced atomically. */
+/**
+ * The local stand-in for the Route 53 writer record: a file holding one URL, replaced atomically. 'reconnect'
+ * follows it the way an AWS worker follows the DNS name: read on every new session, never ending a live one.
+ */
 class WriterFileSource implements WriterSource {
   private cached: WriterTarget | undefined;
   private identity = '';
 
   constructor(
     private readonly file: string,
+    private readonly follow: 'watch' | 'reconnect',
     private readonly settings: ConnectionSettings,
   ) {}
 
   async current(): Promise<WriterTarget> {
-    if (this.cached === undefined || this.hasChanged()) {
+    if (this.cached === undefined || this.follow === 'reconnect' || this.fileIdentity() !== this.identity) {
       const identity = this.fileIdentity();
       let text: string;
       try {
@@ -155,7 +159,7 @@ class WriterFileSource implements WriterSource {
   }
 
   hasChanged(): boolean {
-    return this.cached !== undefined && this.fileIdentity() !== this.identity;
+    return this.follow === 'watch' && this.cached !== undefined && this.fileIdentity() !== this.identity;
   }
 
   invalidate(): void {

@@ -1,7 +1,9 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { applyLoginRoles, type TableGrant } from '../pg/database-roles.js';
+import { grantLineageToAgent, grantLineageToMonitor, initLineage } from '../pg/lineage.js';
 import { loadDbCredentials } from './db-credentials.js';
 
 /** The custom resource's properties (lib/database-roles.ts): secret ARNs, and the agent's tables as JSON. */
@@ -24,6 +26,8 @@ export interface DatabaseRolesTarget {
   readonly host: string;
   readonly port: number;
   readonly database: string;
+  /** The primary's DB instance identifier: names the root epoch of the lineage. */
+  readonly primaryInstanceId: string;
   /** TLS options for the session (the Lambda verifies the RDS certificate; tests pass false). */
   readonly ssl: pg.ClientConfig['ssl'];
   /** Wait before reading the master secret again after a refused password. @default 10000 */
@@ -36,7 +40,9 @@ export const MONITOR_ROLE_MEMBER_OF = ['pg_monitor'] as const;
 /**
  * Create/Update: applies the login roles named by the agent and monitor secrets (their usernames, with the
  * passwords they hold now) as the master user, and grants the agent its tables; the tables that do not exist
- * yet come back in Data.MissingTables. Delete: changes nothing (the roles stay: dropping one that holds
+ * yet come back in Data.MissingTables. Creates the lineage (schema rds_failover) with the root epoch of the
+ * primary when it has none (an existing lineage is kept: after a failover it holds every epoch since), and grants
+ * the agent and monitor roles their part of it. Delete: changes nothing (the roles stay: dropping one that holds
  * privileges would fail, and the workers may still be draining).
  */
 export async function onDatabaseRolesEvent(event: DatabaseRolesEvent, target: DatabaseRolesTarget, secrets: SecretsManagerClient): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
@@ -54,10 +60,19 @@ export async function onDatabaseRolesEvent(event: DatabaseRolesEvent, target: Da
       ],
       { role: agent!.username, tables },
     );
+    const epochs = await initLineage(client, { nodeId: target.primaryInstanceId, rootId: randomUUID() });
+    await grantLineageToAgent(client, agent!.username);
+    await grantLineageToMonitor(client, monitor!.username);
     const list = (tables: readonly string[]) => (tables.length === 0 ? 'none' : tables.join(','));
     return {
       PhysicalResourceId: physicalResourceId,
-      Data: { Roles: applied.roles.join(','), GrantedTables: list(applied.granted), MissingTables: list(applied.missing), NotGrantedTables: list(applied.notGranted) },
+      Data: {
+        Roles: applied.roles.join(','),
+        GrantedTables: list(applied.granted),
+        MissingTables: list(applied.missing),
+        NotGrantedTables: list(applied.notGranted),
+        LineageEpochs: String(epochs.length),
+      },
     };
   } finally {
     await client.end();

@@ -4,7 +4,8 @@
  * those; Powertools' default `service` dimension is removed so the dimension set matches).
  */
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { Dimension, LagMetric, METRIC_NAMESPACE } from '../core/metric-names.js';
+import { BufferMetric, Dimension, LagMetric, METRIC_NAMESPACE, RunbookMetric } from '../core/metric-names.js';
+import type { RunbookMetrics } from '../ports/lineage-store.js';
 import type { LagSample, MetricsSink } from '../ports/metrics-sink.js';
 
 export class PowertoolsMetricsSink implements MetricsSink {
@@ -28,5 +29,32 @@ export class PowertoolsMetricsSink implements MetricsSink {
 
   async flush(): Promise<void> {
     // recordLag publishes as it goes; nothing is buffered.
+  }
+}
+
+/**
+ * The verify step's figures as EMF: UnconfirmedWorkers per cluster, and WorkerUnconfirmed (1 or 0) per worker, the
+ * metric the agent itself sets back to 0 once it confirmed: each worker's alarm holds until then (missing data keeps it).
+ */
+export class PowertoolsRunbookMetrics implements RunbookMetrics {
+  private readonly metrics: Metrics;
+
+  constructor(metrics?: Metrics) {
+    this.metrics = metrics ?? new Metrics({ namespace: METRIC_NAMESPACE, serviceName: 'runbook' });
+    this.metrics.clearDefaultDimensions();
+  }
+
+  async unconfirmedWorkers(clusterId: string, _epochId: string, workers: { readonly confirmed: readonly string[]; readonly unconfirmed: readonly string[] }): Promise<void> {
+    this.metrics.addDimension(Dimension.Cluster, clusterId);
+    this.metrics.addMetric(RunbookMetric.UnconfirmedWorkers, MetricUnit.Count, workers.unconfirmed.length);
+    this.metrics.publishStoredMetrics();
+    for (const [list, value] of [[workers.unconfirmed, 1], [workers.confirmed, 0]] as const) {
+      for (const workerId of list) {
+        this.metrics.addDimension(Dimension.Cluster, clusterId);
+        this.metrics.addDimension(Dimension.Worker, workerId);
+        this.metrics.addMetric(BufferMetric.WorkerUnconfirmed, MetricUnit.Count, value);
+        this.metrics.publishStoredMetrics();
+      }
+    }
   }
 }

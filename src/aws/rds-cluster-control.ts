@@ -22,6 +22,7 @@ import {
   AddTagsToResourceCommand,
   CreateDBInstanceReadReplicaCommand,
   DescribeDBInstancesCommand,
+  DescribeEventsCommand,
   ModifyDBInstanceCommand,
   PromoteReadReplicaCommand,
   RebootDBInstanceCommand,
@@ -333,16 +334,16 @@ export class RdsClusterControl implements ClusterControl {
       }
       db = await this.describe(nodeId);
     }
+    // Isolated only once it provably cannot write: no new session (the quarantine group is active alone) and none of
+    // the old ones (it is stopped, or the reboot we requested has completed: RDS logged the restart after it).
+    // A requested reboot is not enough: a stalled host keeps its sessions until it really restarts.
     for (;;) {
       const status = db.DBInstanceStatus ?? 'unknown';
       if (quarantineApplied(db, this.o.quarantineSecurityGroupId)) {
-        if (tagValue(db, FENCED_AT_TAG) !== undefined) return { isolated: true };
-        // Any reboot (ours from a run that died before tagging, or RDS's own) drops the open sessions; a stopped one has none.
-        if (status === 'rebooting' || status === 'stopped') return { isolated: true, detail: `${nodeId} is ${status}: no session opened before the quarantine survives it` };
-        if (status === 'available') {
-          const dropped = await this.dropSessions(db);
-          if (dropped) return dropped;
-        }
+        if (status === 'stopped') return { isolated: true, detail: `${nodeId} is stopped: no session opened before the quarantine survives it` };
+        const requestedAt = tagValue(db, FENCED_AT_TAG);
+        if (requestedAt !== undefined && status === 'available' && (await this.restartedSince(nodeId, requestedAt))) return { isolated: true };
+        if (requestedAt === undefined && status === 'available') await this.requestReboot(db);
       }
       const now = this.clock.now();
       if (now >= deadline) return { isolated: false, detail: isolationPending(db, this.o.quarantineSecurityGroupId, this.isolationWaitMs) };
@@ -351,24 +352,29 @@ export class RdsClusterControl implements ClusterControl {
     }
   }
 
-  /** One reboot (no failover) drops every session; the tag records it so a re-run does not reboot again. Null: RDS refused, poll again. */
-  private async dropSessions(db: DBInstance): Promise<{ isolated: true; detail?: string } | null> {
+  /**
+   * One reboot (no failover) drops every session once it completes; the fenced-at tag records when it was requested, so
+   * a re-run does not reboot again and can tell when it completed. RDS refusing it (the node just left 'available')
+   * is polled again.
+   */
+  private async requestReboot(db: DBInstance): Promise<void> {
     const nodeId = db.DBInstanceIdentifier!;
+    const at = new Date(this.clock.now()).toISOString();
     try {
       await this.o.rds.send(new RebootDBInstanceCommand({ DBInstanceIdentifier: nodeId, ForceFailover: false }));
     } catch (error) {
-      if ((error as Error).name === 'InvalidDBInstanceStateFault') return null; // it just left 'available'
+      if ((error as Error).name === 'InvalidDBInstanceStateFault') return;
       throw error;
     }
-    try {
-      await this.o.rds.send(
-        new AddTagsToResourceCommand({ ResourceName: instanceArn(db), Tags: [{ Key: FENCED_AT_TAG, Value: new Date(this.clock.now()).toISOString() }] }),
-      );
-    } catch (error) {
-      // The reboot is what isolates; a missing tag only costs a second reboot if fence runs again after this one finished.
-      return { isolated: true, detail: `rebooted ${nodeId} to drop its sessions, but could not tag it ${FENCED_AT_TAG}: ${(error as Error).message}` };
-    }
-    return { isolated: true };
+    await this.o.rds.send(new AddTagsToResourceCommand({ ResourceName: instanceArn(db), Tags: [{ Key: FENCED_AT_TAG, Value: at }] }));
+  }
+
+  /** RDS logged 'DB instance restarted' (RDS-EVENT-0006, category availability) for the node at or after `since`. */
+  private async restartedSince(nodeId: string, since: string): Promise<boolean> {
+    const start = new Date(since);
+    if (Number.isNaN(start.getTime())) return false;
+    const out = await this.o.rds.send(new DescribeEventsCommand({ SourceIdentifier: nodeId, SourceType: 'db-instance', StartTime: start, EventCategories: ['availability'] }));
+    return (out.Events ?? []).some((e) => /DB instance restarted/i.test(e.Message ?? '') && e.Date !== undefined && e.Date.getTime() >= start.getTime());
   }
 
   private async describe(nodeId: string): Promise<DBInstance> {
@@ -441,9 +447,12 @@ function isolationPending(db: DBInstance, quarantine: string, waitedMs: number):
   const id = db.DBInstanceIdentifier;
   const status = db.DBInstanceStatus ?? 'unknown';
   const groups = securityGroups(db).map((g) => `${g.id} ${g.status}`).join(', ') || 'none';
-  const what = quarantineApplied(db, quarantine)
-    ? `quarantine security group active, but the sessions opened before it are not dropped yet: ${id} is ${status}, the reboot waits for 'available'`
-    : `quarantine security group ${quarantine} requested, not applied yet (${id} is ${status}; security groups: ${groups})`;
+  const requestedAt = tagValue(db, FENCED_AT_TAG);
+  const what = !quarantineApplied(db, quarantine)
+    ? `quarantine security group ${quarantine} requested, not applied yet (${id} is ${status}; security groups: ${groups})`
+    : requestedAt !== undefined
+      ? `quarantine security group active, reboot requested at ${requestedAt} and not completed yet (${id} is ${status}): the sessions opened before it may still write`
+      : `quarantine security group active, but the sessions opened before it are not dropped yet: ${id} is ${status}, the reboot waits for 'available'`;
   return `isolation pending after ${Math.round(waitedMs / 1000)} s: ${what}`;
 }
 

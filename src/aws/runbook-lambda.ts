@@ -17,6 +17,9 @@ import { RunbookInputError } from '../core/runbook/errors.js';
 import { RunbookEnvVar } from '../core/runbook/lambda-environment.js';
 import { AWS_RUNBOOK_CONFIG, type RunbookConfig, type RunbookState } from '../core/runbook/state.js';
 import { PgWriteFencer } from '../pg/fence.js';
+import { PgLineageStore } from '../pg/lineage.js';
+import type { LineageStore } from '../ports/lineage-store.js';
+import { PowertoolsRunbookMetrics } from './powertools-metrics-sink.js';
 import { PgDatabaseProbe } from '../pg/probe.js';
 import { systemClock } from '../ports/clock.js';
 import type { DatabaseProbe, NodeProbe } from '../ports/database-probe.js';
@@ -60,7 +63,7 @@ export function runbookConfigFromEnv(env: Env): RunbookConfig {
   const check = (path: string, v: unknown) => {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${RunbookEnvVar.Config}.${path} must be a non-negative number, got ${JSON.stringify(v)}`);
   };
-  for (const k of ['maxLagOnFailoverBytes', 'lockTtlSeconds', 'drainWindowSeconds', 'confirmUnreachableMs', 'drainAttempts', 'notifyTimeoutMs'] as const) check(k, config[k]);
+  for (const k of ['maxLagOnFailoverBytes', 'lockTtlSeconds', 'confirmUnreachableMs', 'drainAttempts', 'notifyTimeoutMs'] as const) check(k, config[k]);
   for (const [k, v] of Object.entries(config.pollIntervalMs)) check(`pollIntervalMs.${k}`, v);
   for (const [k, v] of Object.entries(config.timeoutMs)) check(`timeoutMs.${k}`, v);
   if (config.expectedWorkers !== undefined) check('expectedWorkers', config.expectedWorkers);
@@ -177,6 +180,8 @@ export function buildAwsRunbookEnv(env: Env, onEvent?: (event: RunbookEvent) => 
       cluster,
       probe,
       workers,
+      lineage: secretArn ? new PgLineageStore(connection) : unavailablePort<LineageStore>('lineage', where),
+      metrics: new PowertoolsRunbookMetrics(),
       notifier: new SnsNotifier(required(env, RunbookEnvVar.TopicArn), new SNSClient({})),
       lock: new DynamoDbFailoverLock(dynamo, table),
       journal: new DynamoDbRunbookJournal(dynamo, table),

@@ -1,4 +1,4 @@
-import { isLsn } from './lsn.js';
+import { isEpochId } from './lineage.js';
 import type { DrainRequest } from '../ports/worker-control.js';
 
 /** The stack's drain document (lib/drain-document.ts), named after the cluster so the CLI finds it without the stack. */
@@ -11,26 +11,13 @@ export function drainDocumentName(clusterId: string): string {
  * allowedPattern), and drainParameters checks the same before anything is sent.
  */
 export const DRAIN_DOCUMENT_PARAMETERS = {
-  forkTimeline: /^([1-9][0-9]{0,9})?$/,
-  forkLsn: /^([0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8})?$/,
-  windowSeconds: /^([1-9][0-9]{0,8})?$/,
+  epoch: /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$/,
 } as const;
 
 /** The drain document's parameters for a request (every value checked against the document's patterns). */
-export function drainParameters(request: DrainRequest): Record<'forkTimeline' | 'forkLsn' | 'windowSeconds', [string]> {
-  let values: { forkTimeline: string; forkLsn: string; windowSeconds: string };
-  if (request.forkPoint) {
-    const { timelineId, lsn } = request.forkPoint;
-    if (!Number.isInteger(timelineId) || timelineId < 1) throw new Error(`drain: fork timeline must be an integer >= 1, got ${timelineId}`);
-    if (!isLsn(lsn)) throw new Error(`drain: fork LSN must look like 0/3000060, got '${lsn}'`);
-    values = { forkTimeline: String(timelineId), forkLsn: lsn, windowSeconds: '' };
-  } else {
-    const seconds = request.windowSeconds;
-    if (!Number.isInteger(seconds) || seconds <= 0) throw new Error(`drain: window must be a positive whole number of seconds, got ${seconds}`);
-    values = { forkTimeline: '', forkLsn: '', windowSeconds: String(seconds) };
-  }
-  for (const [name, value] of Object.entries(values) as [keyof typeof values, string][]) {
-    if (!DRAIN_DOCUMENT_PARAMETERS[name].test(value)) throw new Error(`drain: ${name} '${value}' is outside what the drain document accepts (${DRAIN_DOCUMENT_PARAMETERS[name].source})`);
-  }
-  return { forkTimeline: [values.forkTimeline], forkLsn: [values.forkLsn], windowSeconds: [values.windowSeconds] };
+export function drainParameters(request: DrainRequest): Record<'epoch', [string]> {
+  const epoch = request.epochId ?? '';
+  if (epoch !== '' && !isEpochId(epoch)) throw new Error(`drain: epoch must be the epoch's UUID (lowercase), got '${epoch}'`);
+  if (!DRAIN_DOCUMENT_PARAMETERS.epoch.test(epoch)) throw new Error(`drain: epoch '${epoch}' is outside what the drain document accepts (${DRAIN_DOCUMENT_PARAMETERS.epoch.source})`);
+  return { epoch: [epoch] };
 }

@@ -12,8 +12,8 @@ export function parseDrainSummary(stdout: string): DrainSummary | undefined {
       continue;
     }
     const v = value as Record<string, unknown> | null;
-    if (v !== null && typeof v === 'object' && FIELDS.every((f) => typeof v[f] === 'number')) {
-      return Object.fromEntries(FIELDS.map((f) => [f, v[f] as number])) as unknown as DrainSummary;
+    if (v !== null && typeof v === 'object' && typeof v.epochId === 'string' && FIELDS.every((f) => typeof v[f] === 'number')) {
+      return { epochId: v.epochId, ...Object.fromEntries(FIELDS.map((f) => [f, v[f] as number])) } as unknown as DrainSummary;
     }
   }
   return undefined;

@@ -18,13 +18,22 @@ export function renderTable<Row>(columns: readonly Column<Row>[], rows: readonly
 
 /** Two-column key/value table for single-record results (status, summaries). */
 export function renderKeyValues(record: Readonly<Record<string, unknown>>): string {
-  const rows = Object.entries(record).map(([key, value]) => ({ key, value }));
+  const rows = flatten(record, '');
   return renderTable(
     [
       { header: 'field', value: (r) => r.key },
       { header: 'value', value: (r) => stringify(r.value) },
     ],
     rows,
+  );
+}
+
+/** Nested objects as dotted keys (`lineage.epoch`), so a report reads as one column of fields; arrays stay JSON. */
+function flatten(record: Readonly<Record<string, unknown>>, prefix: string): { key: string; value: unknown }[] {
+  return Object.entries(record).flatMap(([key, value]) =>
+    value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length > 0
+      ? flatten(value as Record<string, unknown>, `${prefix}${key}.`)
+      : [{ key: `${prefix}${key}`, value }],
   );
 }
 

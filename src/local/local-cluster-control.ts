@@ -13,15 +13,23 @@ export interface LocalClusterControlOptions {
   priorities?: Readonly<Record<string, number>>;
   /** How long fence/promotionStatus wait for a connection. @default 2000 */
   connectTimeoutMs?: number;
+  /**
+   * The controller owns the nodes' processes (true locally): a node that does not answer is fenced by killing
+   * every process of it (the local reboot). false plays a controller that cannot reach the host (AWS while a
+   * stalled instance ignores its reboot): the node is only cut off from new connections and reported not isolated.
+   * @default true
+   */
+  killUnreachable?: boolean;
 }
 
 type Job = { primaryId: string; outcome: 'running' | 'done' | { error: string } };
 
 /**
  * ClusterControl over a LocalCluster: what the failover runbook does to RDS instances, done to local
- * PostgreSQL processes. fence = read-only + terminate sessions (when reachable) + pg_hba reject (always,
- * unless writesOnly); repointWriter rewrites the writer file; rebuildReplica follows the new primary,
- * or re-clones when the replica cannot follow.
+ * PostgreSQL processes. fence = pg_hba reject (unless writesOnly) + read-only + terminate sessions when it
+ * answers; when it does not, kill every process of it (the local reboot; see killUnreachable). A node is reported
+ * isolated only when it provably cannot accept writes. repointWriter rewrites the writer file; rebuildReplica
+ * follows the new primary, or re-clones when the replica cannot follow.
  */
 export class LocalClusterControl implements ClusterControl {
   private readonly jobs = new Map<string, Job>();
@@ -58,13 +66,27 @@ export class LocalClusterControl implements ClusterControl {
     }
     const client = node.pid === null ? undefined : await this.tryConnect(nodeId);
     if (!client) {
-      if (isolate) await this.cluster.isolate(nodeId);
       const why = node.pid === null ? `${nodeId} is not running` : `${nodeId} did not accept a connection within ${this.connectTimeoutMs} ms`;
+      if (!isolate) return { isolated: false, readOnly: 'unreachable', sessionsTerminated: 0, detail: `${why}; writes could not be fenced` };
+      await this.cluster.isolate(nodeId);
+      if (node.pid === null) {
+        return { isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: `${why}; isolated (pg_hba rejects every connection, never restarted as primary)` };
+      }
+      // Alive but silent (stalled, overloaded): its open sessions could still commit. Only killing it makes it safe.
+      if (this.options.killUnreachable === false) {
+        return {
+          isolated: false,
+          readOnly: 'unreachable',
+          sessionsTerminated: 0,
+          detail: `${why}; new connections are refused (pg_hba), but its processes could not be stopped and its open sessions survive`,
+        };
+      }
+      await this.cluster.killProcesses(nodeId);
       return {
-        isolated: isolate,
+        isolated: true,
         readOnly: 'unreachable',
         sessionsTerminated: 0,
-        detail: isolate ? `${why}; isolated (pg_hba rejects every connection, never restarted as primary)` : `${why}; writes could not be fenced`,
+        detail: `${why}; killed every process of it (the local reboot) and isolated it (pg_hba rejects every connection, never restarted as primary)`,
       };
     }
     try {

@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { chown, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { compareLsn, isLsn, type Lsn } from '../core/lsn.js';
+import { copyLineage, initLineage, readLineage } from '../pg/lineage.js';
 import { PRIMARY_TIMELINE_SQL, STANDBY_TIMELINE_SQL } from '../pg/replication-queries.js';
 import { registerForCleanup, unregisterForCleanup } from './cleanup-registry.js';
 import { resolvePgOsUser, type PgOsUser } from './os-user.js';
@@ -206,12 +207,21 @@ export class LocalCluster {
 
   // ---------------------------------------------------------------- controls
 
+  /** Creates the database (idempotent) with the cluster's lineage in it, so workers writing there learn the same epochs. */
   async createDatabase(name: string): Promise<void> {
     if (!DATABASE_NAME.test(name)) throw new Error(`database name '${name}' is invalid: expected a letter or '_' then up to 62 letters, digits, '_' or '-'`);
-    await this.query(this.state.primaryId, async (c) => {
+    const epochs = await this.query(this.state.primaryId, async (c) => {
       const exists = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
       if (exists.rowCount === 0) await c.query(`CREATE DATABASE "${name}"`);
+      return (await readLineage(c)) ?? [];
     });
+    const client = new pg.Client(this.clientConfig(this.state.primaryId, name));
+    await client.connect();
+    try {
+      await copyLineage(client, epochs);
+    } finally {
+      await client.end();
+    }
   }
 
   /** fast = SIGINT (clean), immediate = SIGQUIT (no checkpoint, crash recovery on start), kill = SIGKILL of the postmaster. */
@@ -388,6 +398,23 @@ export class LocalCluster {
     this.log(`${nodeId} isolated (pg_hba rejects all connections)`);
   }
 
+  /**
+   * kill -9 of every process of the node, the postmaster and each child, running or stopped (SIGSTOP): what a host
+   * reboot does to it. The fence's last resort for a node that does not answer.
+   */
+  async killProcesses(nodeId: string): Promise<void> {
+    const node = this.node(nodeId);
+    const pid = node.pid;
+    if (pid !== null && isAlive(pid)) {
+      const children = childPids(pid);
+      killTreeSync(pid);
+      await waitForExit([pid, ...children], 5_000);
+    }
+    node.pid = null;
+    this.save();
+    this.log(`${nodeId}: every process killed`);
+  }
+
   /** Stop every postgres process and remove baseDir. Idempotent. */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -433,6 +460,8 @@ export class LocalCluster {
     const primary = this.state.nodes[0]!;
     await this.initPrimary(primary, settings);
     await this.startPostmaster(primary, !fixedPorts);
+    // The root epoch of the cluster's history (src/pg/lineage.ts), created before the replicas so they carry it.
+    await this.query(primary.id, (c) => initLineage(c, { nodeId: primary.id, rootId: randomUUID() }));
     this.writeWriterFile();
     // Clone replicas one after the other: on 2 shared cores parallel copies gained nothing measurable.
     for (const replica of this.state.nodes.slice(1)) await this.cloneReplica(primary, replica, !fixedPorts);

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { RunbookPorts } from '../core/runbook/env.js';
 import { systemClock, type Clock } from '../ports/clock.js';
 import type { Notifier } from '../ports/notifier.js';
+import { PgLineageStore } from '../pg/lineage.js';
 import { PgDatabaseProbe } from '../pg/probe.js';
 import { FileRunbookJournal } from './file-runbook-journal.js';
 import { LocalFailoverLock } from './local-failover-lock.js';
@@ -20,6 +21,8 @@ export interface LocalRunbookPortsOptions {
   readonly notifier?: Notifier;
   readonly clock?: Clock;
   readonly connectTimeoutMs?: number;
+  /** The controller may kill a node that does not answer (LocalClusterControl killUnreachable). @default true */
+  readonly killUnreachable?: boolean;
 }
 
 /** Every port the runbook needs, over a local cluster and local worker buffers: what the CLI --local and the drill run. */
@@ -27,9 +30,10 @@ export function createLocalRunbookPorts(options: LocalRunbookPortsOptions): Runb
   const clock = options.clock ?? systemClock;
   const connectTimeoutMs = options.connectTimeoutMs ?? 1_000;
   return {
-    cluster: new LocalClusterControl(options.cluster, { noFailover: options.noFailover, connectTimeoutMs }),
+    cluster: new LocalClusterControl(options.cluster, { noFailover: options.noFailover, connectTimeoutMs, killUnreachable: options.killUnreachable }),
     probe: new PgDatabaseProbe((id) => options.cluster.clientConfig(id), { connectTimeoutMs }),
     workers: new LocalWorkerControl(options.workers),
+    lineage: new PgLineageStore((id) => options.cluster.clientConfig(id), { connectTimeoutMs }),
     notifier: options.notifier ?? stderrNotifier,
     lock: new LocalFailoverLock(path.join(options.stateDir, 'locks'), clock),
     journal: new FileRunbookJournal(path.join(options.stateDir, 'journal')),

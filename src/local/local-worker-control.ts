@@ -7,6 +7,11 @@ export interface LocalWorker {
   readonly id: string;
   readonly bufferPath: string;
   readonly configPath: string;
+  /**
+   * Whether the worker (its agent) is up. When it says no, a drain is not delivered, as SSM does not run a command
+   * on an instance that is not online: the worker's rows must then come back through its own agent. @default always up
+   */
+  readonly isUp?: () => boolean;
 }
 
 export interface LocalWorkerControlOptions {
@@ -53,8 +58,10 @@ export class LocalWorkerControl implements WorkerControl {
   async startDrain(workerId: string, request: DrainRequest): Promise<string> {
     const worker = this.workers.find((w) => w.id === workerId);
     if (worker === undefined) throw new Error(`unknown worker '${workerId}': known workers are ${this.workers.map((w) => w.id).join(', ')}`);
+    if (worker.isUp?.() === false) throw new Error(`worker ${workerId} is down: the drain cannot be delivered (its agent re-sends by itself when it is back)`);
     const [command, ...baseArgs] = this.options.agentCommand ?? DEFAULT_AGENT;
-    const args = [...baseArgs, 'drain', '--json', '--buffer', worker.bufferPath, '--config', worker.configPath, ...drainArgs(request)];
+    // The worker's id here is the one its confirmation must carry (one agent config may serve several local buffers).
+    const args = [...baseArgs, 'drain', '--json', '--buffer', worker.bufferPath, '--config', worker.configPath, '--worker-id', worker.id, ...drainArgs(request)];
     const child = spawn(command!, args, { cwd: this.options.cwd ?? REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const handle = `drain-${this.nextJob++}-${workerId}`;
     const job: DrainJob = { workerId, child, stdout: '', stderr: '', status: { state: 'pending' } };
@@ -91,8 +98,7 @@ export class LocalWorkerControl implements WorkerControl {
 }
 
 function drainArgs(request: DrainRequest): string[] {
-  if (request.forkPoint !== undefined) return ['--fork-timeline', String(request.forkPoint.timelineId), '--fork-lsn', request.forkPoint.lsn];
-  return ['--window', `${request.windowSeconds}s`];
+  return request.epochId === undefined ? [] : ['--epoch', request.epochId];
 }
 
 function parseSummary(stdout: string): DrainStatus {

@@ -5,3 +5,4 @@ export * from './notifier.js';
 export * from './clock.js';
 export * from './failover-lock.js';
 export * from './runbook-journal.js';
+export * from './lineage-store.js';

@@ -1,17 +1,21 @@
-import type { ForkPoint } from './cluster-control.js';
-
 export interface WorkerRef {
   /** EC2 instance id, or the local worker's name. */
   readonly id: string;
 }
 
-/** What a drain re-sends: rows synced on the fork point's timeline above its LSN (plus every pending row), or, with no fork point, everything synced within the window. */
-export type DrainRequest =
-  | { readonly forkPoint: ForkPoint; readonly windowSeconds?: undefined }
-  | { readonly forkPoint?: undefined; readonly windowSeconds: number };
+/**
+ * A drain: the worker converges on the writer's lineage and re-sends every row synced outside the newest epoch's
+ * history, plus every pending row. With `epochId` (the runbook's promotion), the writer must be on that epoch or
+ * a descendant of it.
+ */
+export interface DrainRequest {
+  readonly epochId?: string;
+}
 
 /** The JSON summary `rds-failover-agent drain --json` prints. */
 export interface DrainSummary {
+  /** The epoch the worker converged on (and confirmed, when its config names the worker). */
+  readonly epochId: string;
   readonly examined: number;
   readonly resent: number;
   readonly inserted: number;

@@ -135,7 +135,7 @@ describe('rds-failover --local against a real cluster', () => {
     expect(run.code).toBe(0);
     const view = JSON.parse(run.stdout) as OutcomeView;
     expect(view).toMatchObject({ outcome: 'succeeded', ok: true, oldPrimary: 'pg-0', newPrimary: 'pg-2', error: null });
-    expect(view.forkPoint).toMatch(/^timeline 1 at [0-9A-F]+\/[0-9A-F]+$/);
+    expect(view.forkPoint).toMatch(/^timeline 1 at [0-9A-F]+\/[0-9A-F]+, epoch [0-9a-f]{8} kept up to [0-9A-F]+\/[0-9A-F]+$/);
     expect(view.steps.map((s) => s.step)).toEqual([
       'preflight',
       'plan',
@@ -143,6 +143,7 @@ describe('rds-failover --local against a real cluster', () => {
       'record fork point',
       'promote',
       'wait until writable',
+      'record epoch',
       'isolate old primary',
       'repoint writer',
       'drain workers',
@@ -187,16 +188,19 @@ describe('rds-failover --local against a real cluster', () => {
     expect(JSON.parse(readFileSync(file, 'utf8')).database).toMatchObject({ nodes: ['pg1', 'pg2'], primary: 'pg2', originalPrimary: 'pg0', retired: ['pg0'] });
   });
 
-  it('drain re-run by window: every row is already on the new primary, nothing is inserted twice', async () => {
-    const run = await runInProcess(['drain', '--local', dir, '--buffer', ...buffers, '--agent-config', agentConfig, '--window', '1h', '--json']);
+  it('drain re-run: every row is in the new epoch\'s history already, nothing is sent again', async () => {
+    const epoch = (JSON.parse((await runInProcess(['status', '--local', dir, '--json'])).stdout) as StatusReport).epoch!.id;
+    const run = await runInProcess(['drain', '--local', dir, '--buffer', ...buffers, '--agent-config', agentConfig, '--epoch', epoch, '--json']);
     expect(run.stderr).not.toContain('error:');
     expect(run.code).toBe(0);
-    const out = JSON.parse(run.stdout) as { request: unknown; workers: { workerId: string; state: string; summary: { resent: number; inserted: number; alreadyPresent: number } }[] };
-    expect(out.request).toEqual({ windowSeconds: 3600 });
-    expect(out.workers.map((w) => [w.workerId, w.state, w.summary.resent, w.summary.inserted, w.summary.alreadyPresent])).toEqual([
-      ['w1', 'done', 30, 0, 30],
-      ['w2', 'done', 20, 0, 20],
+    const out = JSON.parse(run.stdout) as { request: unknown; workers: { workerId: string; state: string; summary: { epochId: string; resent: number; inserted: number } }[] };
+    expect(out.request).toEqual({ epochId: epoch });
+    expect(out.workers.map((w) => [w.workerId, w.state, w.summary.epochId, w.summary.resent, w.summary.inserted])).toEqual([
+      ['w1', 'done', epoch, 0, 0],
+      ['w2', 'done', epoch, 0, 0],
     ]);
+    const bad = await runInProcess(['drain', '--local', dir, '--buffer', ...buffers, '--agent-config', agentConfig, '--window', '1h']);
+    expect(bad.code).toBe(2);
     const rows = await query(LocalCluster.attach(dir), 'pg-2', 'SELECT count(*)::int AS n FROM events');
     expect(rows[0]!.n).toBe(50);
   });

@@ -24,7 +24,7 @@ beforeAll(() => {
     writeFileSync(path.join(dir, name), `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/${name}.args\n${extra}`);
     chmodSync(path.join(dir, name), 0o755);
   };
-  fake('agent', `echo '{"examined":10,"resent":4,"inserted":1,"alreadyPresent":3,"remainingPending":0,"rejected":0}'\n`);
+  fake('agent', `echo '{"epochId":"${'3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d'}","examined":10,"resent":4,"inserted":1,"alreadyPresent":3,"remainingPending":0,"rejected":0}'\n`);
   fake('systemctl');
   const stack = new Stack(new App(), 'Drain');
   new DrainDocument(stack, 'Drain', { clusterId: 'orders', agentCommand: `${dir}/agent`, bufferPath: '/var/lib/b.sqlite', configPath: '/etc/a.json', timeoutSeconds: 300 });
@@ -63,37 +63,33 @@ function runDocument(parameters: Record<string, [string]>): { code: number | nul
   return { code: run.status, stdout: run.stdout, stderr: run.stderr, agentArgs: read('agent.args'), systemctlArgs: read('systemctl.args') };
 }
 
+const EPOCH = '3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
+
 describe('DrainDocument: the only command the runbook runs on workers', () => {
-  it('declares exactly the drain parameters, with the patterns the runbook checks before sending', () => {
+  it('declares exactly the drain parameter, with the pattern the runbook checks before sending', () => {
     expect(content.parameters).toEqual({
-      forkTimeline: expect.objectContaining({ type: 'String', default: '', allowedPattern: DRAIN_DOCUMENT_PARAMETERS.forkTimeline.source }),
-      forkLsn: expect.objectContaining({ type: 'String', default: '', allowedPattern: DRAIN_DOCUMENT_PARAMETERS.forkLsn.source }),
-      windowSeconds: expect.objectContaining({ type: 'String', default: '', allowedPattern: DRAIN_DOCUMENT_PARAMETERS.windowSeconds.source }),
+      epoch: expect.objectContaining({ type: 'String', default: '', allowedPattern: DRAIN_DOCUMENT_PARAMETERS.epoch.source }),
     });
     expect(content.mainSteps[0]!.inputs.timeoutSeconds).toBe('300');
   });
 
-  it('with a fork point: wakes the daemon, then runs the agent drain with the fixed paths and the fork point', () => {
-    const run = runDocument(drainParameters({ forkPoint: { timelineId: 3, lsn: '0/5000A28' } }));
+  it("with the promotion's epoch: wakes the daemon, then runs the agent drain with the fixed paths and the epoch", () => {
+    const run = runDocument(drainParameters({ epochId: EPOCH }));
     expect(run.code).toBe(0);
     expect(run.systemctlArgs).toEqual(['kill', '--signal=HUP', 'rds-failover-agent.service']);
-    expect(run.agentArgs).toEqual(['drain', '--json', '--buffer', '/var/lib/b.sqlite', '--config', '/etc/a.json', '--fork-timeline', '3', '--fork-lsn', '0/5000A28']);
-    expect(parseDrainSummary(run.stdout)).toEqual({ examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0, rejected: 0 });
+    expect(run.agentArgs).toEqual(['drain', '--json', '--buffer', '/var/lib/b.sqlite', '--config', '/etc/a.json', '--epoch', EPOCH]);
+    expect(parseDrainSummary(run.stdout)).toEqual({ epochId: EPOCH, examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0, rejected: 0 });
   });
 
-  it('with a window: the agent drains by window', () => {
-    const run = runDocument(drainParameters({ windowSeconds: 900 }));
+  it("without one: the agent converges on the writer's lineage", () => {
+    const run = runDocument(drainParameters({}));
     expect(run.code).toBe(0);
-    expect(run.agentArgs).toEqual(['drain', '--json', '--buffer', '/var/lib/b.sqlite', '--config', '/etc/a.json', '--window', '900s']);
+    expect(run.agentArgs).toEqual(['drain', '--json', '--buffer', '/var/lib/b.sqlite', '--config', '/etc/a.json']);
   });
 
-  it('refuses half a fork point, both kinds at once or nothing: exit 2, the agent never runs', () => {
-    for (const parameters of [{ forkTimeline: ['3'] }, { forkLsn: ['0/1'] }, { forkTimeline: ['3'], forkLsn: ['0/1'], windowSeconds: ['60'] }, {}] as Record<string, [string]>[]) {
-      const run = runDocument(parameters);
-      expect(run.code, JSON.stringify(parameters)).toBe(2);
-      expect(run.stderr).toContain('drain: give forkTimeline and forkLsn, or windowSeconds alone');
-      expect(run.agentArgs).toBeNull();
-    }
+  it('the runbook refuses to send anything but a lowercase UUID', () => {
+    expect(() => drainParameters({ epochId: EPOCH.toUpperCase() })).toThrow("drain: epoch must be the epoch's UUID (lowercase), got '3F2B1C4D-");
+    expect(() => drainParameters({ epochId: 'x' })).toThrow("drain: epoch must be the epoch's UUID (lowercase), got 'x'");
   });
 
   it('refuses paths and a unit name that would not be plain words on the command line', () => {
@@ -103,15 +99,9 @@ describe('DrainDocument: the only command the runbook runs on workers', () => {
     );
   });
 
-  it('SSM itself refuses anything but a value in a parameter (no shell can get through)', () => {
-    for (const [name, value] of [
-      ['forkLsn', "0/1'; touch /tmp/pwned; '"],
-      ['forkTimeline', '1 2'],
-      ['forkTimeline', '$(id)'],
-      ['windowSeconds', '60s'],
-      ['windowSeconds', '-1'],
-    ] as const) {
-      expect(() => runDocument({ [name]: [value] }), `${name}=${value}`).toThrow(`SSM refuses parameter ${name}`);
+  it('SSM itself refuses anything but a value in the parameter (no shell can get through)', () => {
+    for (const value of [`${EPOCH}'; touch /tmp/pwned; '`, `${EPOCH} x`, '$(id)', EPOCH.toUpperCase(), EPOCH.slice(1)]) {
+      expect(() => runDocument({ epoch: [value] }), value).toThrow('SSM refuses parameter epoch');
     }
   });
 });

@@ -537,7 +537,20 @@ describe('FailoverStack with config/default.json', () => {
       const runbookConfig = Object.values(synth.template.findResources('AWS::Lambda::Function') as Record<string, { Properties: { Environment?: { Variables?: Record<string, unknown> } } }>)
         .map((f) => f.Properties.Environment?.Variables?.RUNBOOK_CONFIG)
         .find((v): v is string => typeof v === 'string');
-      expect(JSON.parse(runbookConfig!)).toMatchObject({ expectedWorkers: 2, drainWindowSeconds: 900, maxLagOnFailoverBytes: 1048576 });
+      expect(JSON.parse(runbookConfig!)).toMatchObject({ expectedWorkers: 2, maxLagOnFailoverBytes: 1048576, timeoutMs: { confirmations: 300_000 }, pollIntervalMs: { confirmations: 5_000 } });
+      // One alarm per worker on WorkerUnconfirmed: raised by a failover it has not confirmed, kept while no data comes,
+      // cleared when its agent reports 0.
+      const unconfirmed = Object.values(synth.template.findResources('AWS::CloudWatch::Alarm', { Properties: { MetricName: 'WorkerUnconfirmed' } }));
+      expect(unconfirmed).toHaveLength(2);
+      for (const alarm of unconfirmed) {
+        expect(alarm.Properties).toMatchObject({ Namespace: 'RdsFailover', Statistic: 'Maximum', Threshold: 1, TreatMissingData: 'ignore', ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+        expect(alarm.Properties.Dimensions).toEqual([
+          { Name: 'ClusterId', Value: 'orders' },
+          { Name: 'WorkerId', Value: { Ref: expect.stringMatching(/^WorkersWorker/) } },
+        ]);
+      }
+      // The lineage's root epoch is named after the primary instance the custom resource creates it on.
+      synth.template.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ DB_INSTANCE_ID: { Ref: Match.stringLikeRegexp('^DatabaseNodea') } }) } });
       // Drains target this cluster's workers by the cluster tag, through SSM Run Command.
       synth.template.hasResourceProperties('AWS::Lambda::Function', {
         Environment: { Variables: Match.objectLike({ WORKER_TAG_KEY: 'rds-failover:cluster', WORKER_TAG_VALUE: 'orders' }) },

@@ -62,17 +62,19 @@ describe('Runbook: state machine', () => {
     }
     expect(path).toEqual([
       'Preflight', 'Plan', 'DryRun?', 'FenceOldPrimary', 'RecordForkPoint', 'RecordForkPointDone?', 'Promote', 'PromotionStatus', 'PromotionStatusDone?',
-      'IsolateOldPrimary', 'RepointWriter', 'StartDrains', 'DrainStatus', 'DrainStatusDone?', 'Verify', 'StartRebuilds', 'RebuildStatus', 'RebuildStatusDone?',
-      'Finish', 'FailoverComplete',
+      'RecordEpoch', 'IsolateOldPrimary', 'RepointWriter', 'StartDrains', 'DrainStatus', 'DrainStatusDone?', 'Verify', 'VerifyDone?', 'StartRebuilds',
+      'RebuildStatus', 'RebuildStatusDone?', 'Finish', 'FailoverComplete',
     ]);
-    for (const poll of ['RecordForkPoint', 'PromotionStatus', 'DrainStatus', 'RebuildStatus']) {
+    // the epoch is recorded by the promote function (it may write to the promoted node), before the writer is repointed
+    expect(states.RecordEpoch!.Resource).toBe(`<${functionIds.promote}>`);
+    for (const poll of ['RecordForkPoint', 'PromotionStatus', 'DrainStatus', 'Verify', 'RebuildStatus']) {
       expect(states[`${poll}Done?`]!.Default).toBe(`WaitBefore${poll}`);
     }
     expect(states['DryRun?']!.Choices[0]).toEqual({
       And: [{ Variable: '$.outcome', IsPresent: true }, { Variable: '$.outcome', StringEquals: 'dry-run' }],
       Next: 'DryRunComplete',
     });
-    for (const poll of ['RecordForkPoint', 'PromotionStatus', 'DrainStatus', 'RebuildStatus', 'ConfirmPrimaryDown']) {
+    for (const poll of ['RecordForkPoint', 'PromotionStatus', 'DrainStatus', 'Verify', 'RebuildStatus', 'ConfirmPrimaryDown']) {
       const wait = states[`WaitBefore${poll}`]!;
       expect(wait).toEqual({ Type: 'Wait', SecondsPath: '$.poll.waitSeconds', Next: poll });
     }
@@ -81,7 +83,7 @@ describe('Runbook: state machine', () => {
   it('every task retries transient errors with backoff and jitter, and catches everything into the failure path', () => {
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     expect(tasks.map(([n]) => n).sort()).toEqual(
-      ['ConfirmPrimaryDown', 'Preflight', 'Plan', 'FenceOldPrimary', 'RecordForkPoint', 'Promote', 'PromotionStatus', 'IsolateOldPrimary', 'RepointWriter', 'StartDrains', 'DrainStatus', 'Verify', 'StartRebuilds', 'RebuildStatus', 'Finish', 'NotifyFailure'].sort(),
+      ['ConfirmPrimaryDown', 'Preflight', 'Plan', 'FenceOldPrimary', 'RecordForkPoint', 'Promote', 'PromotionStatus', 'RecordEpoch', 'IsolateOldPrimary', 'RepointWriter', 'StartDrains', 'DrainStatus', 'Verify', 'StartRebuilds', 'RebuildStatus', 'Finish', 'NotifyFailure'].sort(),
     );
     for (const [name, s] of tasks) {
       expect(s.Retry, name).toEqual([
@@ -163,7 +165,7 @@ describe('Runbook: functions and least privilege', () => {
   it('each function is allowed exactly the actions of its steps', () => {
     const expected: Record<RunbookFunctionName, string[]> = {
       probe: [...base, 'rds:DescribeDBInstances', ...secret, ...paramRead],
-      fence: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:ModifyDBInstance', 'rds:RebootDBInstance', 'rds:AddTagsToResource', 'rds:RemoveTagsFromResource'],
+      fence: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:ModifyDBInstance', 'rds:RebootDBInstance', 'rds:DescribeEvents', 'rds:AddTagsToResource', 'rds:RemoveTagsFromResource'],
       promote: [...base, 'rds:DescribeDBInstances', ...secret, 'rds:PromoteReadReplica'],
       repoint: [...base, 'rds:DescribeDBInstances', 'route53:ChangeResourceRecordSets', ...paramRead, 'ssm:PutParameter'],
       drain: [...base, 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'ssm:SendCommand'],
@@ -174,7 +176,7 @@ describe('Runbook: functions and least privilege', () => {
   });
 
   it('scopes resources: cluster instances, the writer record, tagged workers; "*" only where AWS has no resource-level permission', () => {
-    const star = new Set(['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation']);
+    const star = new Set(['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation', 'rds:DescribeEvents']);
     for (const name of Object.keys(functionIds) as RunbookFunctionName[]) {
       for (const s of actionsOf(name)) {
         const actions = Array.isArray(s.Action) ? s.Action : [s.Action];

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onDatabaseRolesEvent } from '../../src/aws/database-roles-resource.js';
 import { applyLoginRoles, type LoginRole } from '../../src/pg/database-roles.js';
+import { confirmEpoch, readConfirmations, readLineage } from '../../src/pg/lineage.js';
 import { scramSha256Verifier } from '../../src/pg/scram.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 
@@ -43,7 +44,8 @@ beforeAll(async () => {
     GRANT pg_monitor, pg_read_all_stats TO master WITH ADMIN OPTION;
     CREATE ROLE app_owner;
     GRANT CREATE ON DATABASE postgres TO master;
-    GRANT CREATE ON SCHEMA public TO master`);
+    GRANT CREATE ON SCHEMA public TO master;
+    DROP SCHEMA rds_failover CASCADE`); // the local cluster's own lineage: on RDS the custom resource creates it, as the master
   await setup.end();
   await as('master', 'master-pw', (c) =>
     c.query(`CREATE SCHEMA app;
@@ -122,7 +124,14 @@ describe('the database-roles custom resource (Secrets Manager stood in, PostgreS
     'arn:agent': { username: 'orders_agent', password: 'agent-secret-pw' },
     'arn:monitor': { username: 'orders_monitor', password: 'monitor-secret-pw' },
   };
-  const target = () => ({ masterSecretArn: 'arn:master', host: '127.0.0.1', port: Number(cluster.clientConfig('pg-0').port), database: 'postgres', ssl: false as const });
+  const target = () => ({
+    masterSecretArn: 'arn:master',
+    host: '127.0.0.1',
+    port: Number(cluster.clientConfig('pg-0').port),
+    database: 'postgres',
+    primaryInstanceId: 'orders-a',
+    ssl: false as const,
+  });
   const properties = { AgentSecretArn: 'arn:agent', MonitorSecretArn: 'arn:monitor', Tables: JSON.stringify([{ table: 'app.events', keyColumns: ['id'] }, { table: 'later', keyColumns: ['id'] }]) };
 
   it('Create applies the roles the secrets name, with their passwords, and reports tables still missing', async () => {
@@ -131,11 +140,27 @@ describe('the database-roles custom resource (Secrets Manager stood in, PostgreS
     const result = await onDatabaseRolesEvent({ RequestType: 'Create', ResourceProperties: properties }, target(), new SecretsManagerClient({}));
     expect(result).toEqual({
       PhysicalResourceId: 'rds-failover-roles-postgres',
-      Data: { Roles: 'orders_agent,orders_monitor', GrantedTables: 'app.events', MissingTables: 'later', NotGrantedTables: 'none' },
+      Data: { Roles: 'orders_agent,orders_monitor', GrantedTables: 'app.events', MissingTables: 'later', NotGrantedTables: 'none', LineageEpochs: '1' },
     });
     expect(secrets.commandCalls(GetSecretValueCommand).map((c) => c.args[0].input.SecretId).sort()).toEqual(['arn:agent', 'arn:master', 'arn:monitor']);
     await as('orders_agent', 'agent-secret-pw', (c) => c.query(`INSERT INTO app.events (id, body) VALUES ('cr', 'x') ON CONFLICT (id) DO NOTHING`));
     await as('orders_monitor', 'monitor-secret-pw', (c) => c.query('SELECT replay_lsn FROM pg_stat_replication'));
+
+    // The lineage: the primary's root epoch, owned by the master (who records the epochs of later promotions).
+    const [root] = (await as('master', 'master-pw', (c) => readLineage(c)))!;
+    expect(root).toMatchObject({ parentId: null, generation: 1, forkLsn: null, timelineId: 1, nodeId: 'orders-a', executionId: null });
+    await as('orders_agent', 'agent-secret-pw', async (c) => {
+      // what the agent does with it: read it, confirm an epoch (twice: an upsert), nothing else
+      expect((await readLineage(c))!.map((e) => e.id)).toEqual([root!.id]);
+      await confirmEpoch(c, 'i-0abc', root!.id, 12);
+      await confirmEpoch(c, 'i-0abc', root!.id, 13);
+      await expect(c.query(`INSERT INTO rds_failover.lineage (epoch, generation, timeline_id, node_id) VALUES (gen_random_uuid(), 9, 1, 'x')`)).rejects.toThrow(/permission denied/);
+      await expect(c.query('DELETE FROM rds_failover.worker_epochs')).rejects.toThrow(/permission denied/);
+    });
+    await as('orders_monitor', 'monitor-secret-pw', async (c) => {
+      expect((await readConfirmations(c)).map((w) => [w.workerId, w.rowsResent])).toEqual([['i-0abc', 13]]);
+      await expect(confirmEpoch(c, 'i-0abc', root!.id, 1)).rejects.toThrow(/permission denied/);
+    });
   });
 
   it('a master secret caught mid-rotation (password refused) is read again until it works', async () => {
@@ -147,6 +172,7 @@ describe('the database-roles custom resource (Secrets Manager stood in, PostgreS
     });
     const result = await onDatabaseRolesEvent({ RequestType: 'Update', PhysicalResourceId: 'p-1', ResourceProperties: properties }, { ...target(), retryDelayMs: 10 }, new SecretsManagerClient({}));
     expect(result.Data?.Roles).toBe('orders_agent,orders_monitor');
+    expect(result.Data?.LineageEpochs).toBe('1'); // kept as it was: never a second root
     expect(masterReads).toBe(3);
   });
 

@@ -288,7 +288,11 @@ describe('LocalCluster: clear errors, nothing left behind', () => {
           `import { LocalCluster } from ${JSON.stringify(path.resolve('src/local/local-cluster.ts'))};`,
           `import { childPids } from ${JSON.stringify(path.resolve('src/local/processes.ts'))};`,
           'const c = await LocalCluster.start({ replicas: 0 });',
-          'const pids = c.nodes().flatMap((n) => [n.pid, ...childPids(n.pid)]);',
+          // the long-lived processes: a backend of a start-up session (the lineage) may still be exiting at first
+          'const list = () => c.nodes().flatMap((n) => [n.pid, ...childPids(n.pid)]);',
+          'const first = list();',
+          'await new Promise((r) => setTimeout(r, 300));',
+          'const pids = list().filter((p) => first.includes(p));',
           'console.log(JSON.stringify({ baseDir: c.baseDir, pids }));',
           how === 'exit' ? 'process.exit(3);' : 'setInterval(() => undefined, 1000);',
         ].join('\n'),

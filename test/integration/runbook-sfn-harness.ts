@@ -6,19 +6,14 @@
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import { StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
-import path from 'node:path';
 import { runbookHandler } from '../../src/aws/runbook-lambda.js';
-import type { RunbookEnv, RunbookPorts } from '../../src/core/runbook/env.js';
+import type { RunbookEnv } from '../../src/core/runbook/env.js';
 import { RUNBOOK_FUNCTIONS, type RunbookFunctionName } from '../../src/core/runbook/lambda-environment.js';
 import type { RunbookAction } from '../../src/core/runbook/actions.js';
 import { LOCAL_RUNBOOK_CONFIG, type RunbookConfig, type RunbookState } from '../../src/core/runbook/state.js';
-import { FileRunbookJournal } from '../../src/local/file-runbook-journal.js';
 import type { LocalCluster } from '../../src/local/local-cluster.js';
-import { LocalClusterControl } from '../../src/local/local-cluster-control.js';
-import { LocalFailoverLock } from '../../src/local/local-failover-lock.js';
-import { LocalWorkerControl, type LocalWorker } from '../../src/local/local-worker-control.js';
-import { PgDatabaseProbe } from '../../src/pg/probe.js';
-import { systemClock } from '../../src/ports/clock.js';
+import { createLocalRunbookPorts } from '../../src/local/local-runbook-ports.js';
+import type { LocalWorker } from '../../src/local/local-worker-control.js';
 import type { Notification } from '../../src/ports/notifier.js';
 import { buildRunbookStack } from '../infra/runbook-fixture.js';
 
@@ -75,15 +70,13 @@ export interface LocalRunbookHarnessOptions {
 }
 
 export function localRunbookEnv(o: LocalRunbookHarnessOptions): RunbookEnv {
-  const ports: RunbookPorts = {
-    cluster: new LocalClusterControl(o.cluster, { connectTimeoutMs: 1_000 }),
-    probe: new PgDatabaseProbe((id) => o.cluster.clientConfig(id), { connectTimeoutMs: 1_000 }),
-    workers: new LocalWorkerControl(o.workers),
+  const ports = createLocalRunbookPorts({
+    cluster: o.cluster,
+    workers: o.workers,
+    stateDir: o.stateDir,
     notifier: { notify: async (n) => void o.notifications?.push(n) },
-    lock: new LocalFailoverLock(path.join(o.stateDir, 'locks')),
-    journal: new FileRunbookJournal(path.join(o.stateDir, 'journal')),
-    clock: systemClock,
-  };
+    connectTimeoutMs: 1_000,
+  });
   return { ports, config: o.config ?? LOCAL_RUNBOOK_CONFIG, clusterId: o.cluster.clusterId };
 }
 

@@ -23,6 +23,7 @@ import { FileRunbookJournal } from '../../src/local/file-runbook-journal.js';
 import { LocalCluster } from '../../src/local/local-cluster.js';
 import { LocalFailoverLock } from '../../src/local/local-failover-lock.js';
 import type { LocalWorker } from '../../src/local/local-worker-control.js';
+import { PgLineageStore } from '../../src/pg/lineage.js';
 import { PgDatabaseProbe } from '../../src/pg/probe.js';
 import type { Notification } from '../../src/ports/notifier.js';
 import { localRunbookEnv, startExecution, synthesizeRunbook, type SynthesizedRunbook } from './runbook-sfn-harness.js';
@@ -191,8 +192,13 @@ describe('round 1: kill -9 of the primary under write load', () => {
     expect(p).toMatchObject({ reachable: true, inRecovery: false, acceptsWrites: true, timelineId: 2 });
     expect(out.forkPoint?.timelineId).toBe(1);
     expect(out.drains?.map((d) => [d.workerId, d.status])).toEqual(localWorkers.map((w) => [w.id, 'done']));
-    // The drain really recovered rows that only the crashed primary had.
-    expect(out.drains!.reduce((n, d) => n + (d.summary?.inserted ?? 0), 0)).toBeGreaterThan(0);
+    // Rows that only the crashed primary had were really re-sent: by the drains, or by the workers' own sync loops,
+    // which met the new epoch first (their confirmations say how many they re-sent).
+    const confirmations = await new PgLineageStore((id) => cluster.clientConfig(id)).confirmations(candidate);
+    expect(confirmations.filter((c) => c.epochId === out.epoch!.id).map((c) => c.workerId).sort()).toEqual(localWorkers.map((w) => w.id).sort());
+    const resent = out.drains!.reduce((n, d) => n + (d.summary?.resent ?? 0), 0) + confirmations.reduce((n, c) => n + c.rowsResent, 0);
+    expect(resent).toBeGreaterThan(0);
+    expect(out.verification).toMatchObject({ unconfirmed: [] });
     expect(out.rebuilds?.every((r) => r.status === 'done')).toBe(true);
     expect((await journal().load(cluster.clusterId))?.status).toBe('succeeded');
     expect(notifications.some((n) => n.title === `Failover of ${cluster.clusterId} completed` && n.severity === 'resolved')).toBe(true);
@@ -235,7 +241,8 @@ describe('round 2: kill -9 of the new primary; failing promote; runner killed mi
     candidate = state.plan!.candidateId;
     expect(alert.text).toContain(`${oldPrimary} is fenced and nothing was promoted`);
     expect(alert.text).toContain(`Re-run the failover to resume with ${candidate}`);
-    expect(state.forkPoint).toEqual({ timelineId: 2, lsn: expect.any(String) });
+    expect(state.forkPoint).toEqual({ timelineId: 2, lsn: expect.any(String), epochId: expect.any(String), keptUpTo: state.forkPoint!.lsn });
+    expect(state.epoch).toBeUndefined(); // not promoted: no epoch recorded
     const p = await probe().probe(candidate);
     expect(p).toMatchObject({ reachable: true, inRecovery: true });
     timelineBefore = 2;

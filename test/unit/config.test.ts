@@ -74,7 +74,6 @@ describe('defaults', () => {
     expect(c.database.failover).toEqual({ c: { priority: 100, noFailover: true } });
     expect(c.runbook).toEqual({
       maxLagOnFailoverBytes: 1048576,
-      drainWindowSeconds: 900,
       drainTimeoutSeconds: 600,
       pollSeconds: {},
       timeoutSeconds: {},

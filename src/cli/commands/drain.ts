@@ -1,12 +1,13 @@
 /**
- * `rds-failover drain`: the runbook's drain step alone, on every worker: each re-sends the rows it synced past the
- * fork point (or within a window) plus everything pending to the current writer. Idempotent, so safe to re-run.
+ * `rds-failover drain`: the runbook's drain step alone, on every worker: each converges on the writer's lineage and
+ * re-sends the rows it synced outside the newest epoch's history plus everything pending. Idempotent, so safe to re-run.
  * AWS: the stack's drain document by SSM Run Command on the tagged workers (the runbook's SsmWorkerControl);
  * local: the agent CLI per buffer.
  */
 import type { Command } from 'commander';
 import { SsmWorkerControl } from '../../aws/ssm-worker-control.js';
 import { formatDurationMs } from '../../core/duration.js';
+import { isEpochId } from '../../core/lineage.js';
 import { renderTable, type Column } from '../../core/format-table.js';
 import { AWS_RUNBOOK_CONFIG, LOCAL_RUNBOOK_CONFIG } from '../../core/runbook/index.js';
 import { LocalWorkerControl } from '../../local/local-worker-control.js';
@@ -20,8 +21,6 @@ import {
   CliError,
   durationOption,
   ExitCode,
-  lsnOption,
-  positiveIntegerOption,
   type CliIo,
   type TargetFlags,
 } from '../options.js';
@@ -41,27 +40,14 @@ export interface WorkerDrainResult {
 }
 
 export interface DrainFlagsInput {
-  readonly forkTimeline?: number;
-  readonly forkLsn?: string;
-  /** Milliseconds. */
-  readonly window?: number;
+  readonly epoch?: string;
 }
 
-/** Exactly one of: a fork point (both flags), or a window. */
+/** The promotion's epoch, when given: each worker's writer must be on it (or a newer one). */
 export function drainRequestOf(flags: DrainFlagsInput): DrainRequest {
-  const fork = flags.forkTimeline !== undefined || flags.forkLsn !== undefined;
-  if (fork && flags.window !== undefined) throw new CliError('give either --fork-timeline with --fork-lsn, or --window, not both');
-  if (flags.forkTimeline !== undefined && flags.forkLsn === undefined) throw new CliError('--fork-timeline needs --fork-lsn <X/Y> (the fork point is a timeline and an LSN)');
-  if (flags.forkLsn !== undefined && flags.forkTimeline === undefined) throw new CliError('--fork-lsn needs --fork-timeline <n> (the fork point is a timeline and an LSN)');
-  if (flags.forkTimeline !== undefined) return { forkPoint: { timelineId: flags.forkTimeline, lsn: flags.forkLsn! } };
-  if (flags.window === undefined) {
-    throw new CliError(
-      'say what to re-send: --fork-timeline <n> --fork-lsn <X/Y> (the fork point the failover reported), or --window <duration> (everything synced that recently, e.g. 15m)',
-    );
-  }
-  const seconds = Math.ceil(flags.window / 1000);
-  if (seconds < 1) throw new CliError(`--window: must be at least 1s, got ${flags.window}ms`);
-  return { windowSeconds: seconds };
+  if (flags.epoch === undefined) return {};
+  if (!isEpochId(flags.epoch)) throw new CliError(`--epoch: expected the epoch's UUID as the failover reported it (lowercase), got '${flags.epoch}'`);
+  return { epochId: flags.epoch };
 }
 
 /** Starts the drain on every worker, then polls each until it is done, failed, or the timeout passes. */
@@ -114,6 +100,7 @@ export async function drainAll(
 const COLUMNS: readonly Column<WorkerDrainResult>[] = [
   { header: 'worker', value: (r) => r.workerId },
   { header: 'drain', value: (r) => r.state },
+  { header: 'epoch', value: (r) => r.summary?.epochId.slice(0, 8) },
   { header: 'examined', value: (r) => r.summary?.examined, align: 'right' },
   { header: 're-sent', value: (r) => r.summary?.resent, align: 'right' },
   { header: 'inserted', value: (r) => r.summary?.inserted, align: 'right' },
@@ -125,8 +112,8 @@ const COLUMNS: readonly Column<WorkerDrainResult>[] = [
 ];
 
 export function renderDrainResults(request: DrainRequest, results: readonly WorkerDrainResult[]): string {
-  const what = request.forkPoint ? `rows synced on timeline ${request.forkPoint.timelineId} above ${request.forkPoint.lsn}` : `rows synced in the last ${request.windowSeconds}s`;
-  return [`drain: re-send ${what}, plus every pending row`, '', renderTable(COLUMNS, results)].join('\n');
+  const into = request.epochId ? `epoch ${request.epochId}` : "the writer's epoch";
+  return [`drain: converge on ${into}; re-send rows synced outside its history, plus every pending row`, '', renderTable(COLUMNS, results)].join('\n');
 }
 
 interface DrainFlags extends TargetFlags, DrainFlagsInput {
@@ -137,10 +124,8 @@ interface DrainFlags extends TargetFlags, DrainFlagsInput {
 export function registerDrainCommand(program: Command, io: CliIo, deps: CliDeps): Command {
   const command = program
     .command('drain')
-    .description('run (or re-run) the runbook\'s drain step alone on every worker: re-send buffered rows past the fork point (or within a window) to the current writer')
-    .option('--fork-timeline <n>', 'timeline of the fork point (from the failover outcome)', positiveIntegerOption('--fork-timeline'))
-    .option('--fork-lsn <lsn>', 'LSN of the fork point, e.g. 0/3000060', lsnOption('--fork-lsn'))
-    .option('--window <duration>', 'no fork point known: re-send everything synced within this window, e.g. 15m', durationOption('--window'))
+    .description("run (or re-run) the runbook's drain step alone on every worker: converge on the writer's lineage, re-send buffered rows outside its history")
+    .option('--epoch <uuid>', "the promotion's epoch (from the failover outcome): every worker's writer must be on it or a newer one")
     .option('--timeout <duration>', 'give up waiting for a worker after this long (default: the runbook\'s drain timeout, 15m in AWS, 60s locally)', durationOption('--timeout'))
     .option('--json', 'print the per-worker summaries as JSON');
   addTargetOptions(command, { workers: true, stateMachine: false });

@@ -43,8 +43,22 @@ export interface StatusWorker {
   readonly oldestPendingAgeSeconds: number | null;
   /** ISO time of the figures (AWS: newest data point) or of the last successful sync (local). */
   readonly at: string | null;
+  /**
+   * The epoch the worker last confirmed (it re-sent everything outside that epoch's history), and whether it is the
+   * cluster's current epoch; null when unknown.
+   */
+  readonly confirmedEpoch?: string | null;
+  readonly confirmed?: boolean | null;
   readonly state: StatusState;
   readonly detail: string | null;
+}
+
+/** The writer's epoch (src/core/lineage.ts): every worker must be on it and confirm it after a failover. */
+export interface StatusEpoch {
+  readonly id: string;
+  readonly generation: number;
+  readonly nodeId: string;
+  readonly createdAt: string;
 }
 
 export interface StatusReport {
@@ -59,6 +73,8 @@ export interface StatusReport {
   readonly workers: readonly StatusWorker[];
   /** Why the workers list is empty, when it is. */
   readonly workersNote?: string;
+  /** The writer's current epoch; null when it cannot be read (no lineage, writer down). */
+  readonly epoch?: StatusEpoch | null;
   readonly thresholds: { readonly lag: LagThresholds; readonly backlog: BacklogThresholds };
   readonly sampledAt: string;
 }
@@ -105,6 +121,7 @@ const WORKER_COLUMNS: readonly Column<StatusWorker>[] = [
   { header: 'pending rows', value: (w) => w.pendingRows, align: 'right' },
   { header: 'oldest pending', value: (w) => (w.oldestPendingAgeSeconds === null ? null : formatSeconds(w.oldestPendingAgeSeconds)), align: 'right' },
   { header: 'as of', value: (w) => w.at },
+  { header: 'epoch', value: (w) => (w.confirmedEpoch === undefined ? undefined : w.confirmedEpoch === null ? 'none' : `${w.confirmedEpoch.slice(0, 8)}${w.confirmed ? '' : ' (old)'}`) },
   { header: 'state', value: (w) => w.state },
   { header: 'detail', value: (w) => w.detail },
 ];
@@ -112,7 +129,8 @@ const WORKER_COLUMNS: readonly Column<StatusWorker>[] = [
 export function renderStatusReport(report: StatusReport): string {
   const { lag, backlog } = report.thresholds;
   return [
-    `cluster ${report.clusterId} (${report.source}): writer ${report.writerId}, primary ${report.primaryId ?? 'NONE'}, state ${report.state}`,
+    `cluster ${report.clusterId} (${report.source}): writer ${report.writerId}, primary ${report.primaryId ?? 'NONE'}, state ${report.state}` +
+      (report.epoch === undefined ? '' : report.epoch === null ? ', epoch unknown' : `, epoch ${report.epoch.id.slice(0, 8)} (generation ${report.epoch.generation}, ${report.epoch.nodeId})`),
     '',
     renderTable(NODE_COLUMNS, report.nodes),
     '',

@@ -33,6 +33,11 @@ export interface DrillRows {
   readonly duplicates: number;
   /** Rows the old primary committed that never replicated, brought back by the drain. */
   readonly recoveredByDrain: number;
+  /**
+   * Rows the workers had synced outside the new epoch's history and sent again, by the drain or by their own sync
+   * loop (whichever met the new epoch first), as their confirmations in rds_failover.worker_epochs say.
+   */
+  readonly resentByWorkers: number;
 }
 
 export interface DrillResult {
@@ -83,6 +88,7 @@ export function renderDrillTable(result: DrillResult): string {
     ['acknowledged rows', String(result.rows.acknowledged)],
     ['rows in new primary', String(result.rows.inNewPrimary)],
     ['recovered by drain', String(result.rows.recoveredByDrain)],
+    ['re-sent by the workers (drain or sync loop)', String(result.rows.resentByWorkers)],
     ['lost', String(result.rows.lost)],
     ['duplicates', String(result.rows.duplicates)],
     ['append p50 / p99 / max', `${result.appendLatencyMs.p50.toFixed(2)} / ${result.appendLatencyMs.p99.toFixed(2)} / ${result.appendLatencyMs.max.toFixed(2)} ms`],

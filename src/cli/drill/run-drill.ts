@@ -13,6 +13,7 @@ import { percentile, seededRandom } from '../../core/stats.js';
 import { runRunbook, type RunbookEvent, type RunbookInput, STEP_LABELS, LOCAL_RUNBOOK_CONFIG } from '../../core/runbook/index.js';
 import { LocalCluster } from '../../local/local-cluster.js';
 import { createLocalRunbookPorts } from '../../local/local-runbook-ports.js';
+import { PgLineageStore } from '../../pg/lineage.js';
 import { PgDatabaseProbe } from '../../pg/probe.js';
 import type { Notification } from '../../ports/notifier.js';
 import type { Progress } from '../progress.js';
@@ -147,6 +148,9 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
       lost,
       duplicates: stored.duplicates,
       recoveredByDrain: drains.reduce((sum, d) => sum + (d.summary?.inserted ?? 0), 0),
+      resentByWorkers: (await new PgLineageStore((id) => cluster!.clientConfig(id)).confirmations(newPrimary))
+        .filter((c) => c.epochId === state.epoch?.id)
+        .reduce((sum, c) => sum + c.rowsResent, 0),
     };
     const latencies = [...acks.values()].flatMap((a) => a.latenciesUs).map((us) => us / 1000);
     const drillResult: DrillResult = {

@@ -3,10 +3,12 @@
  * lag policy (measureCluster / classifyReplica), buffers read with the agent's own status.
  */
 import { classifyCluster, classifyReplica, measureCluster, type ReplicaLag } from '../../core/lag-policy.js';
+import { headOf } from '../../core/lineage.js';
+import { PgLineageStore } from '../../pg/lineage.js';
 import type { LocalCluster, LocalNodeInfo } from '../../local/local-cluster.js';
 import { PgDatabaseProbe } from '../../pg/probe.js';
 import type { NodeProbe } from '../../ports/database-probe.js';
-import { worstState, workerStatus, type StatusNode, type StatusReport, type StatusWorker } from '../commands/status.js';
+import { worstState, workerStatus, type StatusEpoch, type StatusNode, type StatusReport, type StatusWorker } from '../commands/status.js';
 import { readBufferStatus, type LocalWorkerSpec } from './local-target.js';
 
 export async function collectLocalStatus(
@@ -28,7 +30,8 @@ export async function collectLocalStatus(
   );
   const writerId = cluster.writerId();
   const nodes = infos.map((info, i) => nodeStatus(info, probes[i]!, view.primaryId, view.replicas.find((r) => r.nodeId === info.id), writerId, thresholds));
-  const workerRows = await Promise.all(workers.map((w) => workerRow(w, cwd, thresholds, sampledAt)));
+  const epoch = view.primaryId === null ? null : await writerEpoch(cluster, view.primaryId);
+  const workerRows = await Promise.all(workers.map((w) => workerRow(w, cwd, thresholds, sampledAt, epoch)));
   // A fenced node is the old primary a failover left behind on purpose: listed, but not what the cluster's state is about.
   const counted = nodes.filter((n) => n.role !== 'fenced').map((n) => n.state);
   return {
@@ -39,6 +42,7 @@ export async function collectLocalStatus(
     state: worstState([classifyCluster(view.finding), ...counted, ...workerRows.map((w) => w.state)]),
     nodes,
     workers: workerRows,
+    epoch,
     ...(workers.length === 0 ? { workersNote: 'pass the local buffers with --buffer <files...>' } : {}),
     thresholds,
     sampledAt,
@@ -88,11 +92,30 @@ function nodeStatus(
   };
 }
 
-async function workerRow(worker: LocalWorkerSpec, cwd: string, thresholds: StatusReport['thresholds'], sampledAt: string): Promise<StatusWorker> {
+async function writerEpoch(cluster: LocalCluster, primaryId: string): Promise<StatusEpoch | null> {
+  try {
+    const epochs = await new PgLineageStore((id) => cluster.clientConfig(id), { connectTimeoutMs: 1_000 }).read(primaryId);
+    if (epochs === null) return null;
+    const head = headOf(epochs, primaryId);
+    return { id: head.id, generation: head.generation, nodeId: head.nodeId, createdAt: head.createdAt };
+  } catch {
+    return null;
+  }
+}
+
+async function workerRow(worker: LocalWorkerSpec, cwd: string, thresholds: StatusReport['thresholds'], sampledAt: string, epoch: StatusEpoch | null): Promise<StatusWorker> {
   try {
     const s = await readBufferStatus(worker, cwd);
-    const detail = s.lastSyncError ? `last sync error: ${s.lastSyncError}` : s.lastSyncAt ? `last sync ${s.lastSyncAt}` : 'never synced';
-    return workerStatus({ workerId: worker.id, pendingRows: s.pendingRows, oldestPendingAgeSeconds: s.oldestPendingAgeSeconds, at: sampledAt }, thresholds.backlog, detail);
+    const confirmedEpoch = s.lineage.confirmedEpoch;
+    const confirmed = epoch === null ? null : confirmedEpoch === epoch.id;
+    // Behind: it confirmed an older epoch and has not converged since a failover (a fresh buffer has confirmed none).
+    const behind = confirmed === false && confirmedEpoch !== null;
+    const notes = [
+      s.lastSyncError ? `last sync error: ${s.lastSyncError}` : s.lastSyncAt ? `last sync ${s.lastSyncAt}` : 'never synced',
+      behind ? `confirmed epoch ${confirmedEpoch!.slice(0, 8)}, not the current ${epoch!.id.slice(0, 8)}: it has not re-sent since the failover` : null,
+    ].filter((n): n is string => n !== null);
+    const row = workerStatus({ workerId: worker.id, pendingRows: s.pendingRows, oldestPendingAgeSeconds: s.oldestPendingAgeSeconds, at: sampledAt }, thresholds.backlog, notes.join('; '));
+    return { ...row, confirmedEpoch, confirmed, state: behind ? worstState([row.state, 'WARN']) : row.state };
   } catch (error) {
     return { id: worker.id, pendingRows: null, oldestPendingAgeSeconds: null, at: null, state: 'UNKNOWN', detail: `cannot read ${worker.bufferPath}: ${(error as Error).message}` };
   }

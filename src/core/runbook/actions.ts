@@ -15,6 +15,7 @@ import { currentStep, failed, finish, saveJournal } from './steps/finish.js';
 import { forkPoint } from './steps/fork-point.js';
 import { confirm, plan, preflight } from './steps/preflight.js';
 import { promote, promotionStatus } from './steps/promote.js';
+import { recordEpoch } from './steps/record-epoch.js';
 import { rebuildStatus, startRebuilds } from './steps/rebuild.js';
 import { repoint } from './steps/repoint.js';
 import { verify } from './steps/verify.js';
@@ -27,11 +28,12 @@ export const RUNBOOK_ACTIONS = {
   forkPoint: { step: 'forkPoint', poll: 'catchUp', renewsLock: true, run: forkPoint },
   promote: { step: 'promote', renewsLock: true, run: promote },
   promotionStatus: { step: 'waitWritable', poll: 'promotion', renewsLock: true, run: promotionStatus },
+  recordEpoch: { step: 'recordEpoch', renewsLock: true, run: recordEpoch },
   isolate: { step: 'isolate', renewsLock: true, run: isolate },
   repoint: { step: 'repoint', renewsLock: true, run: repoint },
   startDrains: { step: 'drain', renewsLock: true, run: startDrains },
   drainStatus: { step: 'drain', poll: 'drain', renewsLock: true, run: drainStatus },
-  verify: { step: 'verify', renewsLock: true, run: verify },
+  verify: { step: 'verify', poll: 'confirmations', renewsLock: true, run: verify },
   startRebuilds: { step: 'rebuild', renewsLock: true, run: startRebuilds },
   rebuildStatus: { step: 'rebuild', poll: 'rebuild', renewsLock: true, run: rebuildStatus },
   finish: { step: 'notify', renewsLock: true, run: finish },

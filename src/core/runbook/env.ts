@@ -2,6 +2,7 @@ import type { ClusterControl } from '../../ports/cluster-control.js';
 import type { Clock } from '../../ports/clock.js';
 import type { DatabaseProbe } from '../../ports/database-probe.js';
 import type { FailoverLock } from '../../ports/failover-lock.js';
+import type { LineageStore, RunbookMetrics } from '../../ports/lineage-store.js';
 import type { Notifier } from '../../ports/notifier.js';
 import type { RunbookJournal } from '../../ports/runbook-journal.js';
 import type { WorkerControl } from '../../ports/worker-control.js';
@@ -13,10 +14,14 @@ export interface RunbookPorts {
   readonly cluster: ClusterControl;
   readonly probe: DatabaseProbe;
   readonly workers: WorkerControl;
+  /** The nodes' lineage tables: read in preflight and fork point, written after promotion, confirmations in verify. */
+  readonly lineage: LineageStore;
   readonly notifier: Notifier;
   readonly lock: FailoverLock;
   readonly journal: RunbookJournal;
   readonly clock: Clock;
+  /** Unconfirmed workers as metrics (CloudWatch in AWS); absent locally. */
+  readonly metrics?: RunbookMetrics;
 }
 
 export interface RunbookEnv {

@@ -32,7 +32,7 @@ export const RunbookEnvVar = {
 export const RUNBOOK_FUNCTIONS = {
   probe: ['confirm', 'preflight', 'plan', 'forkPoint', 'verify'],
   fence: ['fence', 'isolate'],
-  promote: ['promote', 'promotionStatus'],
+  promote: ['promote', 'promotionStatus', 'recordEpoch'],
   repoint: ['repoint'],
   drain: ['startDrains', 'drainStatus'],
   rebuild: ['startRebuilds', 'rebuildStatus'],

@@ -12,6 +12,8 @@ export interface CandidateAssessment {
   readonly receiveLsn: Lsn | null;
   /** Bytes behind the reference position (null when either is unknown). */
   readonly lagBytes: number | null;
+  /** The node's newest epoch (null: unknown). */
+  readonly epochId: string | null;
   /** Healthy and allowed: could be promoted if the lag guard (or force) lets it. */
   readonly eligible: boolean;
   readonly withinLagGuard: boolean;
@@ -56,6 +58,8 @@ export interface RunbookPlan {
   readonly candidates: readonly CandidateAssessment[];
   readonly steps: readonly StepName[];
   readonly plannedAt: string;
+  /** The epoch the promotion records (src/core/lineage.ts epochIdFor): journaled with the plan, so a resumed run records the same one. */
+  readonly epochId: string;
 }
 
 export type PlanOutcome =

@@ -7,14 +7,17 @@
  * - a candidate is a replica that answers, is in recovery, is not tagged nofailover, has a replay position,
  *   follows the same timeline as the others, and (switchover) streams from the primary.
  * - among candidates the highest replay LSN wins, then the lower priority, then the node id.
- * - the lag guard: the winner must be within maxLagOnFailoverBytes of the last known primary position;
+ * - the lag guard: the winner must be within maxLagOnFailoverBytes of the last known primary position, and on
+ *   the lost primary's history: a candidate on another epoch (a stale replica still on an older history) is
+ *   behind by everything written since their histories parted, whatever the LSNs say;
  *   `force` overrides this guard only, and the plan says what it risks.
  */
 import { compareLsn, lsnDiff, maxLsn, type Lsn } from '../lsn.js';
 import type { ClusterNode, Topology } from '../../ports/cluster-control.js';
 import type { NodeProbe, ReachableProbe } from '../../ports/database-probe.js';
+import { describeEpoch, newestEpoch, type Epoch } from '../lineage.js';
 import type { CandidateAssessment, PlanOutcome, PlanRefusal, RunbookPlan } from './plan-types.js';
-import { STEP_NAMES, type RunbookMode, type StepName } from './state.js';
+import { STEP_NAMES, type RunbookLineage, type RunbookMode, type StepName } from './state.js';
 
 export interface PlannerInput {
   readonly mode: RunbookMode;
@@ -22,6 +25,10 @@ export interface PlannerInput {
   readonly probes: readonly NodeProbe[];
   readonly candidate?: string;
   readonly force?: boolean;
+  /** Each node's epoch and every epoch known (preflight); without it, no lineage check. */
+  readonly lineage?: RunbookLineage;
+  /** The epoch the promotion will record. */
+  readonly epochId: string;
   readonly maxLagOnFailoverBytes: number;
   /** Another execution holding the failover lock (dry runs see it without taking the lock). */
   readonly lockHolder?: { readonly heldBy: string; readonly since: string } | null;
@@ -78,7 +85,13 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
   }
 
   const reachableReplicas = replicas.map((n) => probes.get(n.id)).filter((p): p is ReachableProbe => p?.reachable === true);
-  const { referenceLsn, referenceSource } = referencePosition(primaryUp, reachableReplicas);
+  // The writer is always on the newest epoch (the runbook records it before repointing): what the lost primary had.
+  const writerEpoch = input.lineage ? newestEpoch(input.lineage.epochs) : undefined;
+  const headOfNode = (id: string) => input.lineage?.heads[id] ?? null;
+  const onWriterHistory = (id: string) => writerEpoch === undefined || headOfNode(id) === null || headOfNode(id) === writerEpoch.id;
+  // Positions compare only within one history: a replica left on an older one says nothing of where the writer was.
+  const sameHistory = reachableReplicas.filter((p) => onWriterHistory(p.nodeId));
+  const { referenceLsn, referenceSource } = referencePosition(primaryUp, sameHistory.length > 0 ? sameHistory : reachableReplicas);
   const expectedTimeline = primaryUp?.timelineId ?? Math.max(0, ...reachableReplicas.map((p) => p.timelineId));
   const streamingNames = new Set(primaryUp?.replication.filter((r) => r.state === 'streaming').map((r) => r.applicationName) ?? []);
   // RDS replicas connect as 'walreceiver', not under their instance id: when no replication row names a node, the
@@ -93,6 +106,9 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
       expectedTimeline,
       maxLag: input.maxLagOnFailoverBytes,
       streaming: namesKnown ? streamingNames.has(node.replicationName ?? node.id) : !noneStreaming,
+      writerEpoch,
+      epochId: headOfNode(node.id),
+      epochs: input.lineage?.epochs ?? [],
     }),
   );
   const ranked = assessments.filter((a) => a.eligible).sort(byPreference);
@@ -118,17 +134,13 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
 
   const risks: string[] = [];
   if (!chosen.withinLagGuard) {
+    const behind = chosen.lagBytes === null ? `is not on the lost primary's history (${chosen.reasons.at(-1)})` : `is ${chosen.lagBytes} bytes behind the last known primary position ${referenceLsn}`;
     if (!input.force) {
-      return refuse(
-        'lag-guard',
-        `${chosen.nodeId} is ${chosen.lagBytes} bytes behind the last known primary position ${referenceLsn} (maxLagOnFailover ${input.maxLagOnFailoverBytes}); ` +
-          `re-run with force to promote it anyway`,
-        assessments,
-      );
+      return refuse('lag-guard', `${chosen.nodeId} ${behind} (maxLagOnFailover ${input.maxLagOnFailoverBytes}); re-run with force to promote it anyway`, assessments);
     }
     risks.push(
-      `forced past the lag guard: ${chosen.nodeId} is ${chosen.lagBytes} bytes behind ${referenceLsn}; transactions the old primary committed beyond ` +
-        `${chosen.replayLsn} are lost unless they were written through a worker buffer (the drain re-sends those)`,
+      `forced past the lag guard: ${chosen.nodeId} ${behind}; transactions the lost primary committed that ${chosen.nodeId} never replayed are lost ` +
+        `unless they were written through a worker buffer (the workers re-send those)`,
     );
   }
   const best = ranked[0];
@@ -158,6 +170,7 @@ export function planRunbook(input: PlannerInput): PlanOutcome {
     candidates: assessments,
     steps: RUNBOOK_STEPS,
     plannedAt: input.now,
+    epochId: input.epochId,
   };
   return { ok: true, plan };
 }
@@ -178,6 +191,10 @@ interface AssessContext {
   readonly expectedTimeline: number;
   readonly maxLag: number;
   readonly streaming: boolean;
+  /** The epoch the lost primary was on (the newest known), the node's own, and every epoch known. */
+  readonly writerEpoch: Epoch | undefined;
+  readonly epochId: string | null;
+  readonly epochs: readonly Epoch[];
 }
 
 function assess(node: ClusterNode, probe: NodeProbe | undefined, ctx: AssessContext): CandidateAssessment {
@@ -201,10 +218,15 @@ function assess(node: ClusterNode, probe: NodeProbe | undefined, ctx: AssessCont
     if (up.replayPaused) reasons.push('WAL replay is paused (promotion resumes it)');
   }
   const replayLsn = up?.replayLsn ?? null;
-  const lagBytes = replayLsn && ctx.referenceLsn ? Math.max(0, lsnDiff(ctx.referenceLsn, replayLsn)) : null;
+  // LSNs compare only within one history: a node on another epoch than the lost primary's is behind by all of it.
+  const otherHistory = ctx.writerEpoch !== undefined && ctx.epochId !== null && ctx.epochId !== ctx.writerEpoch.id;
+  const lagBytes = !otherHistory && replayLsn && ctx.referenceLsn ? Math.max(0, lsnDiff(ctx.referenceLsn, replayLsn)) : null;
   // Unknown lag (no reference at all) cannot be guarded; it only happens when no node reports a position.
-  const withinLagGuard = lagBytes === null ? ctx.referenceLsn === null : lagBytes <= ctx.maxLag;
-  if (eligible && !withinLagGuard) reasons.push(`${lagBytes} bytes behind, over the lag guard of ${ctx.maxLag}`);
+  const withinLagGuard = otherHistory ? false : lagBytes === null ? ctx.referenceLsn === null : lagBytes <= ctx.maxLag;
+  if (eligible && otherHistory) {
+    const own = ctx.epochs.find((e) => e.id === ctx.epochId);
+    reasons.push(`on ${own ? describeEpoch(own) : `epoch ${ctx.epochId!.slice(0, 8)}`}, not on the lost primary's ${describeEpoch(ctx.writerEpoch!)}: behind by everything written since their histories parted`);
+  } else if (eligible && !withinLagGuard) reasons.push(`${lagBytes} bytes behind, over the lag guard of ${ctx.maxLag}`);
   return {
     nodeId: node.id,
     priority: node.priority,
@@ -213,6 +235,7 @@ function assess(node: ClusterNode, probe: NodeProbe | undefined, ctx: AssessCont
     replayLsn,
     receiveLsn: up?.receiveLsn ?? null,
     lagBytes,
+    epochId: ctx.epochId,
     eligible,
     withinLagGuard,
     reasons,

@@ -3,6 +3,7 @@
  * next, is saved to the journal after every step, and is what the local runner threads through the steps.
  */
 import type { Lsn } from '../lsn.js';
+import type { Epoch } from '../lineage.js';
 import type { FenceResult, ForkPoint, Topology } from '../../ports/cluster-control.js';
 import type { NodeProbe } from '../../ports/database-probe.js';
 import type { DrainSummary } from '../../ports/worker-control.js';
@@ -41,6 +42,7 @@ export const STEP_NAMES = [
   'forkPoint',
   'promote',
   'waitWritable',
+  'recordEpoch',
   'isolate',
   'repoint',
   'drain',
@@ -58,6 +60,7 @@ export const STEP_LABELS: Readonly<Record<StepName, string>> = {
   forkPoint: 'record fork point',
   promote: 'promote',
   waitWritable: 'wait until writable',
+  recordEpoch: 'record epoch',
   isolate: 'isolate old primary',
   repoint: 'repoint writer',
   drain: 'drain workers',
@@ -82,6 +85,21 @@ export interface DrainProgress {
   readonly status: 'pending' | 'done' | 'failed';
   readonly summary?: DrainSummary;
   readonly error?: string;
+}
+
+/** The fork point as recorded before promotion: the candidate's replay position, and where it is in the lineage. */
+export interface RecordedForkPoint extends ForkPoint {
+  /** The candidate's epoch (the new epoch's parent); null when the candidate had no lineage. */
+  readonly epochId: string | null;
+  /** How much of that epoch the new one keeps (src/core/lineage.ts forkLsnFor); null: none of it. */
+  readonly keptUpTo: Lsn | null;
+}
+
+/** The cluster's lineage as a run sees it: every epoch read from the nodes and the journal, and each node's epoch. */
+export interface RunbookLineage {
+  readonly epochs: readonly Epoch[];
+  /** Node id -> its newest epoch (null: no lineage schema, or it could not be read). */
+  readonly heads: Readonly<Record<string, string | null>>;
 }
 
 export interface RebuildProgress {
@@ -118,20 +136,17 @@ export interface RunbookState {
   readonly confirm?: ConfirmProgress;
   readonly topology?: Topology;
   readonly probes?: readonly NodeProbe[];
-  /**
-   * The writer's timeline as last seen by this runbook (the previous failover's verification, or the primary's
-   * probe). A standby cut off from its primary may report the timeline of its last restartpoint, which trails a
-   * timeline switch; the fork point takes the higher of the two.
-   */
-  readonly knownWriterTimeline?: number;
+  readonly lineage?: RunbookLineage;
   readonly plan?: RunbookPlan;
   /** Dry run only: why the runbook would refuse, and how it saw each replica. */
   readonly refusal?: PlanRefusal;
   readonly candidates?: readonly CandidateAssessment[];
   readonly fence?: { readonly nodeId: string; readonly result: FenceResult; readonly at: string };
-  /** null: the fork point is unknown (the candidate was found already promoted): the drain falls back to a time window. */
-  readonly forkPoint?: ForkPoint | null;
+  /** null: the fork point is unknown (the candidate was found already promoted): its epoch keeps nothing of the parent. */
+  readonly forkPoint?: RecordedForkPoint | null;
   readonly promotion?: { readonly nodeId: string; readonly requestedAt: string; readonly writableAt?: string };
+  /** The epoch this run recorded on the promoted node, before the writer was repointed. */
+  readonly epoch?: Epoch;
   readonly isolation?: { readonly nodeId: string; readonly result: FenceResult; readonly at: string };
   readonly writer?: { readonly nodeId: string; readonly repointedAt: string };
   readonly drains?: readonly DrainProgress[];
@@ -143,6 +158,9 @@ export interface RunbookState {
     readonly inserted: number;
     readonly remainingPending: number;
     readonly rejected: number;
+    /** Workers that confirmed the epoch (rds_failover.worker_epochs) and those that did not within the wait. */
+    readonly confirmed?: readonly string[];
+    readonly unconfirmed?: readonly string[];
   };
   readonly rebuilds?: readonly RebuildProgress[];
   readonly steps?: Partial<Readonly<Record<StepName, StepTiming>>>;
@@ -159,8 +177,6 @@ export interface RunbookConfig {
   readonly maxLagOnFailoverBytes: number;
   /** The lock expires this long after the last step renewed it (a crashed runner's lock frees itself). */
   readonly lockTtlSeconds: number;
-  /** Drain window when no fork point is known: max expected lag + detection time. */
-  readonly drainWindowSeconds: number;
   /** Auto-trigger: the primary must stay unreachable by probe this long before a failover starts. */
   readonly confirmUnreachableMs: number;
   readonly pollIntervalMs: {
@@ -168,12 +184,15 @@ export interface RunbookConfig {
     readonly catchUp: number;
     readonly promotion: number;
     readonly drain: number;
+    readonly confirmations: number;
     readonly rebuild: number;
   };
   readonly timeoutMs: {
     readonly catchUp: number;
     readonly promotion: number;
     readonly drain: number;
+    /** How long verify waits for every worker to confirm the new epoch before it finishes with a warning. */
+    readonly confirmations: number;
     readonly rebuild: number;
   };
   /** A failed worker drain is restarted this many times in total before the step fails. */
@@ -193,10 +212,9 @@ export interface RunbookConfig {
 export const AWS_RUNBOOK_CONFIG: RunbookConfig = {
   maxLagOnFailoverBytes: 1024 * 1024,
   lockTtlSeconds: 900,
-  drainWindowSeconds: 900,
   confirmUnreachableMs: 30_000,
-  pollIntervalMs: { confirm: 5_000, catchUp: 2_000, promotion: 10_000, drain: 5_000, rebuild: 60_000 },
-  timeoutMs: { catchUp: 300_000, promotion: 1_800_000, drain: 900_000, rebuild: 7_200_000 },
+  pollIntervalMs: { confirm: 5_000, catchUp: 2_000, promotion: 10_000, drain: 5_000, confirmations: 5_000, rebuild: 60_000 },
+  timeoutMs: { catchUp: 300_000, promotion: 1_800_000, drain: 900_000, confirmations: 300_000, rebuild: 7_200_000 },
   drainAttempts: 3,
   notifyTimeoutMs: 3_000,
   retry: { intervalMs: 2_000, backoffRate: 2, maxAttempts: 5 },
@@ -206,10 +224,9 @@ export const AWS_RUNBOOK_CONFIG: RunbookConfig = {
 export const LOCAL_RUNBOOK_CONFIG: RunbookConfig = {
   maxLagOnFailoverBytes: 1024 * 1024,
   lockTtlSeconds: 60,
-  drainWindowSeconds: 120,
   confirmUnreachableMs: 1_000,
-  pollIntervalMs: { confirm: 100, catchUp: 10, promotion: 10, drain: 10, rebuild: 50 },
-  timeoutMs: { catchUp: 30_000, promotion: 30_000, drain: 60_000, rebuild: 60_000 },
+  pollIntervalMs: { confirm: 100, catchUp: 10, promotion: 10, drain: 10, confirmations: 20, rebuild: 50 },
+  timeoutMs: { catchUp: 30_000, promotion: 30_000, drain: 60_000, confirmations: 3_000, rebuild: 60_000 },
   drainAttempts: 3,
   notifyTimeoutMs: 1_000,
   retry: { intervalMs: 50, backoffRate: 2, maxAttempts: 5 },
@@ -276,11 +293,13 @@ export function assertRunbookState(raw: unknown): RunbookState {
   return raw as RunbookState;
 }
 
-/** Lsn of the fork point, or the drain window when it is unknown. */
-export function describeForkPoint(forkPoint: ForkPoint | null | undefined): string {
+/** The fork point for people: where the candidate was, and how much of its epoch the new one keeps. */
+export function describeForkPoint(forkPoint: ForkPoint | RecordedForkPoint | null | undefined): string {
   if (forkPoint === undefined) return 'not recorded';
-  if (forkPoint === null) return 'unknown (drain by time window)';
-  return `timeline ${forkPoint.timelineId} at ${forkPoint.lsn}`;
+  if (forkPoint === null) return 'unknown (the new epoch keeps nothing of its parent: every buffered row is re-sent)';
+  const where = `timeline ${forkPoint.timelineId} at ${forkPoint.lsn}`;
+  if (!('epochId' in forkPoint) || forkPoint.epochId === null) return where;
+  return `${where}, epoch ${forkPoint.epochId.slice(0, 8)} kept ${forkPoint.keptUpTo === null ? 'not at all' : `up to ${forkPoint.keptUpTo}`}`;
 }
 
 export type { Lsn };

@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import type { Epoch } from '../../../src/core/lineage.js';
 import type { LocalCluster } from '../../../src/local/local-cluster.js';
+import { grantLineageToAgent, recordChildEpoch } from '../../../src/pg/lineage.js';
 
 export const REPO_ROOT = path.join(__dirname, '..', '..', '..');
 export const AGENT = [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')];
@@ -63,13 +66,7 @@ export const EVENTS_STREAM = { table: 'events', key: ['id'], columns: ['id', 'bo
 export const EVENTS_DDL = 'CREATE TABLE events (id text PRIMARY KEY, body text, n bigint CHECK (n >= 0))';
 
 export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(cluster: LocalCluster, node: string, text: string, database = 'postgres'): Promise<T[]> {
-  const client = new pg.Client(cluster.clientConfig(node, database));
-  await client.connect();
-  try {
-    return (await client.query<T>(text)).rows;
-  } finally {
-    await client.end();
-  }
+  return withClient(cluster, node, database, async (c) => (await c.query<T>(text)).rows);
 }
 
 /** Every id in the table, and how many rows carry each (to catch duplicates in a table without a key). */
@@ -84,4 +81,27 @@ export function sleep(ms: number): Promise<void> {
 
 export function ndjson(rows: readonly object[]): string {
   return rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+}
+
+/** The agent role's lineage grants in a database (what the stack's custom resource gives it). */
+export async function grantLineage(cluster: LocalCluster, role: string, database: string): Promise<void> {
+  await withClient(cluster, 'pg-0', database, (c) => grantLineageToAgent(c, role));
+}
+
+/**
+ * Plays a failover on the writer itself: a new epoch continuing the current one up to `forkLsn` (null: keeping none of
+ * it), so every row a buffer synced above the fork is outside the new history and re-sent.
+ */
+export async function forkEpoch(cluster: LocalCluster, node: string, database: string, forkLsn: string | null = null): Promise<Epoch> {
+  return withClient(cluster, node, database, (c) => recordChildEpoch(c, { id: randomUUID(), nodeId: node, forkLsn }));
+}
+
+export async function withClient<T>(cluster: LocalCluster, node: string, database: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client(cluster.clientConfig(node, database));
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
 }

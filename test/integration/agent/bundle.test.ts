@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BUNDLE_ENTRY, AGENT_BUNDLE_NODE, AGENT_BUNDLE_RDS_CA, agentAssetBundling, workerNodeBinary } from '../../../lib/agent-bundle.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
-import { collect, runAgent, sql, type AgentRun } from './agent-fixture.js';
+import { collect, forkEpoch, runAgent, sql, type AgentRun } from './agent-fixture.js';
 
 /** The Node.js 22 the workers run (tools/worker-node, installed by `npm test`'s pretest), x64 here. */
 const NODE22 = workerNodeBinary('x64');
@@ -101,9 +101,10 @@ describe('the worker agent bundle on Node.js 22 (node:sqlite, no native addon)',
 
   it('drains into a writer that lost the rows (COPY from the payload blobs), then checkpoints', async () => {
     await sql(cluster, 'pg-0', 'TRUNCATE bundle_events');
-    const drained = await runBundle(['drain', '--window', '15m', '--json', '--buffer', buffer(), '--config', configPath]);
+    const epoch = await forkEpoch(cluster, 'pg-0', 'postgres');
+    const drained = await runBundle(['drain', '--epoch', epoch.id, '--json', '--buffer', buffer(), '--config', configPath]);
     expect(drained.code).toBe(0);
-    expect(JSON.parse(drained.stdout)).toEqual({ examined: 600, resent: 600, inserted: 600, alreadyPresent: 0, remainingPending: 0, rejected: 0 });
+    expect(JSON.parse(drained.stdout)).toEqual({ epochId: epoch.id, examined: 600, resent: 600, inserted: 600, alreadyPresent: 0, remainingPending: 0, rejected: 0 });
     expect(await sql<{ n: number }>(cluster, 'pg-0', 'SELECT count(*)::int AS n FROM bundle_events')).toEqual([{ n: 600 }]);
     const checkpoint = await runBundle(['checkpoint', '--json', '--buffer', buffer()]);
     expect(checkpoint.code).toBe(0);

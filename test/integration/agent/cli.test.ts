@@ -59,11 +59,9 @@ describe('rds-failover-agent CLI', () => {
   it.each([
     [['append', '--stream', 'nope'], "error: --stream: unknown stream 'nope' (configured: events)"],
     [['append', '--stream', 'events', '--no-config'], "error: unknown option '--no-config'"],
-    [['drain', '--fork-timeline', '2'], 'error: --fork-timeline and --fork-lsn go together'],
-    [['drain', '--fork-timeline', 'two', '--fork-lsn', '0/1'], "error: --fork-timeline: expected an integer >= 1, got 'two'"],
-    [['drain', '--fork-timeline', '2', '--fork-lsn', '16-B3'], "error: --fork-lsn: expected an LSN like 0/3000060, got '16-B3'"],
-    [['drain', '--fork-timeline', '2', '--fork-lsn', '0/1', '--window', '5m'], 'error: give either --fork-timeline with --fork-lsn, or --window, not both'],
-    [['drain', '--window', 'soon'], "error: --window: 'soon' is not a duration; expected a number with an optional unit ms|s|m|h|d, e.g. 30s or 15m"],
+    [['drain', '--epoch', '2'], "error: --epoch: expected the epoch's UUID (lowercase, e.g. 3f2b...-...), got '2'"],
+    [['drain', '--epoch', '3F2B1C4D-0000-4000-8000-000000000000'], "error: --epoch: expected the epoch's UUID"],
+    [['drain', '--window', '5m'], "error: unknown option '--window'"],
     [['sync-once', '--writer', 'http://db'], "error: --writer: expected a postgres URL like postgres://user:password@host:5432/db, got 'http://db'"],
   ])('rejects %j with exit 2 and a message naming the option', async (args, message) => {
     const buffer = path.join(dir, 'usage.db');
@@ -98,8 +96,17 @@ describe('rds-failover-agent CLI', () => {
     const buffer = path.join(dir, 'table.db');
     await cli(['append', '--stream', 'events', '--buffer', buffer, '--config', config], '{"id":"t"}\n');
     const status = await cli(['status', '--buffer', buffer]);
-    expect(status.stdout.split('\n').slice(0, 4)).toEqual(['field                    value', '-----------------------  ' + '-'.repeat(Math.max(5, buffer.length)), `bufferPath               ${buffer}`, expect.stringMatching(/^fileBytes\s+\d+$/)]);
+    // keys as wide as the longest (a nested field: lineage.outsideHistoryRows), values as wide as the buffer path
+    const width = 'lineage.outsideHistoryRows'.length;
+    expect(status.stdout.split('\n').slice(0, 4)).toEqual([
+      `${'field'.padEnd(width)}  value`,
+      `${'-'.repeat(width)}  ${'-'.repeat(Math.max(5, buffer.length))}`,
+      `${'bufferPath'.padEnd(width)}  ${buffer}`,
+      expect.stringMatching(/^fileBytes\s+\d+$/),
+    ]);
     expect(status.stdout).toMatch(/\npendingRows\s+1\n/);
+    expect(status.stdout).toMatch(/\npendingByStream\.events\s+1\n/);
+    expect(status.stdout).toMatch(/\nlineage\.writerRefusals\s+0\n/);
     const checkpoint = await cli(['checkpoint', '--buffer', buffer]);
     expect(checkpoint.code).toBe(0);
     expect(checkpoint.stdout).toMatch(/\nhealthy\s+true\n/);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/agent/config.js';
 import { Outbox } from '../../../src/agent/outbox.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
-import { collect, EVENTS_DDL, EVENTS_STREAM, idsIn, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
+import { collect, EVENTS_DDL, EVENTS_STREAM, forkEpoch, idsIn, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
 
 /** kill -9 at random points of append, sync and drain: no acknowledged row is ever lost or doubled. */
 let cluster: LocalCluster;
@@ -39,6 +39,16 @@ function bufferIds(): { all: Set<string>; synced: Set<string>; pending: number }
 }
 
 const randomMs = (max: number) => Math.floor(Math.random() * max);
+
+/** Ids the buffer has marked synced on `epochId`. */
+function markedOn(epochId: string): Set<string> {
+  const outbox = Outbox.open(buffer);
+  try {
+    return new Set(outbox.rows().filter((r) => r.state === 'synced' && r.markerEpoch === epochId).map((r) => r.id));
+  } finally {
+    outbox.close();
+  }
+}
 
 describe('crash safety (SIGKILL)', () => {
   const acknowledged = new Set<string>();
@@ -121,12 +131,11 @@ describe('crash safety (SIGKILL)', () => {
 
   it('a drain killed at 10 random points, then run to the end: every row is back in PostgreSQL once', async () => {
     const { all } = bufferIds();
-    // The writer lost everything the buffer synced (as a promoted replica that saw none of it).
+    // The writer lost everything the buffer synced (as a promoted replica that saw none of it): its new epoch keeps
+    // none of the old one, so every row is outside the new history.
     await sql(cluster, 'pg-0', 'TRUNCATE events', DB);
-    // A window drain re-sends every row synced in the last hour: all of them. (A fork drain needs a promoted
-    // writer on a newer timeline; this cluster has no replica to promote, and the re-send and marking path is
-    // the same.)
-    const drainArgs = ['drain', '--json', '--window', '1h', '--buffer', buffer, '--config', config];
+    const epoch = await forkEpoch(cluster, 'pg-0', DB);
+    const drainArgs = ['drain', '--json', '--epoch', epoch.id, '--buffer', buffer, '--config', config];
     let killedMidDrain = 0;
     for (let trial = 0; trial < 10; trial++) {
       const child = spawnAgent(drainArgs);
@@ -139,14 +148,27 @@ describe('crash safety (SIGKILL)', () => {
       const inPg = await idsIn(cluster, 'pg-0', DB);
       expect([...inPg.ids].filter((id) => !all.has(id))).toEqual([]);
       expect(inPg.rows).toBe(inPg.ids.size);
+      // a row marked on the new epoch is on the new writer: a killed drain never marks what it did not commit
+      const marked = markedOn(epoch.id);
+      expect([...marked].filter((id) => !inPg.ids.has(id))).toEqual([]);
     }
     expect(killedMidDrain).toBeGreaterThanOrEqual(8);
     const before = (await idsIn(cluster, 'pg-0', DB)).rows;
     expect(before).toBeLessThan(all.size);
+    const alreadyMarked = markedOn(epoch.id).size;
 
     const final = await runAgent(drainArgs);
     expect(final.code).toBe(0);
-    expect(JSON.parse(final.stdout)).toEqual({ examined: all.size, resent: all.size, inserted: all.size - before, alreadyPresent: before, remainingPending: 0, rejected: 0 });
+    // The killed drains' marked rows are in the new history: not sent again. The rest (some committed, not marked) are.
+    expect(JSON.parse(final.stdout)).toEqual({
+      epochId: epoch.id,
+      examined: all.size,
+      resent: all.size - alreadyMarked,
+      inserted: all.size - before,
+      alreadyPresent: before - alreadyMarked,
+      remainingPending: 0,
+      rejected: 0,
+    });
     const inPg = await idsIn(cluster, 'pg-0', DB);
     expect(inPg.rows).toBe(all.size);
     expect(inPg.ids).toEqual(all);

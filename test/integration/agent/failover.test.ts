@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/agent/config.js';
 import { Outbox } from '../../../src/agent/outbox.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
-import { compareLsn, parseLsn } from '../../../src/core/lsn.js';
+import { headOf, type Epoch } from '../../../src/core/lineage.js';
+import { compareLsn } from '../../../src/core/lsn.js';
+import { PgLineageStore } from '../../../src/pg/lineage.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
 import { LocalWorkerControl } from '../../../src/local/local-worker-control.js';
 import { STANDBY_TIMELINE_SQL } from '../../../src/pg/replication-queries.js';
@@ -23,6 +26,8 @@ let dir: string;
 let buffer: string;
 let config: string;
 let forkPoint: ForkPoint;
+let root: Epoch;
+let epoch: Epoch;
 const DB = 'app';
 
 const rows = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${i}`, body: prefix, n: i }));
@@ -43,11 +48,16 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'agent-failover-'));
   await cluster.createDatabase(DB);
   await sql(cluster, 'pg-0', EVENTS_DDL, DB);
-  buffer = path.join(dir, 'worker-1.db');
-  // The worker follows the cluster's writer file (the local Route 53 record), database 'app'.
+  // The workers follow the cluster's writer file (the local Route 53 record), database 'app'.
   const writerFile = path.join(dir, 'writer.url');
   writeFileSync(writerFile, `${cluster.connectionString('pg-0', DB)}\n`);
-  config = writeConfig(path.join(dir, 'worker-1.json'), { writerFile, batchSize: 100, streams: { events: EVENTS_STREAM }, retention: { seconds: 1, minReplicas: 1 }, drain: { defaultWindowSeconds: 1 } });
+  for (const id of ['worker-1', 'worker-2']) {
+    const w = { buffer: path.join(dir, `${id}.db`), config: path.join(dir, `${id}.json`) };
+    writeConfig(w.config, { writerFile, workerId: id, batchSize: 100, streams: { events: EVENTS_STREAM }, retention: { seconds: 1, minReplicas: 1 } });
+    workers[id] = w;
+  }
+  buffer = workers['worker-1']!.buffer;
+  config = workers['worker-1']!.config;
 });
 
 afterAll(async () => {
@@ -55,86 +65,110 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const agent = (command: string, ...extra: string[]) => runAgent([command, '--json', '--buffer', buffer, '--config', config, ...extra]);
-const append = async (prefix: string, count: number) => {
-  const run = await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows(prefix, count)));
+const workers: Record<string, { buffer: string; config: string }> = {};
+const agentOf = (id: string, command: string, ...extra: string[]) => runAgent([command, '--json', '--buffer', workers[id]!.buffer, '--config', workers[id]!.config, ...extra]);
+const agent = (command: string, ...extra: string[]) => agentOf('worker-1', command, ...extra);
+const appendTo = async (id: string, prefix: string, count: number) => {
+  const run = await runAgent(['append', '--stream', 'events', '--buffer', workers[id]!.buffer, '--config', workers[id]!.config], ndjson(rows(prefix, count)));
   expect(run.code).toBe(0);
   expect(run.stdout.trim().split('\n')).toEqual(ids(prefix, count));
 };
 const pointWriterAt = (node: string) => writeFileSync(path.join(dir, 'writer.url'), `${cluster.connectionString(node, DB)}\n`);
+const lineage = () => new PgLineageStore((id) => cluster.clientConfig(id, DB));
 
 describe('failover with a replica that is behind', () => {
-  it('rows acknowledged by the old primary after the fork point are missing on the new primary without a drain', async () => {
-    await append('replicated', 300);
-    expect(JSON.parse((await agent('sync-once')).stdout)).toMatchObject({ sent: 300, inserted: 300 });
+  it('rows the old primary acknowledged after the fork point are missing on a node promoted by hand, and the workers refuse it: it has no epoch', async () => {
+    for (const w of ['worker-1', 'worker-2']) {
+      await appendTo(w, `${w}-replicated`, 300);
+      expect(JSON.parse((await agentOf(w, 'sync-once')).stdout)).toMatchObject({ sent: 300, inserted: 300 });
+    }
     const [{ lsn }] = await sql<{ lsn: string }>(cluster, 'pg-0', 'SELECT pg_current_wal_lsn()::text AS lsn');
     await cluster.waitForReplay('pg-1', lsn!);
 
     await cluster.stopNode('pg-1', 'fast');
-    await append('lost', 200);
-    expect(JSON.parse((await agent('sync-once')).stdout)).toMatchObject({ sent: 200, inserted: 200 });
-    await append('pending', 50); // acknowledged, never synced before the crash
+    for (const w of ['worker-1', 'worker-2']) {
+      await appendTo(w, `${w}-lost`, 200);
+      expect(JSON.parse((await agentOf(w, 'sync-once')).stdout)).toMatchObject({ sent: 200, inserted: 200 });
+      await appendTo(w, `${w}-pending`, 50); // acknowledged, never synced before the crash
+    }
     await cluster.stopNode('pg-0', 'kill');
 
-    // The controller's fork point: the candidate's timeline and replay LSN before promotion.
+    // What the runbook records before promoting: the candidate's timeline, replay LSN and epoch.
     await cluster.startNode('pg-1');
-    const [fork] = await sql<{ timeline: number; lsn: string }>(cluster, 'pg-1', `SELECT ${STANDBY_TIMELINE_SQL} AS timeline, pg_last_wal_replay_lsn()::text AS lsn`);
+    const [fork] = await sql<{ timeline: number; lsn: string }>(cluster, 'pg-1', `SELECT ${STANDBY_TIMELINE_SQL} AS timeline, pg_last_wal_replay_lsn()::text AS lsn`, DB);
     forkPoint = { timelineId: fork!.timeline, lsn: fork!.lsn };
+    root = headOf((await lineage().read('pg-1'))!, 'pg-1');
     expect(forkPoint.timelineId).toBe(1);
     await cluster.promote('pg-1');
     pointWriterAt('pg-1');
 
-    // The normal sync loop follows the writer and delivers the pending rows, but knows nothing of the loss.
-    expect(JSON.parse((await agent('sync-once')).stdout)).toMatchObject({ sent: 50, inserted: 50, pendingRows: 0 });
     const onNewPrimary = await idsIn(cluster, 'pg-1', DB);
-    expect(onNewPrimary.rows).toBe(350);
-    for (const id of ids('replicated', 300)) expect(onNewPrimary.ids.has(id)).toBe(true);
-    for (const id of ids('pending', 50)) expect(onNewPrimary.ids.has(id)).toBe(true);
-    const missing = ids('lost', 200).filter((id) => !onNewPrimary.ids.has(id));
-    expect(missing).toHaveLength(200);
-
-    // The buffer still knows where those rows were committed: timeline 1, above the fork point.
+    expect(ids('worker-1-lost', 200).filter((id) => !onNewPrimary.ids.has(id))).toHaveLength(200);
+    // The buffer still knows where those rows were committed: the root epoch, above the fork point.
     const outbox = Outbox.open(buffer);
-    const lost = outbox.rows().filter((r) => r.id.startsWith('lost-'));
-    const replicated = outbox.rows().filter((r) => r.id.startsWith('replicated-'));
-    const delivered = outbox.rows().filter((r) => r.id.startsWith('pending-'));
+    const lost = outbox.rows().filter((r) => r.id.startsWith('worker-1-lost-'));
+    const replicated = outbox.rows().filter((r) => r.id.startsWith('worker-1-replicated-'));
     outbox.close();
-    expect(lost.every((r) => r.markerTimeline === 1 && compareLsn(r.markerLsn!, forkPoint.lsn) > 0)).toBe(true);
-    expect(replicated.every((r) => r.markerTimeline === 1 && compareLsn(r.markerLsn!, forkPoint.lsn) <= 0)).toBe(true);
-    expect(delivered.every((r) => r.markerTimeline === 2)).toBe(true);
+    expect(lost.every((r) => r.markerEpoch === root.id && compareLsn(r.markerLsn!, forkPoint.lsn) > 0)).toBe(true);
+    expect(replicated.every((r) => r.markerEpoch === root.id && compareLsn(r.markerLsn!, forkPoint.lsn) <= 0)).toBe(true);
+
+    // pg-1 writes on timeline 2 while its newest epoch says timeline 1: nothing goes to it, nothing is lost meanwhile.
+    const refused = await agent('sync-once');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('writes on timeline 2, but its newest epoch');
+    expect(refused.stderr).toContain('it was promoted outside the runbook');
+    expect([...(await idsIn(cluster, 'pg-1', DB)).ids].some((id) => id.includes('-pending-'))).toBe(false);
   });
 
-  it('drain with the fork point (run through the agent CLI by LocalWorkerControl) puts every acknowledged row into the new primary once', async () => {
+  it('once the epoch is recorded, a drain (the agent CLI run by LocalWorkerControl) puts every acknowledged row into the new primary once', async () => {
+    epoch = await lineage().record('pg-1', { id: randomUUID(), parentId: root.id, generation: 2, forkLsn: forkPoint.lsn, timelineId: 2, nodeId: 'pg-1', executionId: 'test' });
     const control = new LocalWorkerControl([{ id: 'worker-1', bufferPath: buffer, configPath: config }]);
     expect(await control.listWorkers()).toEqual([{ id: 'worker-1' }]);
-    const handle = await control.startDrain('worker-1', { forkPoint });
+    const handle = await control.startDrain('worker-1', { epochId: epoch.id });
     expect(await control.drainStatus('worker-1', handle)).toEqual({ state: 'pending' });
     const status = await waitForDrain(control, 'worker-1', handle);
-    // re-sent: the 200 rows above the fork on timeline 1, and the 50 synced on timeline 2 (not the fork's
-    // timeline: re-sent on principle, found present); the 300 below the fork are left alone.
-    expect(status).toEqual({ state: 'done', summary: { examined: 550, resent: 250, inserted: 200, alreadyPresent: 50, remainingPending: 0, rejected: 0 } });
+    // re-sent: the 200 rows above the fork and the 50 pending; the 300 below the fork are left alone.
+    expect(status).toEqual({ state: 'done', summary: { epochId: epoch.id, examined: 550, resent: 250, inserted: 250, alreadyPresent: 0, remainingPending: 0, rejected: 0 } });
 
     const onNewPrimary = await idsIn(cluster, 'pg-1', DB);
-    expect(onNewPrimary.rows).toBe(550);
-    expect(onNewPrimary.ids).toEqual(new Set([...ids('replicated', 300), ...ids('lost', 200), ...ids('pending', 50)]));
-
+    // worker-1's 550 rows, and the 300 of worker-2 that pg-1 had replicated (worker-2 is not drained)
+    expect(onNewPrimary.rows).toBe(850);
+    expect(onNewPrimary.ids).toEqual(new Set([...ids('worker-1-replicated', 300), ...ids('worker-1-lost', 200), ...ids('worker-1-pending', 50), ...ids('worker-2-replicated', 300)]));
     const outbox = Outbox.open(buffer);
-    const all = outbox.rows();
-    expect(outbox.recordedForks()).toEqual([{ timelineId: 1, forkLsn: parseLsn(forkPoint.lsn), nextTimelineId: 2 }]);
+    expect(outbox.rows().filter((r) => r.id.startsWith('worker-1-lost-')).every((r) => r.markerEpoch === epoch.id && r.markerTimeline === 2)).toBe(true);
     outbox.close();
-    expect(all.filter((r) => r.id.startsWith('lost-')).every((r) => r.markerTimeline === 2)).toBe(true);
+    const confirmations = await lineage().confirmations('pg-1');
+    expect(confirmations.find((c) => c.workerId === 'worker-1')).toEqual({ workerId: 'worker-1', epochId: epoch.id, rowsResent: 200, confirmedAt: expect.any(String) });
+    // worker-2 confirmed the root epoch on its first sync, and nothing since: no drain reached it
+    expect(confirmations.find((c) => c.workerId === 'worker-2')).toMatchObject({ epochId: root.id });
 
-    // Safe to run again: everything is present, nothing is inserted twice.
-    const again = await waitForDrain(control, 'worker-1', await control.startDrain('worker-1', { forkPoint }));
-    expect(again).toEqual({ state: 'done', summary: { examined: 550, resent: 250, inserted: 0, alreadyPresent: 250, remainingPending: 0, rejected: 0 } });
-    expect((await idsIn(cluster, 'pg-1', DB)).rows).toBe(550);
+    // Safe to run again: every row is in the new history now, nothing is sent twice.
+    const again = await waitForDrain(control, 'worker-1', await control.startDrain('worker-1', { epochId: epoch.id }));
+    expect(again).toEqual({ state: 'done', summary: { epochId: epoch.id, examined: 550, resent: 0, inserted: 0, alreadyPresent: 0, remainingPending: 0, rejected: 0 } });
+    expect((await idsIn(cluster, 'pg-1', DB)).rows).toBe(850);
+  });
+
+  it('a worker no drain reached heals by itself: its next sync pass re-sends what it synced outside the new history, then confirms', async () => {
+    const pass = JSON.parse((await agentOf('worker-2', 'sync-once')).stdout);
+    expect(pass).toMatchObject({ sent: 250, inserted: 250, resentSynced: 200, outsideHistory: 0, pendingRows: 0, resend: { complete: true, epoch: { id: epoch.id }, resentSynced: 200 } });
+    const onNewPrimary = await idsIn(cluster, 'pg-1', DB);
+    for (const id of [...ids('worker-2-replicated', 300), ...ids('worker-2-lost', 200), ...ids('worker-2-pending', 50)]) expect(onNewPrimary.ids.has(id)).toBe(true);
+    expect(onNewPrimary.rows).toBe(1100);
+    const status = JSON.parse((await agentOf('worker-2', 'status')).stdout);
+    expect(status.lineage).toMatchObject({ epoch: epoch.id, confirmedEpoch: epoch.id, resendDue: false, outsideHistoryRows: 0, writerRefusals: 0 });
+    expect((await lineage().confirmations('pg-1')).map((c) => [c.workerId, c.epochId, c.rowsResent])).toEqual([
+      ['worker-1', epoch.id, 200],
+      ['worker-2', epoch.id, 200],
+    ]);
   });
 
   it('reports a failed drain with the agent error', async () => {
     const control = new LocalWorkerControl([{ id: 'worker-1', bufferPath: path.join(dir, 'absent.db'), configPath: config }]);
-    const status = await waitForDrain(control, 'worker-1', await control.startDrain('worker-1', { windowSeconds: 60 }));
+    const status = await waitForDrain(control, 'worker-1', await control.startDrain('worker-1', {}));
     expect(status).toEqual({ state: 'failed', error: `buffer file ${path.join(dir, 'absent.db')} does not exist (exit code 1)` });
-    await expect(control.startDrain('worker-9', { windowSeconds: 60 })).rejects.toThrow("unknown worker 'worker-9': known workers are worker-1");
+    await expect(control.startDrain('worker-9', {})).rejects.toThrow("unknown worker 'worker-9': known workers are worker-1");
+    const down = new LocalWorkerControl([{ id: 'worker-1', bufferPath: buffer, configPath: config, isUp: () => false }]);
+    await expect(down.startDrain('worker-1', {})).rejects.toThrow('worker worker-1 is down: the drain cannot be delivered');
     await expect(control.drainStatus('worker-1', 'drain-99-worker-1')).rejects.toThrow("no drain 'drain-99-worker-1' was started on worker 'worker-1'");
   });
 
@@ -149,7 +183,7 @@ describe('failover with a replica that is behind', () => {
         await sleep(1);
       }
     })();
-    const drains = await Promise.all([agent('drain', '--fork-timeline', '1', '--fork-lsn', forkPoint.lsn), agent('drain', '--window', '1h')]);
+    const drains = await Promise.all([agent('drain', '--epoch', epoch.id), agent('drain')]);
     appending = false;
     await appender;
     for (const run of drains) expect(run.code).toBe(0);
@@ -159,11 +193,11 @@ describe('failover with a replica that is behind', () => {
     await bufferLib.close();
     expect(acknowledged.length).toBeGreaterThan(50);
     const onNewPrimary = await idsIn(cluster, 'pg-1', DB);
-    expect(onNewPrimary.rows).toBe(550 + acknowledged.length);
+    expect(onNewPrimary.rows).toBe(1100 + acknowledged.length);
     for (const id of acknowledged) expect(onNewPrimary.ids.has(id)).toBe(true);
   });
 
-  it('after the failover, prune uses the recorded fork: timeline-1 rows below the fork are prunable once replicas replayed', async () => {
+  it('after the failover, prune uses the lineage: root-epoch rows below the fork are prunable once replicas replayed', async () => {
     await cluster.rebuild('pg-0', 'pg-1');
     await cluster.repoint('pg-2', 'pg-1');
     const [{ lsn }] = await sql<{ lsn: string }>(cluster, 'pg-1', 'SELECT pg_current_wal_lsn()::text AS lsn');
@@ -180,7 +214,7 @@ describe('failover with a replica that is behind', () => {
     const outbox = Outbox.open(buffer);
     const left = outbox.rows();
     outbox.close();
-    // every row is either on timeline 2 below the replicas' replay LSN, or on timeline 1 below the fork: all gone
+    // every row is either on the new epoch below the replicas' replay LSN, or on the root epoch below the fork: all gone
     expect(left).toEqual([]);
     expect(result.pruned).toBeGreaterThanOrEqual(550);
   });

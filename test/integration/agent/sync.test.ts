@@ -10,7 +10,10 @@ import { PgSink } from '../../../src/agent/sink.js';
 import { WriteBuffer } from '../../../src/agent/write-buffer.js';
 import { compareLsn } from '../../../src/core/lsn.js';
 import { LocalCluster } from '../../../src/local/local-cluster.js';
-import { collect, EVENTS_DDL, EVENTS_STREAM, idsIn, ndjson, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { insertEpoch } from '../../../src/pg/lineage.js';
+import { collect, EVENTS_DDL, EVENTS_STREAM, forkEpoch, grantLineage, idsIn, ndjson, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
 
 let cluster: LocalCluster;
 let dir: string;
@@ -25,9 +28,13 @@ beforeAll(async () => {
     await sql(cluster, 'pg-0', EVENTS_DDL, db);
   }
   // The agent runs as a plain role, as on RDS: INSERT on its tables plus SELECT on the key columns (ON CONFLICT
-  // reads them), pg_read_all_stats for prune. Nothing else.
+  // reads them), pg_read_all_stats for prune, reading the lineage and recording its confirmations. Nothing else.
   await sql(cluster, 'pg-0', "CREATE ROLE agent LOGIN PASSWORD 'agent-pw'; GRANT pg_read_all_stats TO agent");
-  for (const db of ['sync', 'sync_b', 'outage', 'prune', 'zombie']) await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT (id) ON events TO agent', db);
+  for (const db of ['sync', 'sync_b', 'outage', 'prune', 'zombie']) {
+    await sql(cluster, 'pg-0', 'GRANT INSERT, SELECT (id) ON events TO agent', db);
+    await grantLineage(cluster, 'agent', db);
+  }
+  await grantLineage(cluster, 'agent', 'typed');
   await sql(cluster, 'pg-0', `${TYPED_DDL.replace('TABLE typed', 'TABLE reference')}; ${TYPED_DDL}; GRANT INSERT, SELECT (id) ON typed TO agent`, 'typed');
   agentUrl = (node, database) => cluster.connectionString(node, database).replace(/\/\/[^@]*@/, '//agent:agent-pw@');
 });
@@ -144,13 +151,14 @@ describe('sync to the writer', () => {
     expect(reference).toHaveLength(9);
     expect(await dump('typed')).toEqual(reference);
 
-    // The same rows re-sent by a drain to a writer that lost them: synced rows come from the buffer as one
-    // block of payloads per statement (2 rows here), converted to COPY data where exact, as by the sync.
+    // The same rows re-sent by a drain to a writer that lost them (a failover that kept none of them): synced rows
+    // come from the buffer as one block of payloads per statement (2 rows here), converted to COPY data where exact.
     await sql(cluster, 'pg-0', `DELETE FROM typed; INSERT INTO typed (id, t) VALUES ('k8', 'first copy wins')`, 'typed');
+    await forkEpoch(cluster, 'pg-0', 'typed');
     const drainer = WriteBuffer.open({ bufferPath: file, config: parseConfig({ writerUrl: agentUrl('pg-0', 'typed'), drain: { batchSize: 2 }, streams: { typed: TYPED_STREAM } }) });
     const drainCopy = vi.spyOn(PgSink.prototype, 'copy');
     try {
-      expect(await drainer.drain({ windowSeconds: 600 })).toMatchObject({ resent: 9, inserted: 8, alreadyPresent: 1 });
+      expect(await drainer.drain({})).toMatchObject({ resent: 9, inserted: 8, alreadyPresent: 1 });
       expect(drainCopy.mock.calls.map(([, data]) => lineCount(data))).toEqual([2, 2, 2]); // [k7,k8] fails on k8 -> INSERT
     } finally {
       drainCopy.mockRestore();
@@ -166,6 +174,7 @@ describe('sync to the writer', () => {
     buffer.appendMany('e', Array.from({ length: 50 }, (_, i) => ({ id: `s${i}`, body: 'x', n: i })));
     expect((await buffer.syncOnce()).sent).toBe(50);
     await sql(cluster, 'pg-0', 'TRUNCATE events_short', 'typed');
+    await forkEpoch(cluster, 'pg-0', 'typed');
     // a converter that lost the last row: COPY commits 49 rows and says so
     const original = PgSink.prototype.copy;
     const copy = vi.spyOn(PgSink.prototype, 'copy').mockImplementation(function (this: PgSink, stream, data) {
@@ -173,7 +182,7 @@ describe('sync to the writer', () => {
       return original.call(this, stream, Buffer.from(text.slice(0, text.lastIndexOf('\n', text.length - 2) + 1), 'utf8'));
     });
     try {
-      expect(await buffer.drain({ windowSeconds: 600 })).toMatchObject({ resent: 50, inserted: 50 });
+      expect(await buffer.drain({})).toMatchObject({ resent: 50, inserted: 50 });
       expect(copy).toHaveBeenCalledTimes(1);
     } finally {
       copy.mockRestore();
@@ -190,7 +199,8 @@ describe('sync to the writer', () => {
     expect((await buffer.syncOnce()).sent).toBe(5);
     // the new primary lost them, and meanwhile took a row of its own with the same body as f3
     await sql(cluster, 'pg-0', `TRUNCATE events_refused; INSERT INTO events_refused (id, body, n) VALUES ('direct', 'body-3', 0)`, 'typed');
-    expect(await buffer.drain({ windowSeconds: 600 })).toEqual({ examined: 5, resent: 4, inserted: 4, alreadyPresent: 0, remainingPending: 0, rejected: 1 });
+    const epoch = await forkEpoch(cluster, 'pg-0', 'typed');
+    expect(await buffer.drain({ epochId: epoch.id })).toEqual({ epochId: epoch.id, examined: 5, resent: 4, inserted: 4, alreadyPresent: 0, remainingPending: 0, rejected: 1 });
     const f3 = buffer.outbox.rows().find((r) => r.id === 'f3')!;
     expect(f3.state).toBe('rejected');
     expect(f3.error).toMatch(/duplicate key value violates unique constraint/);
@@ -211,12 +221,13 @@ describe('sync to the writer', () => {
     const pattern = 'aaabaaaabbaaaaaaabaa';
     [...pattern].forEach((stream, i) => buffer.append(stream, { id: `r${i}`, body: 'x', n: i }));
     expect((await buffer.syncOnce()).sent).toBe(pattern.length);
-    // rows synced long ago (r5, r12) are outside a window drain: they must end up in no range
+    // rows synced below the fork (r5, r12) are in the new history, not re-sent: they must end up in no range
     const db = new Database(file);
-    db.prepare("UPDATE outbox SET synced_at_ms = 0 WHERE id IN ('r5', 'r12')").run();
+    db.prepare("UPDATE outbox SET synced_at_ms = 0, marker_lsn = 0 WHERE id IN ('r5', 'r12')").run();
     db.close();
     buffer.append('a', { id: 'pending-1', body: 'x', n: 1 }); // pending rows are marked row by row (their state changes)
-    const summary = await buffer.drain({ windowSeconds: 600 });
+    await forkEpoch(cluster, 'pg-0', 'typed', '0/1');
+    const summary = await buffer.drain({});
     expect(summary).toMatchObject({ resent: pattern.length - 2 + 1, inserted: 1 });
 
     const check = new Database(file, { readonly: true });
@@ -237,12 +248,14 @@ describe('sync to the writer', () => {
     // every re-sent row now has the drain's marker time (effective), the two old rows kept theirs
     const recent = buffer.outbox.counts(Date.now() - 600_000);
     expect(recent).toMatchObject({ syncedRows: pattern.length + 1, syncedBeforeMs: 2, pendingRows: 0 });
-    // a second window drain picks the same rows again, by the ranges' synced time
-    expect((await buffer.drain({ windowSeconds: 600 })).resent).toBe(pattern.length - 1);
+    // they are in the history now: a drain re-sends nothing; after the next fork it picks them again, by the ranges' markers
+    expect((await buffer.drain({})).resent).toBe(0);
+    await forkEpoch(cluster, 'pg-0', 'typed', '0/1');
+    expect((await buffer.drain({})).resent).toBe(pattern.length - 1);
     await buffer.close();
   });
 
-  it('a fork drain into a writer not on a newer timeline than the fork (the old primary) fails with exit 1, sending and marking nothing', async () => {
+  it('a writer on an older epoch than the buffer knows (a zombie primary) is refused before anything is sent: sync, drain and prune fail with exit 1, marking nothing', async () => {
     const buffer = path.join(dir, 'zombie.db');
     const config = writeConfig(path.join(dir, 'zombie.json'), { writerUrl: agentUrl('pg-0', 'zombie'), batchSize: 10, streams: { events: EVENTS_STREAM } });
     expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('synced', 40)))).code).toBe(0);
@@ -253,65 +266,84 @@ describe('sync to the writer', () => {
     const snapshot = () => {
       const db = new Database(buffer, { readonly: true });
       try {
-        return ['outbox ORDER BY seq', 'outbox_resync ORDER BY first_seq', 'timeline_forks'].map((t) => db.prepare(`SELECT * FROM ${t}`).all());
+        return ['outbox ORDER BY seq', 'outbox_resync ORDER BY first_seq'].map((t) => db.prepare(`SELECT * FROM ${t}`).all());
       } finally {
         db.close();
       }
     };
+    // The buffer learned (from the promoted primary, elsewhere) a newer epoch continuing pg-0's up to 0/1.
+    const outbox = Outbox.open(buffer);
+    const [writerEpoch] = outbox.lineage();
+    const promoted = { ...writerEpoch!, id: randomUUID(), parentId: writerEpoch!.id, generation: 2, forkLsn: '0/1', timelineId: 2, nodeId: 'pg-9' };
+    outbox.mergeLineage([promoted]);
+    outbox.close();
     const before = snapshot();
     expect(before[0]).toHaveLength(50);
 
-    // pg-0 is on timeline 1: the fork's own timeline (DNS still on the old primary), then an older one.
-    for (const forkTimeline of [1, 2]) {
-      const run = await runAgent(['drain', '--json', '--fork-timeline', String(forkTimeline), '--fork-lsn', '0/1', '--buffer', buffer, '--config', config]);
+    const refusal = `is on epoch ${writerEpoch!.id.slice(0, 8)} (generation 1, pg-0), but this buffer knows the newer epoch ${promoted.id.slice(0, 8)} (generation 2, pg-9): it is a stale or zombie primary`;
+    for (const command of [['sync-once', '--json'], ['drain', '--json'], ['drain', '--json', '--epoch', promoted.id], ['prune', '--json']]) {
+      const run = await runAgent([...command, '--buffer', buffer, '--config', config]);
       expect(run.code).toBe(1);
       expect(run.stdout).toBe('');
-      expect(run.stderr).toContain(
-        `error: the writer is on timeline 1, not newer than the fork point's timeline ${forkTimeline} (fork LSN 0/1): it is not the promoted primary`,
-      );
+      expect(run.stderr).toContain(refusal);
       expect(snapshot()).toEqual(before);
     }
     const inPg = await idsIn(cluster, 'pg-0', 'zombie');
     expect(inPg.rows).toBe(30);
     expect([...inPg.ids].some((id) => id.startsWith('pending-'))).toBe(false);
     const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
-    expect(status).toMatchObject({ pendingRows: 10, syncedRows: 40 });
-    expect(status.lastSyncError).toContain("the writer is on timeline 1, not newer than the fork point's timeline 2");
+    expect(status).toMatchObject({ pendingRows: 10, syncedRows: 40, lineage: { epoch: promoted.id, generation: 2, epochsKnown: 2, resendDue: true, outsideHistoryRows: 40 } });
+    expect(status.lineage.writerRefusals).toBe(4);
+    expect(status.lastSyncError).toContain(refusal);
   });
 
-  it('prune skips a writer below a timeline this buffer recorded a fork to (an old primary), and says why', async () => {
-    const config = writeConfig(path.join(dir, 'zombie-prune.json'), {
-      writerUrl: agentUrl('pg-0', 'zombie'),
-      streams: { events: EVENTS_STREAM },
-      retention: { seconds: 1, minReplicas: 1 },
-      drain: { defaultWindowSeconds: 1 },
-    });
-    // Two buffers with the same rows, synced to pg-0 (timeline 1); one has drained into timeline 2 before.
-    const buffers = { control: path.join(dir, 'prune-control.db'), drained: path.join(dir, 'prune-drained.db') };
-    for (const [name, buffer] of Object.entries(buffers)) {
-      expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows(`zp-${name}`, 5)))).code).toBe(0);
-      expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout)).toMatchObject({ sent: 5, marker: { timelineId: 1 } });
+  it('a batch committed while its writer was superseded (a zombie finishing a statement in flight) is not marked, and goes out again to the new writer', async () => {
+    const buffer = WriteBuffer.open({ bufferPath: path.join(dir, 'raced.db'), config: parseConfig({ writerUrl: agentUrl('pg-0', 'zombie'), streams: { events: EVENTS_STREAM } }) });
+    buffer.appendMany('events', rows('raced', 5));
+    const blocker = new pg.Client(cluster.clientConfig('pg-0', 'zombie'));
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN; LOCK TABLE events IN EXCLUSIVE MODE');
+      const pass = buffer.syncOnce();
+      // the statement is on the writer, waiting for the lock (asked outside the blocker's transaction, whose view of
+      // pg_stat_activity is the one it took first)
+      for (let waited = 0; ; waited += 20) {
+        const waiting = await sql(cluster, 'pg-0', "SELECT 1 FROM pg_stat_activity WHERE application_name = 'rds-failover-agent' AND wait_event_type = 'Lock'", 'zombie');
+        if (waiting.length > 0) break;
+        if (waited > 20_000) throw new Error('the sync statement never waited for the lock');
+        await sleep(20);
+      }
+      // meanwhile the buffer learns (from a drain, another process) a newer epoch continuing the writer's
+      const [head] = buffer.outbox.lineage().sort((a, b) => b.generation - a.generation);
+      const newer = { ...head!, id: randomUUID(), parentId: head!.id, generation: head!.generation + 1, forkLsn: '0/1', nodeId: 'pg-0', executionId: 'test' };
+      buffer.outbox.mergeLineage([newer]);
+      await blocker.query('COMMIT');
+      expect(await pass).toMatchObject({ sent: 0, outsideHistory: 5 });
+      expect(buffer.outbox.rows().filter((r) => r.id.startsWith('raced-')).map((r) => r.state)).toEqual(Array(5).fill('pending'));
+      expect(buffer.status().lineage).toMatchObject({ supersededCommits: 5, epoch: newer.id });
+      // the writer is not on the newer epoch: refused; once it is (the epoch recorded there), the rows go out again
+      await expect(buffer.syncOnce()).rejects.toThrow(/it is a stale or zombie primary/);
+      await insertEpoch(blocker, newer);
+      expect(await buffer.syncOnce()).toMatchObject({ sent: 5, inserted: 0, outsideHistory: 0 });
+      expect(buffer.outbox.rows().filter((r) => r.id.startsWith('raced-')).every((r) => r.state === 'synced' && r.markerEpoch === newer.id)).toBe(true);
+    } finally {
+      await blocker.end();
+      await buffer.close();
     }
-    const outbox = Outbox.open(buffers.drained);
-    outbox.recordFork({ timelineId: 1, forkLsn: 0x3000060n, nextTimelineId: 2 });
-    outbox.close();
-    await waitForReportedReplay();
-    await sleep(1100);
+  });
 
-    const control = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffers.control, '--config', config])).stdout);
-    expect(control).toMatchObject({ pruned: 5, writerTimeline: 1, skippedBecause: null });
-    const skipped = await runAgent(['prune', '--json', '--buffer', buffers.drained, '--config', config]);
-    expect(skipped.code).toBe(0);
-    expect(JSON.parse(skipped.stdout)).toMatchObject({
-      pruned: 0,
-      writerTimeline: 1,
-      replayedUpTo: null,
-      skippedBecause:
-        'the writer is on timeline 1, below timeline 2 this buffer recorded a fork to: it is an old primary (the writer record may still point at it), prune waits for the current primary',
-    });
-    const status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffers.drained])).stdout);
-    expect(status).toMatchObject({ syncedRows: 5, lastPrune: { pruned: 0 } });
-    expect(status.lastPrune.skippedBecause).toContain('below timeline 2');
+  it('a drain for an epoch the writer is not on (the writer record still names the old primary) fails with exit 1, sending nothing', async () => {
+    const buffer = path.join(dir, 'not-there.db');
+    const config = writeConfig(path.join(dir, 'not-there.json'), { writerUrl: agentUrl('pg-0', 'zombie'), streams: { events: EVENTS_STREAM } });
+    expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('nt', 5)))).code).toBe(0);
+    const elsewhere = randomUUID();
+    const run = await runAgent(['drain', '--json', '--epoch', elsewhere, '--buffer', buffer, '--config', config]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`is not on epoch ${elsewhere} or a newer one descending from it: it is not the promoted primary`);
+    expect([...(await idsIn(cluster, 'pg-0', 'zombie')).ids].some((id) => id.startsWith('nt-'))).toBe(false);
+    const bad = await runAgent(['drain', '--epoch', 'not-a-uuid', '--buffer', buffer, '--config', config]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--epoch: expected the epoch's UUID");
   });
 
   it('a read-only writer (a standby, a fenced primary) is a sync failure: rows stay pending, status shows why', async () => {
@@ -321,10 +353,10 @@ describe('sync to the writer', () => {
 
     const onStandby = await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config, '--writer', agentUrl('pg-1', 'sync')]);
     expect(onStandby.code).toBe(1);
-    expect(onStandby.stderr).toContain('cannot execute INSERT in a read-only transaction (25006)');
+    expect(onStandby.stderr).toContain('the writer is a standby (in recovery): it accepts no writes');
     let status = JSON.parse((await runAgent(['status', '--json', '--buffer', buffer])).stdout);
     expect(status).toMatchObject({ pendingRows: 5, syncedRows: 0, consecutiveFailures: 1 });
-    expect(status.lastSyncError).toBe('cannot execute INSERT in a read-only transaction (25006)');
+    expect(status.lastSyncError).toBe('the writer is a standby (in recovery): it accepts no writes');
 
     // a fenced old primary: default_transaction_read_only for new sessions
     await sql(cluster, 'pg-0', 'ALTER DATABASE sync SET default_transaction_read_only = on');
@@ -468,20 +500,20 @@ describe('sync to the writer', () => {
     expect(inPg.ids).toEqual(new Set(acknowledged));
   });
 
-  it('drain --window re-sends rows synced within the window; prune waits for retention and for every replica', async () => {
+  it('a drain after a fork re-sends the rows outside the new history; prune waits for retention and for every replica', async () => {
     const buffer = path.join(dir, 'prune.db');
     const base = { writerUrl: agentUrl('pg-0', 'prune'), streams: { events: EVENTS_STREAM } };
-    // The shortest retention the config allows: the drain window (retention.seconds >= drain.defaultWindowSeconds).
-    const shortRetention = { retention: { seconds: 1, minReplicas: 1 }, drain: { defaultWindowSeconds: 1 } };
+    const shortRetention = { retention: { seconds: 1, minReplicas: 1 } };
     const config = writeConfig(path.join(dir, 'prune.json'), { ...base, ...shortRetention });
     expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('old', 30)))).code).toBe(0);
     expect(JSON.parse((await runAgent(['sync-once', '--json', '--buffer', buffer, '--config', config])).stdout).sent).toBe(30);
 
-    // lose 10 rows on the writer, then drain by window: every synced row is re-sent, the lost ones come back
+    // lose 10 rows on the writer and play a failover that kept none of them: every synced row is re-sent, the lost ones come back
     await sql(cluster, 'pg-0', "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT 10)", 'prune');
-    const drained = await runAgent(['drain', '--json', '--window', '10m', '--buffer', buffer, '--config', config]);
+    const epoch = await forkEpoch(cluster, 'pg-0', 'prune');
+    const drained = await runAgent(['drain', '--json', '--epoch', epoch.id, '--buffer', buffer, '--config', config]);
     expect(drained.code).toBe(0);
-    expect(JSON.parse(drained.stdout)).toEqual({ examined: 30, resent: 30, inserted: 10, alreadyPresent: 20, remainingPending: 0, rejected: 0 });
+    expect(JSON.parse(drained.stdout)).toEqual({ epochId: epoch.id, examined: 30, resent: 30, inserted: 10, alreadyPresent: 20, remainingPending: 0, rejected: 0 });
     expect((await idsIn(cluster, 'pg-0', 'prune')).rows).toBe(30);
 
     // pg-1 holds replay: rows synced now stay above its replay LSN and must be kept

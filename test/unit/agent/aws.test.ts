@@ -83,6 +83,18 @@ const status: BufferStatus = {
   consecutiveFailures: 0,
   currentWriter: null,
   lastPrune: null,
+  lineage: {
+    epoch: 'e1',
+    generation: 2,
+    epochsKnown: 2,
+    writerEpoch: 'e1',
+    confirmedEpoch: 'e0',
+    resendDue: false,
+    outsideHistoryRows: 0,
+    supersededCommits: 0,
+    writerRefusals: 4,
+    lastWriterRefusal: null,
+  },
 };
 
 afterEach(() => {
@@ -175,7 +187,7 @@ describe('writer sources', () => {
     const dir = tempDir('writer-');
     const file = path.join(dir, 'writer.url');
     writeFileSync(file, 'postgres://app:pw@10.0.0.1:5432/app\n');
-    const source = createWriterSource({ kind: 'file', path: file }, settings);
+    const source = createWriterSource({ kind: 'file', path: file, follow: 'watch' }, settings);
     expect((await source.current()).description).toBe('postgres://app:***@10.0.0.1:5432/app');
     expect(source.hasChanged()).toBe(false);
     writeFileSync(`${file}.tmp`, 'postgres://app:pw@10.0.0.2:5432/app\n');
@@ -188,13 +200,25 @@ describe('writer sources', () => {
     await expect(source.current()).rejects.toThrow(`writer file ${file}: expected a postgres URL`);
   });
 
+  it("writer file followed on reconnect, as an AWS worker follows the writer's name: a live session is never told, a new one reads the file", async () => {
+    const dir = tempDir('writer-');
+    const file = path.join(dir, 'writer.url');
+    writeFileSync(file, 'postgres://app:pw@10.0.0.1:5432/app\n');
+    const source = createWriterSource({ kind: 'file', path: file, follow: 'reconnect' }, settings);
+    expect((await source.current()).description).toBe('postgres://app:***@10.0.0.1:5432/app');
+    writeFileSync(`${file}.tmp`, 'postgres://app:pw@10.0.0.2:5432/app\n');
+    renameSync(`${file}.tmp`, file);
+    expect(source.hasChanged()).toBe(false);
+    expect((await source.current()).description).toBe('postgres://app:***@10.0.0.2:5432/app');
+  });
+
   it('without any writer the error says how to configure one', () => {
     expect(() => createWriterSource(undefined, settings)).toThrow('no writer configured: set writerUrl, writerFile or writerHost+writerPort+database+secretArn');
   });
 });
 
 describe('CloudWatch metrics', () => {
-  it('publishes the five buffer metrics with the configured namespace and dimensions; SyncErrors counts new failures only', async () => {
+  it('publishes the buffer metrics with the configured namespace and dimensions; SyncErrors and WriterRefusals count new ones only', async () => {
     const cw = mockClient(CloudWatchClient);
     cw.on(PutMetricDataCommand).resolves({});
     const publisher = new MetricsPublisher(
@@ -202,8 +226,8 @@ describe('CloudWatch metrics', () => {
       new CloudWatchClient({ region: 'eu-west-1' }),
     );
     const at = new Date('2026-01-02T03:04:05Z');
-    await publisher.publish(status, 3, at);
-    await publisher.publish(status, 5, at);
+    await publisher.publish(status, { syncErrors: 3, writerRefusals: 1 }, at);
+    await publisher.publish(status, { syncErrors: 5, writerRefusals: 1 }, at);
     const dims = [
       { Name: 'ClusterId', Value: 'orders' },
       { Name: 'WorkerId', Value: 'i-0abc' },
@@ -216,13 +240,18 @@ describe('CloudWatch metrics', () => {
         { MetricName: 'BufferSyncedUnprunableRows', Dimensions: dims, Timestamp: at, Value: 40, Unit: 'Count' },
         { MetricName: 'BufferFileBytes', Dimensions: dims, Timestamp: at, Value: 4096, Unit: 'Bytes' },
         { MetricName: 'BufferSyncErrors', Dimensions: dims, Timestamp: at, Value: 3, Unit: 'Count' },
+        { MetricName: 'BufferWriterRefusals', Dimensions: dims, Timestamp: at, Value: 1, Unit: 'Count' },
+        // the worker knows epoch e1 and confirmed only e0: 1 until it confirms
+        { MetricName: 'WorkerUnconfirmed', Dimensions: dims, Timestamp: at, Value: 1, Unit: 'Count' },
       ],
     });
-    expect(cw.commandCalls(PutMetricDataCommand)[1]!.args[0].input.MetricData![4]!.Value).toBe(2);
+    expect(cw.commandCalls(PutMetricDataCommand)[1]!.args[0].input.MetricData!.map((d) => d.Value).slice(4)).toEqual([2, 0, 1]);
+    const confirmed = bufferMetricData({ ...status, lineage: { ...status.lineage, confirmedEpoch: 'e1' } }, { syncErrors: 0, writerRefusals: 0 }, {}, at);
+    expect(confirmed.find((d) => d.MetricName === 'WorkerUnconfirmed')?.Value).toBe(0);
   });
 
   it('reports no pending age as 0', () => {
-    expect(bufferMetricData({ ...status, oldestPendingAgeSeconds: null }, 0, {}, new Date(0))[1]).toMatchObject({ MetricName: 'BufferOldestPendingAgeSeconds', Value: 0, Dimensions: [] });
+    expect(bufferMetricData({ ...status, oldestPendingAgeSeconds: null }, { syncErrors: 0, writerRefusals: 0 }, {}, new Date(0))[1]).toMatchObject({ MetricName: 'BufferOldestPendingAgeSeconds', Value: 0, Dimensions: [] });
   });
 
   it('the daemon publishes on its interval when metrics are enabled, with failed syncs counted', async () => {

@@ -24,7 +24,7 @@ describe('agent config', () => {
     expect(config.batchSize).toBe(1000);
     expect(config.retention).toEqual({ seconds: 86400, minReplicas: 1, pruneIntervalSeconds: 600 });
     expect(config.backoff).toEqual({ initialMs: 250, maxMs: 30000 });
-    expect(config.drain).toEqual({ batchSize: 5000, defaultWindowSeconds: 900, timeoutSeconds: 300 });
+    expect(config.drain).toEqual({ batchSize: 5000, timeoutSeconds: 300 });
     expect(config.metrics).toEqual({ enabled: false, namespace: 'RdsFailover', dimensions: {}, intervalSeconds: 60 });
   });
 
@@ -32,7 +32,7 @@ describe('agent config', () => {
     const dir = tempDir('agent-config-');
     const file = path.join(dir, 'agent.json');
     writeFileSync(file, JSON.stringify({ writerFile: 'writer.url', streams }));
-    expect(loadConfig(file).writer).toEqual({ kind: 'file', path: path.join(dir, 'writer.url') });
+    expect(loadConfig(file).writer).toEqual({ kind: 'file', follow: 'watch', path: path.join(dir, 'writer.url') });
   });
 
   it('reads the AWS writer source and puts ClusterId/WorkerId into the metric dimensions', () => {
@@ -71,17 +71,18 @@ describe('agent config', () => {
     [{ streams, writerHost: 'h', secretArn: 'arn:aws:secretsmanager:x' }, 'database: expected a non-empty string'],
     [{ streams, retentoin: {} }, "config: unknown field 'retentoin'"],
     [{ streams, metrics: { enabled: 'yes' } }, 'metrics.enabled: expected true or false'],
-    [{ streams, retention: { seconds: 600 } }, 'retention.seconds (600) must be >= drain.defaultWindowSeconds (900): a drain without a fork point re-sends'],
-    [{ streams, retention: { seconds: 0 }, drain: { defaultWindowSeconds: 1 } }, 'retention.seconds (0) must be >= drain.defaultWindowSeconds (1)'],
-    [{ streams, retention: { seconds: 3600 }, drain: { defaultWindowSeconds: 7200 } }, 'retention.seconds (3600) must be >= drain.defaultWindowSeconds (7200)'],
+    [{ streams, drain: { defaultWindowSeconds: 900 } }, "drain: unknown field 'defaultWindowSeconds'"],
+    [{ streams, writerUrl: 'postgres://a@b/c', writerFileFollow: 'reconnect' }, 'writerFileFollow: only with writerFile'],
+    [{ streams, writerFile: 'w', writerFileFollow: 'dns' }, `writerFileFollow: expected 'watch' or 'reconnect', got "dns"`],
   ])('rejects %j naming the field', (raw, message) => {
     expect(() => parseConfig(raw)).toThrow(ConfigError);
     expect(() => parseConfig(raw)).toThrow(message);
   });
 
-  it('accepts a retention equal to the drain window (the smallest that keeps every row a window drain re-sends)', () => {
-    const config = parseConfig({ streams, retention: { seconds: 60 }, drain: { defaultWindowSeconds: 60 } });
-    expect([config.retention.seconds, config.drain.defaultWindowSeconds]).toEqual([60, 60]);
+  it('a writer file is watched by default, or followed only on reconnect like the AWS writer name', () => {
+    expect(parseConfig({ streams, writerFile: '/run/w.url' }).writer).toEqual({ kind: 'file', path: '/run/w.url', follow: 'watch' });
+    expect(parseConfig({ streams, writerFile: '/run/w.url', writerFileFollow: 'reconnect' }).writer).toEqual({ kind: 'file', path: '/run/w.url', follow: 'reconnect' });
+    expect(parseConfig({ streams, retention: { seconds: 0 } }).retention.seconds).toBe(0);
   });
 
   it('reads the config the CDK worker user data writes (AWS writer, bufferPath, metrics with the instance id)', () => {

@@ -3,7 +3,7 @@ import { parseConfig } from '../../../src/agent/config.js';
 import type { SyncEngine, SyncPassResult } from '../../../src/agent/sync-engine.js';
 import { SyncLoop } from '../../../src/agent/sync-loop.js';
 
-const pass = (sent: number): SyncPassResult => ({ sent, inserted: sent, rejected: 0, batches: sent > 0 ? 1 : 0, marker: null, complete: true });
+const pass = (sent: number): SyncPassResult => ({ sent, inserted: sent, rejected: 0, batches: sent > 0 ? 1 : 0, marker: null, outsideHistory: 0, resentSynced: 0, complete: true });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** An engine scripted pass by pass: 'fail' throws, a number is a pass that sent that many rows. */
@@ -11,7 +11,7 @@ function scriptedEngine(script: ('fail' | number)[], options: { recordFails?: bo
   const calls: { at: number; kind: string }[] = [];
   let failures = 0;
   const engine = {
-    async syncPending(): Promise<SyncPassResult> {
+    async syncPass(): Promise<SyncPassResult> {
       const step = script.shift() ?? 0;
       calls.push({ at: Date.now(), kind: String(step) });
       if (step === 'fail') throw new Error('connect ECONNREFUSED');

@@ -3,6 +3,7 @@ import {
   CreateDBInstanceReadReplicaCommand,
   DBInstanceNotFoundFault,
   DescribeDBInstancesCommand,
+  DescribeEventsCommand,
   InvalidDBInstanceStateFault,
   ModifyDBInstanceCommand,
   PromoteReadReplicaCommand,
@@ -174,6 +175,10 @@ describe('RdsClusterControl.fence', () => {
   const applied = (status = 'available', tags: DBInstance['TagList'] = []) =>
     primary({ DBInstanceStatus: status, VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'active' }], TagList: tags });
   const fencedTag = { Key: 'rds-failover:fenced-at', Value: '2025-02-01T00:00:00.000Z' };
+  const tagAt = (at: string) => ({ Key: 'rds-failover:fenced-at', Value: at });
+  /** RDS's event log for the instance: 'DB instance restarted' at these times. */
+  const restarts = (...at: string[]) =>
+    rds.on(DescribeEventsCommand).resolves({ Events: at.map((d) => ({ SourceIdentifier: 'orders-a', Message: 'DB instance restarted', EventCategories: ['availability'], Date: new Date(d) })) });
   const calls = () => ({
     modify: rds.commandCalls(ModifyDBInstanceCommand).map((c) => c.args[0].input),
     reboot: rds.commandCalls(RebootDBInstanceCommand).map((c) => c.args[0].input),
@@ -181,11 +186,13 @@ describe('RdsClusterControl.fence', () => {
     untag: rds.commandCalls(RemoveTagsFromResourceCommand).map((c) => c.args[0].input),
   });
 
-  it('sets read-only over pg, quarantines, waits until the group is active alone, then reboots once (no failover) and tags it', async () => {
-    describeSequence(primary(), requested(), requested(), applied());
+  it('sets read-only over pg, quarantines, waits until the group is active alone, reboots once (no failover) and tags it; isolated once RDS logged the restart', async () => {
+    const rebootAt = '2025-03-01T10:00:10.000Z'; // the fake clock advanced by the two polls
+    describeSequence(primary(), requested(), requested(), applied(), applied('rebooting', [tagAt(rebootAt)]), applied('available', [tagAt(rebootAt)]));
     rds.on(ModifyDBInstanceCommand).resolves({});
     rds.on(RebootDBInstanceCommand).resolves({});
     rds.on(AddTagsToResourceCommand).resolves({});
+    restarts('2025-02-01T00:00:00.000Z', '2025-03-01T10:00:17.000Z');
     const fencer = new FakeFencer(fenced);
     const result = await control({ writeFencer: fencer }).fence('orders-a');
     expect(result).toEqual({ isolated: true, readOnly: true, sessionsTerminated: 4, lsn: '0/7000060' });
@@ -193,12 +200,27 @@ describe('RdsClusterControl.fence', () => {
     expect(calls()).toEqual({
       modify: [{ DBInstanceIdentifier: 'orders-a', VpcSecurityGroupIds: [QUARANTINE], ApplyImmediately: true }],
       reboot: [{ DBInstanceIdentifier: 'orders-a', ForceFailover: false }],
-      // the fake clock advanced by the two polls
-      tag: [{ ResourceName: ARN, Tags: [{ Key: 'rds-failover:fenced-at', Value: '2025-03-01T10:00:10.000Z' }] }],
+      tag: [{ ResourceName: ARN, Tags: [{ Key: 'rds-failover:fenced-at', Value: rebootAt }] }],
       untag: [],
     });
-    expect(clock.sleeps).toEqual([5000, 5000]);
-    expect(rds.commandCalls(DescribeDBInstancesCommand)).toHaveLength(4);
+    expect(rds.commandCalls(DescribeEventsCommand).map((c) => c.args[0].input)).toEqual([
+      { SourceIdentifier: 'orders-a', SourceType: 'db-instance', StartTime: new Date(rebootAt), EventCategories: ['availability'] },
+    ]);
+    expect(clock.sleeps).toEqual([5000, 5000, 5000, 5000]);
+  });
+
+  it('a reboot requested but not completed (a stalled host keeps its sessions) is not isolation: not isolated after the bounded wait', async () => {
+    const rebootAt = '2025-03-01T10:00:00.000Z';
+    describeSequence(applied('available', [tagAt(rebootAt)]));
+    restarts('2025-02-28T00:00:00.000Z'); // an older restart says nothing about this reboot
+    const stalled = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }), isolationWaitMs: 10_000 }).fence('orders-a');
+    expect(stalled).toEqual({
+      isolated: false,
+      readOnly: 'unreachable',
+      sessionsTerminated: 0,
+      detail: `no connection: timeout expired; isolation pending after 10 s: quarantine security group active, reboot requested at ${rebootAt} and not completed yet (orders-a is available): the sessions opened before it may still write`,
+    });
+    expect(calls()).toEqual({ modify: [], reboot: [], tag: [], untag: [] });
   });
 
   it('is not isolated while the quarantine group is still being added: pending, after a bounded wait, with no reboot', async () => {
@@ -216,32 +238,29 @@ describe('RdsClusterControl.fence', () => {
     expect(calls().reboot).toEqual([]);
   });
 
-  it('a re-run finds the quarantine pending: it does not modify again, and completes the isolation once it applies', async () => {
-    describeSequence(requested(), applied());
+  it('a re-run finds the quarantine pending: it does not modify again, and completes the isolation once it applies and the reboot is done', async () => {
+    describeSequence(requested(), applied(), applied('available', [tagAt('2025-03-01T10:00:05.000Z')]));
     rds.on(RebootDBInstanceCommand).resolves({});
     rds.on(AddTagsToResourceCommand).resolves({});
+    restarts('2025-03-01T10:00:08.000Z');
     const result = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-a');
     expect(result).toEqual({ isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: 'no connection: timeout expired' });
     expect(calls().modify).toEqual([]);
     expect(calls().reboot).toEqual([{ DBInstanceIdentifier: 'orders-a', ForceFailover: false }]);
   });
 
-  it('never reboots twice: the fenced-at tag (a re-run) or a reboot under way means the old sessions are gone', async () => {
+  it('never reboots twice: a re-run finds the fenced-at tag and waits for that reboot; a reboot it did not request is waited for too', async () => {
     describeSequence(applied('available', [fencedTag]));
+    restarts('2025-02-01T00:01:00.000Z');
     const tagged = await control({ writeFencer: new FakeFencer({ unreachable: 'timeout expired' }) }).fence('orders-a');
     expect(tagged).toEqual({ isolated: true, readOnly: 'unreachable', sessionsTerminated: 0, detail: 'no connection: timeout expired' });
 
     rds.reset();
     describeSequence(applied('rebooting'));
-    const rebooting = await control().fence('orders-a');
-    expect(rebooting).toEqual({
-      isolated: true,
-      readOnly: 'unreachable',
-      sessionsTerminated: 0,
-      detail: 'no database access configured: read-only not attempted; orders-a is rebooting: no session opened before the quarantine survives it',
-    });
+    const rebooting = await control({ isolationWaitMs: 5_000 }).fence('orders-a');
+    expect(rebooting.isolated).toBe(false);
     expect(calls()).toEqual({ modify: [], reboot: [], tag: [], untag: [] });
-    expect(clock.sleeps).toEqual([]);
+    expect(clock.sleeps).toEqual([5000]);
   });
 
   it('waits for "available" to reboot: a backing-up instance stays not isolated, a refused reboot is polled again', async () => {
@@ -256,14 +275,15 @@ describe('RdsClusterControl.fence', () => {
     rds.reset();
     describeSequence(applied(), applied('rebooting'));
     rds.on(RebootDBInstanceCommand).rejects(new InvalidDBInstanceStateFault({ message: 'not available', $metadata: {} }));
-    const raced = await control({ writeFencer: new FakeFencer(fenced) }).fence('orders-a');
-    expect(raced.isolated).toBe(true);
+    const raced = await control({ writeFencer: new FakeFencer(fenced), isolationWaitMs: 10_000 }).fence('orders-a');
+    expect(raced.isolated).toBe(false); // RDS's own reboot, unknown to us: not claimed
     expect(calls().reboot).toHaveLength(1);
     expect(calls().tag).toEqual([]);
   });
 
   it('a fenced-at tag from an earlier quarantine is removed before a new one is requested', async () => {
-    describeSequence(primary({ TagList: [fencedTag] }), applied());
+    describeSequence(primary({ TagList: [fencedTag] }), applied(), applied('available', [tagAt('2025-03-01T10:00:00.000Z')]));
+    restarts('2025-03-01T10:00:03.000Z');
     rds.on(RemoveTagsFromResourceCommand).resolves({});
     rds.on(ModifyDBInstanceCommand).resolves({});
     rds.on(RebootDBInstanceCommand).resolves({});
@@ -296,6 +316,7 @@ describe('RdsClusterControl.fence', () => {
 
   it('reports databases it could not set read-only', async () => {
     describes(applied('available', [fencedTag]));
+    restarts('2025-02-01T00:02:00.000Z');
     const fencer = new FakeFencer({ ...fenced, failures: ['billing: must be owner of database billing'] });
     const result = await control({ writeFencer: fencer }).fence('orders-a');
     expect(result.readOnly).toBe(false);

@@ -21,7 +21,8 @@ const control = () =>
     outputLogGroupName: '/rds-failover/orders/drains',
   });
 
-const SUMMARY = { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0, rejected: 0 };
+const EPOCH = '3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
+const SUMMARY = { epochId: EPOCH, examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0, rejected: 0 };
 
 beforeEach(() => ssm.reset());
 
@@ -48,9 +49,9 @@ describe('SsmWorkerControl', () => {
     ]);
   });
 
-  it('sends the stack\'s drain document with the fork point as its only parameters', async () => {
+  it("sends the stack's drain document with the promotion's epoch as its only parameter", async () => {
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
-    const handle = await control().startDrain('i-0aaa', { forkPoint: { timelineId: 3, lsn: '0/5000A28' } });
+    const handle = await control().startDrain('i-0aaa', { epochId: EPOCH });
     expect(handle).toBe('cmd-1');
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input)).toEqual([
       {
@@ -59,24 +60,21 @@ describe('SsmWorkerControl', () => {
         DocumentVersion: '$LATEST',
         Comment: 'rds-failover: drain the write buffer after failover',
         TimeoutSeconds: 60,
-        Parameters: { forkTimeline: ['3'], forkLsn: ['0/5000A28'], windowSeconds: [''] },
+        Parameters: { epoch: [EPOCH] },
         CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: '/rds-failover/orders/drains' },
       },
     ]);
   });
 
-  it('without a fork point drains by window', () => {
-    expect(drainParameters({ windowSeconds: 900 })).toEqual({ forkTimeline: [''], forkLsn: [''], windowSeconds: ['900'] });
+  it("without an epoch the agent converges on the writer's lineage", () => {
+    expect(drainParameters({})).toEqual({ epoch: [''] });
   });
 
-  it('validates every parameter before anything is sent', async () => {
-    expect(() => drainParameters({ forkPoint: { timelineId: 1, lsn: '0/1; rm -rf /' } })).toThrow("drain: fork LSN must look like 0/3000060, got '0/1; rm -rf /'");
-    expect(() => drainParameters({ forkPoint: { timelineId: 0, lsn: '0/1' } })).toThrow('drain: fork timeline must be an integer >= 1, got 0');
-    expect(() => drainParameters({ windowSeconds: 1.5 })).toThrow('drain: window must be a positive whole number of seconds, got 1.5');
-    expect(() => drainParameters({ windowSeconds: 10 ** 10 })).toThrow("drain: windowSeconds '10000000000' is outside what the drain document accepts");
+  it('validates the parameter before anything is sent', async () => {
+    expect(() => drainParameters({ epochId: `${EPOCH}; rm -rf /` })).toThrow("drain: epoch must be the epoch's UUID (lowercase), got");
     expect(() => new SsmWorkerControl({ ssm: new SSMClient({}), tagKey: 'k', tagValue: 'v', documentName: '' })).toThrow('SsmWorkerControl: documentName is required');
-    await expect(control().startDrain('worker-1', { windowSeconds: 60 })).rejects.toThrow("startDrain: 'worker-1' is not an instance id (i-...)");
-    await expect(control().startDrain('i-0aaa', { windowSeconds: -1 })).rejects.toThrow('drain: window must be a positive whole number of seconds, got -1');
+    await expect(control().startDrain('worker-1', {})).rejects.toThrow("startDrain: 'worker-1' is not an instance id (i-...)");
+    await expect(control().startDrain('i-0aaa', { epochId: 'nope' })).rejects.toThrow("drain: epoch must be the epoch's UUID (lowercase), got 'nope'");
     expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
   });
 

@@ -130,8 +130,9 @@ const SUCCEEDED_STATE: RunbookState = {
     candidates: [],
     steps: ['fence', 'promote'],
     plannedAt: '2025-03-01T10:00:01.000Z',
+    epochId: '3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
   },
-  forkPoint: { timelineId: 1, lsn: '0/5000000' },
+  forkPoint: { timelineId: 1, lsn: '0/5000000', epochId: '00000000-0000-4000-8000-000000000001', keptUpTo: '0/5000000' },
   promotion: { nodeId: 'orders-b', requestedAt: '2025-03-01T10:00:05.000Z', writableAt: '2025-03-01T10:03:05.000Z' },
   drains: [
     {
@@ -140,7 +141,7 @@ const SUCCEEDED_STATE: RunbookState = {
       startedBy: 'orders-failover-2025-03-01T10-00-00-000Z',
       attempts: 1,
       status: 'done',
-      summary: { examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0, rejected: 0 },
+      summary: { epochId: '3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d', examined: 120, resent: 7, inserted: 3, alreadyPresent: 4, remainingPending: 0, rejected: 0 },
     },
   ],
   steps: {
@@ -301,8 +302,8 @@ describe('plan against AWS: a dry-run execution', () => {
         mode: 'switchover',
         referenceSource: 'primary',
         candidates: [
-          { nodeId: 'orders-b', priority: 1, reachable: true, timelineId: 1, replayLsn: '0/5000000', receiveLsn: '0/5000000', lagBytes: 0, eligible: true, withinLagGuard: true, reasons: [] },
-          { nodeId: 'orders-c', priority: 2, reachable: false, timelineId: null, replayLsn: null, receiveLsn: null, lagBytes: null, eligible: false, withinLagGuard: true, reasons: ['unreachable: timeout'] },
+          { nodeId: 'orders-b', priority: 1, reachable: true, timelineId: 1, replayLsn: '0/5000000', receiveLsn: '0/5000000', lagBytes: 0, epochId: null, eligible: true, withinLagGuard: true, reasons: [] },
+          { nodeId: 'orders-c', priority: 2, reachable: false, timelineId: null, replayLsn: null, receiveLsn: null, lagBytes: null, epochId: null, eligible: false, withinLagGuard: true, reasons: ['unreachable: timeout'] },
         ],
       },
       outcome: 'dry-run',

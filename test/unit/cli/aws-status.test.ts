@@ -159,29 +159,30 @@ describe('drain against AWS', () => {
   it('runs the stack\'s drain document on every tagged worker through SSM Run Command and reports each summary', async () => {
     ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa' }, { InstanceId: 'i-0bbb' }] });
     ssm.on(SendCommandCommand).callsFake((input: { InstanceIds: string[] }) => ({ Command: { CommandId: `cmd-${input.InstanceIds[0]}` } }));
-    const summary = { examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0, rejected: 0 };
+    const epoch = '3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
+    const summary = { epochId: epoch, examined: 10, resent: 4, inserted: 1, alreadyPresent: 3, remainingPending: 0, rejected: 0 };
     ssm
       .on(GetCommandInvocationCommand, { CommandId: 'cmd-i-0aaa' })
       .resolvesOnce({ Status: 'InProgress' })
       .resolves({ Status: 'Success', StandardOutputContent: `${JSON.stringify(summary)}\n` });
     ssm.on(GetCommandInvocationCommand, { CommandId: 'cmd-i-0bbb' }).resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1, StandardErrorContent: 'error: writer unreachable' });
 
-    const run = await runInProcess(['drain', '--cluster-id', 'orders', '--fork-timeline', '3', '--fork-lsn', '0/a000028']);
+    const run = await runInProcess(['drain', '--cluster-id', 'orders', '--epoch', epoch]);
 
     expect(ssm.commandCalls(DescribeInstanceInformationCommand)[0]!.args[0].input).toEqual({
       Filters: [{ Key: 'tag:rds-failover:cluster', Values: ['orders'] }, { Key: 'tag:rds-failover:role', Values: ['worker'] }],
       MaxResults: 50,
       NextToken: undefined,
     });
-    // the stack's drain document, found from the cluster id; the fork point is its only input
+    // the stack's drain document, found from the cluster id; the epoch is its only input
     expect(ssm.commandCalls(SendCommandCommand).map((c) => [c.args[0].input.DocumentName, c.args[0].input.DocumentVersion, c.args[0].input.Parameters])).toEqual([
-      ['rds-failover-orders-drain', '$LATEST', { forkTimeline: ['3'], forkLsn: ['0/A000028'], windowSeconds: [''] }],
-      ['rds-failover-orders-drain', '$LATEST', { forkTimeline: ['3'], forkLsn: ['0/A000028'], windowSeconds: [''] }],
+      ['rds-failover-orders-drain', '$LATEST', { epoch: [epoch] }],
+      ['rds-failover-orders-drain', '$LATEST', { epoch: [epoch] }],
     ]);
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input.InstanceIds)).toEqual([['i-0aaa'], ['i-0bbb']]);
     expect(run.code).toBe(1);
-    expect(run.stdout).toContain('drain: re-send rows synced on timeline 3 above 0/A000028, plus every pending row');
-    expect(run.stdout).toMatch(/i-0aaa\s+done\s+10\s+4\s+1\s+3\s+0\s+0\s+2\.00s/);
+    expect(run.stdout).toContain(`drain: converge on epoch ${epoch}; re-send rows synced outside its history, plus every pending row`);
+    expect(run.stdout).toMatch(/i-0aaa\s+done\s+3f2b1c4d\s+10\s+4\s+1\s+3\s+0\s+0\s+2\.00s/);
     expect(run.stdout).toMatch(/i-0bbb\s+failed.*error: writer unreachable/);
     expect(run.stderr).toContain('error: drain did not complete on i-0bbb (failed); it is idempotent: re-run it');
   });

@@ -64,14 +64,10 @@ describe('bad arguments: a message naming the flag, exit 2, nothing started', ()
   const cases: ReadonlyArray<readonly [string, readonly string[], RegExp]> = [
     ['unknown mode', ['plan', '--mode', 'sideways', '--stack', 's'], /--mode <mode>.*'sideways' is invalid\. Allowed choices are failover, switchover/],
     ['malformed candidate', ['failover', '--candidate', 'pg 1', '--yes', '--stack', 's'], /--candidate: 'pg 1' is not a node id/],
-    ['bad LSN', ['drain', '--fork-timeline', '2', '--fork-lsn', '0/XYZ', '--stack', 's'], /--fork-lsn: '0\/XYZ' is not an LSN; expected two hex numbers separated by '\/'/],
-    ['fork timeline without fork LSN', ['drain', '--fork-timeline', '2', '--stack', 's'], /--fork-timeline needs --fork-lsn/],
-    ['fork LSN without timeline', ['drain', '--fork-lsn', '0/3000060', '--stack', 's'], /--fork-lsn needs --fork-timeline/],
-    ['fork point and window together', ['drain', '--fork-timeline', '2', '--fork-lsn', '0/3000060', '--window', '15m', '--stack', 's'], /either --fork-timeline with --fork-lsn, or --window, not both/],
-    ['nothing to re-send', ['drain', '--stack', 's'], /--window <duration>/],
-    ['zero fork timeline', ['drain', '--fork-timeline', '0', '--fork-lsn', '0/1', '--stack', 's'], /--fork-timeline: '0' must be a whole number from 1/],
-    ['bad duration', ['drain', '--window', '15x', '--stack', 's'], /--window: '15x' is not a duration; expected a number with an optional unit ms\|s\|m\|h\|d/],
-    ['bad timeout duration', ['drain', '--window', '15m', '--timeout', 'soon', '--stack', 's'], /--timeout: 'soon' is not a duration/],
+    ['malformed epoch', ['drain', '--epoch', '0/3000060', '--stack', 's'], /--epoch: expected the epoch's UUID as the failover reported it \(lowercase\), got '0\/3000060'/],
+    ['upper-case epoch', ['drain', '--epoch', '3F2B1C4D-5E6F-4A7B-8C9D-0E1F2A3B4C5D', '--stack', 's'], /--epoch: expected the epoch's UUID/],
+    ['drain windows are gone', ['drain', '--window', '15m', '--stack', 's'], /unknown option '--window'/],
+    ['bad timeout duration', ['drain', '--timeout', 'soon', '--stack', 's'], /--timeout: 'soon' is not a duration/],
     ['bad region', ['status', '--region', 'mars'], /--region: 'mars' is not an AWS region/],
     ['bad state machine ARN', ['failover', '--state-machine-arn', 'arn:aws:lambda:x', '--yes'], /--state-machine-arn: .* is not a state machine ARN/],
     ['local and AWS mixed', ['status', '--local', '--region', 'eu-west-1'], /--local cannot be combined with AWS options \(--region\)/],
@@ -104,9 +100,9 @@ describe('bad arguments: a message naming the flag, exit 2, nothing started', ()
   });
 
   it('local drain: bad flags are reported before the (missing) cluster is even opened', async () => {
-    const run = await runInProcess(['drain', '--local', 'no-such-dir', '--fork-timeline', '1'], { cwd: '/tmp' });
+    const run = await runInProcess(['drain', '--local', 'no-such-dir', '--epoch', '1'], { cwd: '/tmp' });
     expect(run.code).toBe(2);
-    expect(run.stderr).toContain('--fork-timeline needs --fork-lsn');
+    expect(run.stderr).toContain("--epoch: expected the epoch's UUID");
   });
 
   it('local workers: a buffer that does not exist is named', async () => {

@@ -2,12 +2,14 @@
  * In-memory ports for runbook step tests: a simulated cluster whose probe, fence, promote and repoint act on
  * one shared model, so steps are checked against behaviour (who is writable, which timeline) not call lists.
  */
+import type { Epoch } from '../../../src/core/lineage.js';
 import { compareLsn, formatLsn, parseLsn, type Lsn } from '../../../src/core/lsn.js';
 import type { RunbookPorts } from '../../../src/core/runbook/env.js';
 import type { ClusterControl, FenceOptions, FenceResult, OperationStatus, Topology } from '../../../src/ports/cluster-control.js';
 import type { Clock } from '../../../src/ports/clock.js';
 import type { DatabaseProbe, NodeProbe } from '../../../src/ports/database-probe.js';
 import type { FailoverLock, LockResult } from '../../../src/ports/failover-lock.js';
+import type { LineageStore, WorkerConfirmation } from '../../../src/ports/lineage-store.js';
 import type { Notification, Notifier } from '../../../src/ports/notifier.js';
 import type { RunbookJournal, RunbookJournalEntry } from '../../../src/ports/runbook-journal.js';
 import type { DrainRequest, DrainStatus, WorkerControl, WorkerRef } from '../../../src/ports/worker-control.js';
@@ -39,9 +41,23 @@ export interface SimNode {
   /** promotionStatus calls before a promotion reports done. */
   promotionPolls?: number;
   rebuiltFrom?: string;
+  /** The node's lineage table (its own chain of epochs); every node starts with the cluster's root. */
+  epochs?: Epoch[];
 }
 
-export class SimCluster implements ClusterControl, DatabaseProbe {
+/** The cluster's first epoch in every simulated cluster. */
+export const ROOT_EPOCH: Epoch = {
+  id: '00000000-0000-4000-8000-000000000001',
+  parentId: null,
+  generation: 1,
+  forkLsn: null,
+  timelineId: 1,
+  nodeId: 'pg-0',
+  executionId: null,
+  createdAt: '2023-12-31T00:00:00.000Z',
+};
+
+export class SimCluster implements ClusterControl, DatabaseProbe, LineageStore {
   readonly calls: string[] = [];
   promotions = 0;
   failPromote?: string;
@@ -55,10 +71,43 @@ export class SimCluster implements ClusterControl, DatabaseProbe {
   staleStandbyTimeline = false;
   private pendingPolls = new Map<string, number>();
 
+  /** rds_failover.worker_epochs: shared by every node here (replication is not simulated for it). */
+  readonly confirmed: WorkerConfirmation[] = [];
+
   constructor(
     public nodes: SimNode[],
     public writerId = 'pg-0',
-  ) {}
+  ) {
+    for (const n of nodes) n.epochs ??= [ROOT_EPOCH];
+  }
+
+  async read(nodeId: string): Promise<Epoch[] | null> {
+    const n = this.get(nodeId);
+    if (!n.up || n.isolated) throw new Error(`${nodeId}: connection refused`);
+    return structuredClone(n.epochs ?? []);
+  }
+
+  async record(nodeId: string, epoch: Omit<Epoch, 'createdAt'>): Promise<Epoch> {
+    this.calls.push(`record-epoch:${nodeId}`);
+    const n = this.get(nodeId);
+    if (!n.up || n.inRecovery) throw new Error(`${nodeId} cannot record an epoch (down or in recovery)`);
+    const existing = n.epochs!.find((e) => e.id === epoch.id);
+    if (existing) return existing;
+    const stored = { ...epoch, createdAt: new Date(Date.parse('2024-01-01T00:00:00.000Z') + n.epochs!.length * 1000).toISOString() };
+    n.epochs!.push(stored);
+    return stored;
+  }
+
+  async confirmations(): Promise<WorkerConfirmation[]> {
+    return structuredClone(this.confirmed);
+  }
+
+  confirm(workerId: string, epochId: string, rowsResent = 0): void {
+    const i = this.confirmed.findIndex((c) => c.workerId === workerId);
+    const c = { workerId, epochId, rowsResent, confirmedAt: new Date(0).toISOString() };
+    if (i >= 0) this.confirmed[i] = c;
+    else this.confirmed.push(c);
+  }
 
   get(id: string): SimNode {
     const n = this.nodes.find((x) => x.id === id);
@@ -197,6 +246,7 @@ export class SimCluster implements ClusterControl, DatabaseProbe {
     this.calls.push(`rebuild:${replicaId}<-${primaryId}`);
     const n = this.get(replicaId);
     n.rebuiltFrom = primaryId;
+    n.epochs = structuredClone(this.get(primaryId).epochs);
     if (!this.staleStandbyTimeline) n.timelineId = this.get(primaryId).timelineId;
     this.pendingPolls.set(`rebuild:${replicaId}`, this.rebuildPolls);
     return { nodeId: replicaId };
@@ -222,9 +272,14 @@ export function threeNodeCluster(): SimCluster {
 
 export class FakeWorkers implements WorkerControl {
   readonly requests: { workerId: string; request: DrainRequest }[] = [];
+  /** A finished drain confirms its epoch here (wired by fakes()); workers in `unconfirming` never do. */
+  onDone?: (workerId: string, request: DrainRequest) => void;
+  readonly unconfirming = new Set<string>();
+  /** Workers a drain cannot be delivered to (down, like an instance SSM does not see online). */
+  readonly down = new Set<string>();
   /** Per worker: statuses returned by successive drainStatus calls for each started drain (last repeats). */
   script = new Map<string, DrainStatus[]>();
-  private jobs = new Map<string, { workerId: string; polls: number }>();
+  private jobs = new Map<string, { workerId: string; polls: number; request: DrainRequest }>();
 
   constructor(public workers: string[] = ['w-1', 'w-2']) {}
 
@@ -233,19 +288,22 @@ export class FakeWorkers implements WorkerControl {
   }
 
   async startDrain(workerId: string, request: DrainRequest): Promise<string> {
+    if (this.down.has(workerId)) throw new Error(`worker ${workerId} is down`);
     this.requests.push({ workerId, request });
     const handle = `${workerId}#${this.requests.length}`;
-    this.jobs.set(handle, { workerId, polls: 0 });
+    this.jobs.set(handle, { workerId, polls: 0, request });
     return handle;
   }
 
   async drainStatus(workerId: string, handle: string): Promise<DrainStatus> {
     const job = this.jobs.get(handle);
     if (!job || job.workerId !== workerId) return { state: 'failed', error: `unknown drain ${handle}` };
-    const script = this.script.get(workerId) ?? [{ state: 'done', summary: { examined: 10, resent: 4, inserted: 2, alreadyPresent: 2, remainingPending: 0, rejected: 0 } }];
+    const epochId = job.request.epochId ?? 'unknown';
+    const script = this.script.get(workerId) ?? [{ state: 'done', summary: { epochId, examined: 10, resent: 4, inserted: 2, alreadyPresent: 2, remainingPending: 0, rejected: 0 } }];
     const status = script[Math.min(job.polls, script.length - 1)]!;
     job.polls += 1;
     if (status.state === 'failed') this.script.set(workerId, script.slice(1).length ? script.slice(1) : script);
+    if (status.state === 'done' && !this.unconfirming.has(workerId)) this.onDone?.(workerId, job.request);
     return status;
   }
 }
@@ -306,5 +364,8 @@ export function fakes(cluster = threeNodeCluster(), workers = new FakeWorkers())
   const notifier = new MemoryNotifier();
   const lock = new MemoryLock(clock);
   const journal = new MemoryJournal();
-  return { clock, cluster, workers, notifier, lock, journal, ports: { cluster, probe: cluster, workers, notifier, lock, journal, clock } };
+  workers.onDone = (workerId, request) => {
+    if (request.epochId) cluster.confirm(workerId, request.epochId, 4);
+  };
+  return { clock, cluster, workers, notifier, lock, journal, ports: { cluster, probe: cluster, workers, lineage: cluster, notifier, lock, journal, clock } };
 }

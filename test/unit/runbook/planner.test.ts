@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { planRunbook, type PlannerInput } from '../../../src/core/runbook/planner.js';
 import type { PlanOutcome, RunbookPlan } from '../../../src/core/runbook/plan-types.js';
+import type { Epoch } from '../../../src/core/lineage.js';
 import { down, node, primaryProbe, replicaProbe, streaming, topology } from '../../support/probes.js';
 
 const MiB = 1024 * 1024;
@@ -13,6 +14,7 @@ function plan(overrides: Partial<PlannerInput>): PlanOutcome {
     probes: [],
     maxLagOnFailoverBytes: MiB,
     now: NOW,
+    epochId: 'e0000000-0000-4000-8000-000000000000',
     ...overrides,
   });
 }
@@ -142,7 +144,56 @@ describe('planRunbook: failover', () => {
     expect(p.candidateId).toBe('pg-1');
     expect(p.forced).toBe(true);
     expect(p.lagBytes).toBe(0x2000000);
-    expect(p.risks[0]).toMatch(/^forced past the lag guard: pg-1 is 33554432 bytes behind 0\/5000000; transactions .* beyond 0\/3000000 are lost unless/);
+    expect(p.risks[0]).toBe(
+      'forced past the lag guard: pg-1 is 33554432 bytes behind the last known primary position 0/5000000; transactions the lost primary committed that ' +
+        'pg-1 never replayed are lost unless they were written through a worker buffer (the workers re-send those)',
+    );
+  });
+
+  describe('by lineage', () => {
+    const epoch = (id: string, parentId: string | null, generation: number): Epoch => ({
+      id,
+      parentId,
+      generation,
+      forkLsn: parentId ? '0/2000000' : null,
+      timelineId: generation,
+      nodeId: `pg-${generation - 1}`,
+      executionId: null,
+      createdAt: NOW,
+    });
+    const root = epoch('00000000-0000-4000-8000-000000000001', null, 1);
+    const promoted = epoch('00000000-0000-4000-8000-000000000002', root.id, 2);
+    // pg-0 (the promoted primary, on `promoted`) is lost; pg-2 was never rebuilt from it and is still on the root.
+    const probes = [down('pg-0'), replicaProbe('pg-1', '0/3000000', { timelineId: 2 }), replicaProbe('pg-2', '0/3800000')];
+
+    it('a candidate on another epoch than the lost primary is behind by all of it, whatever its LSN says', () => {
+      const lineage = { epochs: [root, promoted], heads: { 'pg-1': promoted.id, 'pg-2': root.id } };
+      const outcome = plan({ probes: [down('pg-0'), replicaProbe('pg-2', '0/3800000')], lineage, topology: topology([node('pg-0', 'primary'), node('pg-2', 'replica')]) });
+      const reason = expectRefusal(outcome, 'lag-guard');
+      expect(reason).toBe(
+        "pg-2 is not on the lost primary's history (on epoch 00000000 (generation 1, pg-0), not on the lost primary's epoch 00000000 (generation 2, pg-1): " +
+          'behind by everything written since their histories parted) (maxLagOnFailover 1048576); re-run with force to promote it anyway',
+      );
+      if (outcome.ok) return;
+      expect(outcome.candidates[0]).toMatchObject({ nodeId: 'pg-2', epochId: root.id, eligible: true, withinLagGuard: false, lagBytes: null });
+    });
+
+    it('prefers the replica on the lost primary\'s epoch over one further ahead on an older history', () => {
+      const lineage = { epochs: [root, promoted], heads: { 'pg-1': promoted.id, 'pg-2': root.id } };
+      const p = expectPlan(plan({ probes, lineage, topology: topology([node('pg-0', 'primary'), node('pg-1', 'replica'), node('pg-2', 'replica')]) }));
+      expect(p.candidateId).toBe('pg-1');
+      expect(p.forced).toBe(false);
+      expect(p.candidates.find((c) => c.nodeId === 'pg-2')?.reasons).toContain('on timeline 1, the cluster is on timeline 2');
+    });
+
+    it('forced, the plan says what it risks; without lineage (a node that cannot be read) nothing changes', () => {
+      const lineage = { epochs: [root, promoted], heads: { 'pg-2': root.id } };
+      const forced = expectPlan(plan({ probes: [down('pg-0'), replicaProbe('pg-2', '0/3800000')], lineage, force: true, topology: topology([node('pg-0', 'primary'), node('pg-2', 'replica')]) }));
+      expect(forced.risks[0]).toMatch(/^forced past the lag guard: pg-2 is not on the lost primary's history/);
+      const unknown = expectPlan(plan({ probes: [down('pg-0'), replicaProbe('pg-2', '0/3800000')], lineage: { ...lineage, heads: { 'pg-2': null } }, topology: topology([node('pg-0', 'primary'), node('pg-2', 'replica')]) }));
+      expect(unknown.forced).toBe(false);
+      expect(unknown.epochId).toBe('e0000000-0000-4000-8000-000000000000');
+    });
   });
 
   it('force does not override anything but the lag guard', () => {

@@ -1,8 +1,9 @@
 /**
- * Drain every worker: each re-sends the rows it synced on the fork point's timeline above the fork LSN, plus
- * everything pending, to the new writer (or, with no fork point, everything synced within the window).
- * A failed drain is restarted up to config.drainAttempts times; drains are idempotent, so restarting one
- * (or a resumed run starting it again) is harmless.
+ * Drain every worker: each converges on the promotion's epoch and re-sends what it synced outside the new history
+ * plus everything pending (src/agent/drain.ts). The fast path and the report, not the only safety net: every agent
+ * checks the lineage on every batch and heals by itself when it reconnects. So a worker whose drain cannot be
+ * delivered or keeps failing (down, unreachable) does not fail the failover: it is reported, and verify waits for
+ * its own confirmation. A failed drain is restarted up to config.drainAttempts times; drains are idempotent.
  */
 import type { DrainRequest, DrainSummary } from '../../../ports/worker-control.js';
 import { errorMessage, RunbookStepError } from '../errors.js';
@@ -12,17 +13,19 @@ import { checkTimeout, requirePlan, type ActionFn, type ActionResult } from '../
 
 export const startDrains: ActionFn = async (state, env): Promise<ActionResult> => {
   requirePlan(state);
-  if (state.forkPoint === undefined) throw new RunbookStepError('refusing to drain: no fork point decision was recorded');
+  if (!state.epoch) throw new RunbookStepError('refusing to drain: the epoch of the promotion was not recorded');
   if (!state.writer) throw new RunbookStepError('refusing to drain: the writer endpoint was not repointed yet');
   const workers = await env.ports.workers.listWorkers();
   const expected = env.config.expectedWorkers;
+  const warnings: string[] = [];
+  if (workers.length === 0) warnings.push('no workers found to drain: check the worker tag / local worker list; each agent re-sends on its own when it reconnects');
   if (expected !== undefined && workers.length < expected) {
-    throw new RunbookStepError(
-      `found ${workers.length} of ${expected} workers to drain (${workers.map((w) => w.id).join(', ') || 'none'}): the missing ones would never re-send ` +
-        `their rows; the writer already points at the new primary — re-run when every worker is registered (it resumes), or drain the rest by hand`,
+    warnings.push(
+      `found ${workers.length} of ${expected} workers to drain (${workers.map((w) => w.id).join(', ') || 'none'}): the others re-send on their own when their agent ` +
+        'reconnects (the lineage check), and verify waits for their confirmations',
     );
   }
-  const request = drainRequest(state, env);
+  const request = drainRequest(state);
   const drains: DrainProgress[] = [];
   for (const worker of workers) {
     const previous = state.drains?.find((d) => d.workerId === worker.id);
@@ -30,22 +33,22 @@ export const startDrains: ActionFn = async (state, env): Promise<ActionResult> =
       drains.push(previous);
       continue;
     }
-    const handle = await env.ports.workers.startDrain(worker.id, request);
-    drains.push({ workerId: worker.id, handle, startedBy: state.executionId, attempts: (previous?.attempts ?? 0) + 1, status: 'pending' });
+    drains.push(await start(worker.id, request, previous, state, env));
   }
   // Keep workers that finished before but are no longer listed: their drain happened.
   for (const d of state.drains ?? []) if (d.status === 'done' && !drains.some((x) => x.workerId === d.workerId)) drains.push(d);
-  const warnings = workers.length === 0 ? ['no workers found to drain: check the worker tag / local worker list; rows synced above the fork point are NOT re-sent'] : [];
+  for (const d of drains) if (d.status === 'failed') warnings.push(unreachableWarning(d));
   return {
     state: { ...state, drains },
     done: true,
     warnings,
-    figures: { workers: workers.length, forkLsn: state.forkPoint?.lsn ?? null, windowSeconds: 'windowSeconds' in request ? (request.windowSeconds ?? null) : null },
+    figures: { workers: workers.length, epoch: state.epoch.id, undeliverable: drains.filter((d) => d.status === 'failed').length },
   };
 };
 
 export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> => {
   const drains = [...(state.drains ?? [])];
+  const warnings: string[] = [];
   let changed = false;
   for (let i = 0; i < drains.length; i++) {
     const d = drains[i]!;
@@ -57,30 +60,23 @@ export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> =
     if (status.state === 'done') {
       drains[i] = { ...d, status: 'done', summary: status.summary };
     } else if (d.attempts < env.config.drainAttempts) {
-      const handle = await restart(d, state, env);
-      drains[i] = { ...d, handle, attempts: d.attempts + 1, startedBy: state.executionId, error: status.error };
+      drains[i] = await start(d.workerId, drainRequest(state), { ...d, error: status.error }, state, env);
     } else {
       drains[i] = { ...d, status: 'failed', error: status.error };
+      warnings.push(unreachableWarning(drains[i]!));
     }
   }
   const next: RunbookState = { ...state, drains };
-  const failed = drains.filter((d) => d.status === 'failed');
-  if (failed.length > 0) {
-    throw new RunbookStepError(
-      `drain failed on ${failed.map((d) => `${d.workerId} after ${d.attempts} attempts (${d.error})`).join(', ')}; ` +
-        `the other workers are drained; re-run the runbook (it resumes) or drain those workers by hand with the fork point`,
-    );
-  }
   const pending = drains.filter((d) => d.status === 'pending');
   if (pending.length > 0) {
     checkTimeout(state, env, 'drain', env.config.timeoutMs.drain, `the drain on ${pending.map((d) => d.workerId).join(', ')}`);
-    return { state: next, done: false, persist: changed, figures: { pending: pending.length } };
+    return { state: next, done: false, persist: changed, warnings, figures: { pending: pending.length } };
   }
-  return { state: next, done: true, figures: drainTotals(drains) };
+  return { state: next, done: true, warnings, figures: { ...drainTotals(drains), failed: drains.filter((d) => d.status === 'failed').length } };
 };
 
 export function drainTotals(drains: readonly DrainProgress[]) {
-  const sum = (k: keyof DrainSummary) => drains.reduce((n, d) => n + (d.summary?.[k] ?? 0), 0);
+  const sum = (k: Exclude<keyof DrainSummary, 'epochId'>) => drains.reduce((n, d) => n + (d.summary?.[k] ?? 0), 0);
   return {
     workers: drains.length,
     examined: sum('examined'),
@@ -92,22 +88,25 @@ export function drainTotals(drains: readonly DrainProgress[]) {
   };
 }
 
-/**
- * With no fork point the agent re-sends what it synced within a window ending now; the window must reach back
- * drainWindowSeconds before the failure began, not before now (confirmation, catch-up and an RDS promotion can
- * take many minutes), so the time since the failure is added.
- */
-function drainRequest(state: RunbookState, env: RunbookEnv): DrainRequest {
-  if (state.forkPoint) return { forkPoint: state.forkPoint };
-  const failureAt = Date.parse(state.confirm?.unreachableSince ?? state.fence?.at ?? state.startedAt);
-  const sinceFailureSeconds = Math.max(0, Math.ceil((env.ports.clock.now() - failureAt) / 1000));
-  return { windowSeconds: env.config.drainWindowSeconds + sinceFailureSeconds };
+function drainRequest(state: RunbookState): DrainRequest {
+  return { epochId: state.epoch!.id };
 }
 
-async function restart(d: DrainProgress, state: RunbookState, env: RunbookEnv): Promise<string> {
+/** Starts (or restarts) one drain; a worker the control cannot reach at all is a failed attempt, not a failed step. */
+async function start(workerId: string, request: DrainRequest, previous: DrainProgress | undefined, state: RunbookState, env: RunbookEnv): Promise<DrainProgress> {
+  const attempts = (previous?.attempts ?? 0) + 1;
   try {
-    return await env.ports.workers.startDrain(d.workerId, drainRequest(state, env));
+    const handle = await env.ports.workers.startDrain(workerId, request);
+    return { workerId, handle, startedBy: state.executionId, attempts, status: 'pending', ...(previous?.error ? { error: previous.error } : {}) };
   } catch (error) {
-    throw new RunbookStepError(`drain on ${d.workerId} failed and could not be restarted: ${errorMessage(error)}`);
+    const failed: DrainProgress = { workerId, handle: '', startedBy: state.executionId, attempts, status: 'failed', error: `could not be started: ${errorMessage(error)}` };
+    return failed;
   }
+}
+
+function unreachableWarning(d: DrainProgress): string {
+  return (
+    `drain failed on ${d.workerId} after ${d.attempts} attempts (${d.error}): its agent re-sends on its own when it reconnects ` +
+    '(the lineage check); verify waits for its confirmation'
+  );
 }

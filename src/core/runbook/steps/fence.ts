@@ -1,7 +1,10 @@
 /**
  * fence: before anything is promoted, make sure the old primary can never accept another write.
- * - failover: isolate it (quarantine security group / local equivalent) and, if it answers, set it read-only
- *   and terminate client sessions. Proceed when it is isolated, read-only, or does not answer at all.
+ * - failover: isolate it (quarantine security group and reboot / locally, kill its processes) and, if it answers,
+ *   set it read-only and terminate client sessions. Proceed when it is isolated, read-only, or does not answer at
+ *   all: a node is isolated only when it provably cannot accept writes, and promoting over one that merely does not
+ *   answer is an availability choice the workers' lineage check makes safe (they refuse every writer not on the
+ *   epoch the promotion records, and re-send whatever a zombie still took).
  * - switchover: writes only (read-only + sessions terminated), so the candidate can still stream the last WAL;
  *   the `isolate` step cuts it off once the candidate is promoted.
  * isolate: after promotion, (re)assert isolation of the old primary; an unreachable node that could not be
@@ -40,7 +43,11 @@ export const fence: ActionFn = async (state, env): Promise<ActionResult> => {
   }
   const warnings =
     mode === 'failover' && !result.isolated
-      ? [`${plan.oldPrimaryId} is not isolated yet (${result.detail ?? 'no detail'}); it ${result.readOnly === true ? 'was set read-only' : 'does not answer'}; isolation is retried after promotion`]
+      ? [
+          `${plan.oldPrimaryId} is not isolated (${result.detail ?? 'no detail'}); it ${result.readOnly === true ? 'was set read-only' : 'does not answer'}. ` +
+            'Promoting anyway: the workers refuse every writer not on the epoch this failover records and re-send whatever it may still take, ' +
+            'so acknowledged writes stay safe; isolation is retried after promotion',
+        ]
       : [];
   return {
     state: { ...state, fence: { nodeId: plan.oldPrimaryId, result, at: nowIso(env) } },

@@ -26,6 +26,8 @@ export const finish: ActionFn = async (state, env): Promise<ActionResult> => {
       oldPrimary: plan.oldPrimaryId,
       newPrimary: plan.candidateId,
       forkPoint: describeForkPoint(state.forkPoint),
+      epoch: state.epoch?.id ?? null,
+      unconfirmedWorkers: state.verification?.unconfirmed?.join(', ') || 'none',
       totalMs: env.ports.clock.now() - Date.parse(state.startedAt),
       workersDrained: totals.workers,
       rowsResent: totals.resent,
@@ -106,15 +108,17 @@ export function recoveryAdvice(state: RunbookState): string {
   }
   if (!state.writer) {
     return (
-      `${cand} was promoted (fork point ${describeForkPoint(state.forkPoint)}) but the writer endpoint still points at the fenced ${old}: ` +
-      `writes wait in the worker buffers. Re-run the ${plan.mode}: it resumes, repoints and drains.`
+      `${cand} was promoted (fork point ${describeForkPoint(state.forkPoint)}${state.epoch ? `, epoch ${state.epoch.id}` : ', epoch not recorded yet'}) ` +
+      `but the writer endpoint still points at the fenced ${old}: writes wait in the worker buffers. Re-run the ${plan.mode}: it resumes, records the epoch, repoints and drains ` +
+      `(if ${cand} has died meanwhile, the re-run plans a new failover instead).`
     );
   }
   if (!state.verification) {
     const pending = (state.drains ?? []).filter((d) => d.status !== 'done').map((d) => d.workerId);
     return (
-      `${cand} is the writer; drains not confirmed on ${pending.join(', ') || 'any worker'}. Re-run the ${plan.mode} (it resumes and drains again, ` +
-      `which is idempotent) or run \`rds-failover drain --fork-timeline ${state.forkPoint?.timelineId ?? 'N'} --fork-lsn ${state.forkPoint?.lsn ?? 'X/Y'}\`.`
+      `${cand} is the writer (epoch ${state.epoch?.id ?? 'not recorded'}); drains not finished on ${pending.join(', ') || 'any worker'}. Each worker's agent re-sends ` +
+      `by itself once it reaches ${cand}. Re-run the ${plan.mode} (it resumes and drains again, which is idempotent) or run ` +
+      `\`rds-failover drain${state.epoch ? ` --epoch ${state.epoch.id}` : ''}\`.`
     );
   }
   return `The ${plan.mode} is complete and verified (${cand} is the writer, every worker drained); only replica rebuilding/notification failed: rebuild by hand (docs/runbook.md).`;

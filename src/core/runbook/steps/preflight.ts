@@ -1,10 +1,11 @@
 /** confirm (auto-trigger only), preflight (lock, journal, topology, probes) and plan. */
 import type { NodeProbe } from '../../../ports/database-probe.js';
 import type { RunbookJournalEntry } from '../../../ports/runbook-journal.js';
+import { epochIdFor, headOf, mergeEpochs, type Epoch } from '../../lineage.js';
 import { RunbookRefusedError, RunbookStepError } from '../errors.js';
 import type { RunbookEnv } from '../env.js';
 import { planRunbook } from '../planner.js';
-import { parseRunbookInput, type RunbookState, type StepName, type StepTiming } from '../state.js';
+import { parseRunbookInput, type RunbookLineage, type RunbookState, type StepName, type StepTiming } from '../state.js';
 import { nowIso, type ActionFn, type ActionResult } from '../step-types.js';
 
 /**
@@ -61,14 +62,23 @@ export const preflight: ActionFn = async (state, env): Promise<ActionResult> => 
 
   try {
     const entry = await ports.journal.load(clusterId);
-    if (resumable(entry)) {
-      next = resume(next, entry, env);
-      warnings.push(`resuming execution ${entry.executionId} (last saved ${entry.updatedAt}, status ${entry.status}) with its plan: ${next.plan!.oldPrimaryId} -> ${next.plan!.candidateId}`);
-    }
     const topology = await ports.cluster.topology();
     const probes: NodeProbe[] = await Promise.all(topology.nodes.map((n) => ports.probe.probe(n.id)));
-    const knownWriterTimeline = writerTimeline(entry, topology.writerId, probes) ?? next.knownWriterTimeline;
-    next = { ...next, topology, probes, ...(knownWriterTimeline ? { knownWriterTimeline } : {}) };
+    if (resumable(entry)) {
+      const gone = probes.find((p) => p.nodeId === entry.state.plan!.candidateId);
+      if (gone && !gone.reachable) {
+        // Its candidate died since (killed during the drain, say): resuming would act on a dead node. A new plan
+        // starts from the live topology, with everything the journal knows of the lineage.
+        warnings.push(
+          `not resuming execution ${entry.executionId} (${entry.status}): its candidate ${entry.state.plan!.candidateId} does not answer (${gone.error}); planning a new ${input.mode}`,
+        );
+      } else {
+        next = resume(next, entry, env);
+        warnings.push(`resuming execution ${entry.executionId} (last saved ${entry.updatedAt}, status ${entry.status}) with its plan: ${next.plan!.oldPrimaryId} -> ${next.plan!.candidateId}`);
+      }
+    }
+    const lineage = await readLineage(probes, entry, next, env);
+    next = { ...next, topology, probes, lineage };
     return {
       state: next,
       done: true,
@@ -78,6 +88,7 @@ export const preflight: ActionFn = async (state, env): Promise<ActionResult> => 
         nodes: topology.nodes.length,
         reachable: probes.filter((p) => p.reachable).length,
         resumed: next.resumedFrom !== undefined,
+        epochs: lineage.epochs.length,
       },
     };
   } catch (error) {
@@ -101,6 +112,9 @@ export const plan: ActionFn = async (state, env): Promise<ActionResult> => {
     probes: state.probes,
     candidate: input.candidate,
     force: input.force,
+    lineage: state.lineage,
+    // Named now and journaled with the plan: a resumed run records the same epoch, never a second one.
+    epochId: epochIdFor(`${env.clusterId}/${state.executionId}`),
     maxLagOnFailoverBytes: env.config.maxLagOnFailoverBytes,
     lockHolder,
     now: nowIso(env),
@@ -131,13 +145,30 @@ function planFigures(state: RunbookState) {
   };
 }
 
-/** The writer's timeline: from its own probe when it answers, else from the failover that made it the writer. */
-function writerTimeline(entry: RunbookJournalEntry | null, writerId: string, probes: readonly NodeProbe[]): number | undefined {
-  const probe = probes.find((p) => p.nodeId === writerId);
-  if (probe?.reachable && !probe.inRecovery) return probe.timelineId;
-  const previous = entry?.status === 'succeeded' ? (entry.state as RunbookState | null) : null;
-  if (previous?.plan?.candidateId === writerId && previous.verification?.writerTimelineId) return previous.verification.writerTimelineId;
-  return undefined;
+/**
+ * Every epoch the run can know of: each answering node's lineage, and what the journal recorded (the last run's
+ * epoch may live only on a primary that is now dead). A node whose lineage cannot be read has no known epoch.
+ */
+async function readLineage(probes: readonly NodeProbe[], entry: RunbookJournalEntry | null, state: RunbookState, env: RunbookEnv): Promise<RunbookLineage> {
+  const previous = entry?.state as RunbookState | null | undefined;
+  const journaled = [...(previous?.lineage?.epochs ?? []), ...(previous?.epoch ? [previous.epoch] : []), ...(state.lineage?.epochs ?? [])];
+  const heads: Record<string, string | null> = {};
+  const lists: Epoch[][] = [journaled];
+  for (const probe of probes) {
+    if (!probe.reachable) continue;
+    const epochs = await env.ports.lineage.read(probe.nodeId).catch(() => null);
+    heads[probe.nodeId] = epochs === null || epochs.length === 0 ? null : tryHead(epochs, probe.nodeId);
+    if (epochs) lists.push(epochs);
+  }
+  return { epochs: mergeEpochs(...lists), heads };
+}
+
+function tryHead(epochs: readonly Epoch[], nodeId: string): string | null {
+  try {
+    return headOf(epochs, nodeId).id;
+  } catch {
+    return null;
+  }
 }
 
 /** A journaled run that got as far as a plan and did not succeed is resumed, never re-planned. */
