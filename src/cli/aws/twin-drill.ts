@@ -16,7 +16,7 @@ import pg from 'pg';
 import type { LoadWorkerMessage, LoadWorkerSpec } from '../drill/load-worker-protocol.js';
 import { writeLoadWorkerConfig } from '../drill/run-drill.js';
 import { AwsTwin, type LambdaHandler, type TwinCall, type TwinDenial } from '../../local/aws-twin/aws-twin.js';
-import type { CfnTemplate } from '../../local/aws-twin/cfn-template.js';
+import { DeployedTemplate, type CfnTemplate } from '../../local/aws-twin/cfn-template.js';
 import type { UnsupportedConditionKey } from '../../local/aws-twin/iam-policies.js';
 import type { TwinCertificates } from '../../local/aws-twin/twin-tls.js';
 import { LocalCluster } from '../../local/local-cluster.js';
@@ -99,7 +99,6 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
   const primaryId = dbIds.find((d) => !d.replica)!.id;
   const ordered = [primaryId, ...dbIds.filter((d) => d.replica).map((d) => d.id)];
   const spares = ordered.length - 1; // one replacement per replica the runbook may rebuild
-  const workerCount = Object.values(instances).filter((r) => r.Type === 'AWS::EC2::Instance').length;
 
   const cluster = await LocalCluster.start({ replicas: ordered.length - 1 + spares, settings: spec.certificates.settings, log: (l) => log(`cluster: ${l}`) });
   const loadWorkers: ChildProcess[] = [];
@@ -115,8 +114,11 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
 
     const superuser = cluster.clientConfig('pg-0');
     const writerFile = path.join(spec.workDir, 'writer-url');
-    const workerSpecs: LoadWorkerSpec[] = Array.from({ length: workerCount }, (_, i) =>
-      writeLoadWorkerConfig({ workDir: spec.workDir, workerId: `w${i + 1}`, writerFile, table: TABLE, stream: 'events', ratePerSecond: spec.ratePerSecond ?? 200, batchSize: 200 }),
+    // Each worker is known by its instance id, as on EC2 (the runbook waits for the instances' confirmations).
+    const names = new DeployedTemplate(spec.template, { account: spec.account, region: spec.region, stackName: spec.stackName });
+    const instanceIds = names.ofType('AWS::EC2::Instance').map((id) => names.ref(id));
+    const workerSpecs: LoadWorkerSpec[] = instanceIds.map((workerId) =>
+      writeLoadWorkerConfig({ workDir: spec.workDir, workerId, writerFile, table: TABLE, stream: 'events', ratePerSecond: spec.ratePerSecond ?? 200, batchSize: 200 }),
     );
     twin = await AwsTwin.start({
       template: spec.template,

@@ -236,10 +236,14 @@ export class AwsTwin {
     for (const twin of twins) {
       const { client, sdk } = CLIENTS[twin.service as keyof typeof CLIENTS];
       const stub = mockClient(client as never) as AwsStub<any, any, any>;
-      stub.onAnyCommand().callsFake(() => {
-        throw new Error(`the AWS twin does not model this ${twin.service} operation: add it to the ${twin.service} stand-in (src/local/aws-twin)`);
-      });
-      for (const [operation, handler] of Object.entries(twin.handlers())) {
+      const handlers = twin.handlers();
+      for (const [name, command] of Object.entries(sdk as Record<string, unknown>)) {
+        if (!name.endsWith('Command') || typeof command !== 'function' || handlers[name.slice(0, -'Command'.length)]) continue;
+        stub.on(command as never).callsFake(() => {
+          throw new Error(`the AWS twin does not model ${twin.service} ${name.slice(0, -'Command'.length)}: add it to the ${twin.service} stand-in (src/local/aws-twin)`);
+        });
+      }
+      for (const [operation, handler] of Object.entries(handlers)) {
         const command = (sdk as Record<string, unknown>)[`${operation}Command`];
         if (typeof command !== 'function') throw new Error(`the ${twin.service} SDK has no ${operation}Command`);
         stub.on(command as never).callsFake((input: unknown) => this.dispatch(twin, operation, handler, input));

@@ -3,7 +3,8 @@
  * - An instance's endpoint is its own loopback address (InstanceProxy) forwarding to its node.
  * - ModifyDBInstance (security groups): `modifying`, the new groups `adding`, the old `removing`, then `active` and
  *   `available`; an instance whose active groups admit no client refuses new connections (established ones stay).
- * - RebootDBInstance: `rebooting`, every connection dropped, the node restarted, `available`.
+ * - RebootDBInstance: `rebooting`, every connection dropped, the node restarted, `available`, and the event
+ *   'DB instance restarted' (DescribeEvents, category availability).
  * - PromoteReadReplica: `modifying` while the node is promoted; ReadReplicaSourceDBInstanceIdentifier is cleared only
  *   when that is done; then `backing-up` (backups were turned on), then `available`.
  * - CreateDBInstanceReadReplica: a new instance on a spare node, cloned afresh from the source: `creating`,
@@ -56,6 +57,8 @@ export class RdsTwin implements ServiceTwin {
   private readonly phaseMs: number;
   private nextAddress = 1;
   private readonly pending = new Set<Promise<unknown>>();
+  /** RDS events (DescribeEvents), oldest first. */
+  private readonly events: { SourceIdentifier: string; SourceType: string; SourceArn: string; Message: string; EventCategories: string[]; Date: Date }[] = [];
 
   constructor(
     private readonly deployed: DeployedTemplate,
@@ -188,9 +191,19 @@ export class RdsTwin implements ServiceTwin {
             return;
           }
           i.status = 'available';
+          this.event(i, 'DB instance restarted', 'availability');
         });
         return { DBInstance: this.describe(i) };
       },
+      DescribeEvents: async (input: { SourceIdentifier?: string; SourceType?: string; StartTime?: Date; EventCategories?: string[] }) => ({
+        Events: this.events.filter(
+          (e) =>
+            (!input.SourceIdentifier || e.SourceIdentifier === input.SourceIdentifier) &&
+            (!input.SourceType || e.SourceType === input.SourceType) &&
+            (!input.StartTime || e.Date.getTime() >= new Date(input.StartTime).getTime()) &&
+            (!input.EventCategories?.length || e.EventCategories.some((c) => input.EventCategories!.includes(c))),
+        ),
+      }),
       PromoteReadReplica: async (input: { DBInstanceIdentifier: string; BackupRetentionPeriod?: number }) => {
         const i = this.get(input.DBInstanceIdentifier);
         if (!i.source) throw awsError('InvalidDBInstanceStateFault', `DB Instance ${i.id} is not a read replica.`);
@@ -359,6 +372,10 @@ export class RdsTwin implements ServiceTwin {
       BackupRetentionPeriod: i.backupRetention,
       ...(i.source ? { ReadReplicaSourceDBInstanceIdentifier: i.source } : {}),
     };
+  }
+
+  private event(i: Instance, message: string, category: string): void {
+    this.events.push({ SourceIdentifier: i.id, SourceType: 'db-instance', SourceArn: i.arn, Message: message, EventCategories: [category], Date: new Date() });
   }
 
   private applyNetwork(i: Instance): void {
