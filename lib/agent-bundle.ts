@@ -1,9 +1,12 @@
 import { DockerImage, type BundlingOptions } from 'aws-cdk-lib';
 import { buildSync } from 'esbuild';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 
 const PROJECT_ROOT = path.join(__dirname, '..');
+/** Where the workers' Node.js 22 is installed (its own package.json and lock: linux arm64 and x64). */
+export const WORKER_NODE_DIR = path.join(PROJECT_ROOT, 'tools', 'worker-node');
 
 /** The worker agent as the workers run it: one CommonJS file for Node.js 22. */
 export const AGENT_BUNDLE_ENTRY = 'rds-failover-agent.cjs';
@@ -39,9 +42,28 @@ export function buildAgentBundle(outDir: string): string {
   return outfile;
 }
 
-/** tools/worker-node's Node.js 22 for `arch` (installed by `npm run worker-node`). */
-export function workerNodeBinary(arch: WorkerArchitecture): string {
-  return path.join(PROJECT_ROOT, 'tools', 'worker-node', 'node_modules', `node-linux-${arch}`, 'bin', 'node');
+/** tools/worker-node's Node.js 22 for `arch` (ensureWorkerNode installs it). */
+export function workerNodeBinary(arch: WorkerArchitecture, toolsDir: string = WORKER_NODE_DIR): string {
+  return path.join(toolsDir, 'node_modules', `node-linux-${arch}`, 'bin', 'node');
+}
+
+/**
+ * The workers' Node.js 22 for `arch`, installed first when missing: `npm ci` of tools/worker-node from the npm
+ * registry (offline once npm's cache has the packages; --force because one of the two is for another CPU). This is
+ * what makes `npx cdk synth|diff|deploy` work right after `npm ci` on a fresh clone; `npm run worker-node` and
+ * `npm test` call it too. Returns the binary's path.
+ */
+export function ensureWorkerNode(arch: WorkerArchitecture, toolsDir: string = WORKER_NODE_DIR): string {
+  const node = workerNodeBinary(arch, toolsDir);
+  if (existsSync(node)) return node;
+  const args = ['ci', '--prefix', toolsDir, '--force', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'];
+  process.stderr.write(`Installing Node.js 22 for the workers into ${toolsDir} (npm ${args.join(' ')})...\n`);
+  const run = spawnSync('npm', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (run.status !== 0 || !existsSync(node)) {
+    const why = run.error?.message ?? (`${run.stderr ?? ''}`.trim().split('\n').slice(-5).join('\n') || `exit ${run.status}`);
+    throw new Error(`Node.js 22 for the workers could not be installed into ${toolsDir}: ${why}\nRetry with network access to the npm registry: npm ${args.join(' ')}`);
+  }
+  return node;
 }
 
 /**
@@ -60,14 +82,13 @@ export function rdsCaBundle(): string {
  * The worker agent asset, built on this machine at synth (no Docker): the bundle, Node.js 22 for the workers'
  * CPU and the RDS CA bundle. Everything the workers need is in it: they have no internet access.
  */
-export function agentAssetBundling(arch: WorkerArchitecture, rdsCaBundleFile?: string): BundlingOptions {
+export function agentAssetBundling(arch: WorkerArchitecture, rdsCaBundleFile?: string, toolsDir: string = WORKER_NODE_DIR): BundlingOptions {
   return {
     // Never used: local bundling below always succeeds or throws.
     image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:22'),
     local: {
       tryBundle(outputDir: string): boolean {
-        const node = workerNodeBinary(arch);
-        if (!existsSync(node)) throw new Error(`${node} is missing: run \`npm run worker-node\` before synth (it downloads Node.js 22 for the workers from the npm registry)`);
+        const node = ensureWorkerNode(arch, toolsDir);
         buildAgentBundle(outputDir);
         copyFileSync(node, path.join(outputDir, AGENT_BUNDLE_NODE));
         chmodSync(path.join(outputDir, AGENT_BUNDLE_NODE), 0o755);

@@ -41,7 +41,8 @@ const HOURLY_INTERVALS = [1, 2, 3, 4, 6, 8, 12];
  * Data Lifecycle Manager policy over the workers' buffer volumes. Pre/post scripts only exist for policies that
  * target INSTANCES, so the policy targets the worker instances by tag and excludes their boot volumes: only the data
  * volume is snapshotted. Before each snapshot DLM runs the SSM document below on the worker, which checkpoints the
- * SQLite buffer (application-consistent); if that fails, DLM still takes a crash-consistent snapshot.
+ * SQLite buffer (application-consistent); if that fails, DLM still takes a crash-consistent snapshot, and the
+ * Monitoring construct's alarms on the policy (addSnapshotPolicy) say so.
  */
 export class BufferSnapshots extends Construct {
   readonly policy: dlm.CfnLifecyclePolicy;
@@ -154,6 +155,14 @@ export class BufferSnapshots extends Construct {
       new iam.PolicyStatement({
         sid: 'RunPreScriptDocument',
         actions: ['ssm:SendCommand'],
+        resources: [arn('ssm', `document/${this.preScriptDocument.ref}`)],
+      }),
+    );
+    // AWS's managed policy for DLM pre/post scripts (AWSDataLifecycleManagerSSMFullAccess) also lets DLM read the document.
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadPreScriptDocument',
+        actions: ['ssm:DescribeDocument', 'ssm:GetDocument'],
         resources: [arn('ssm', `document/${this.preScriptDocument.ref}`)],
       }),
     );

@@ -135,7 +135,7 @@ export interface DatabaseConfig {
   readonly deletionProtection: boolean;
   /** What deleting the stack or a primary does to its data. @default 'snapshot' */
   readonly removalPolicy: 'snapshot' | 'retain';
-  /** Performance Insights retention, days: 7 or a multiple of 31 up to 731. @default 7 */
+  /** Performance Insights retention, days: 7, a multiple of 31 up to 713, or 731. @default 7 */
   readonly performanceInsightsRetentionDays: number;
   /** Enhanced Monitoring interval, seconds: 1, 5, 10, 15, 30 or 60. @default 30 */
   readonly monitoringIntervalSeconds: number;
@@ -351,8 +351,9 @@ function readDatabase(r: ConfigReader, value: Json | undefined): DatabaseConfig 
     r.error('database.maxAllocatedStorageGiB', `must be above database.allocatedStorageGiB (${allocatedStorageGiB}), got ${maxAllocatedStorageGiB}`);
   }
   const performanceInsightsRetentionDays = r.integer(o.performanceInsightsRetentionDays, 'database.performanceInsightsRetentionDays', 7, { min: 7, max: 731 });
-  if (performanceInsightsRetentionDays !== 7 && performanceInsightsRetentionDays % 31 !== 0) {
-    r.error('database.performanceInsightsRetentionDays', `expected 7 or a multiple of 31 up to 731 (months), got ${performanceInsightsRetentionDays}`);
+  // RDS: 7 (the free tier), a month count times 31, or 731 (2 years, which is not a multiple of 31).
+  if (performanceInsightsRetentionDays !== 7 && performanceInsightsRetentionDays !== 731 && performanceInsightsRetentionDays % 31 !== 0) {
+    r.error('database.performanceInsightsRetentionDays', `expected 7, a multiple of 31 (months) up to 713, or 731, got ${performanceInsightsRetentionDays}`);
   }
   const databaseName = r.string(o.databaseName, 'database.databaseName', 'app', DB_NAME);
   if (['postgres', 'template0', 'template1', 'rdsadmin'].includes(databaseName)) {

@@ -268,6 +268,7 @@ export class FailoverStack extends Stack {
       backupRetentionDays: config.database.backupRetentionDays,
     });
     this.monitoring.addFailoverStateMachine(this.runbook.stateMachine);
+    this.monitoring.addSnapshotPolicy(this.snapshots.policy.ref);
 
     this.addOutputs();
   }

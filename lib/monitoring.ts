@@ -396,6 +396,23 @@ export class Monitoring extends Construct {
     );
   }
 
+  /**
+   * Alarms on a Data Lifecycle Manager policy (AWS/EBS metrics, DLMPolicyId dimension): a failed pre-script means the
+   * snapshots were only crash-consistent (DLM takes them anyway), a failed snapshot means none was taken.
+   */
+  addSnapshotPolicy(policyId: string): void {
+    const hourly = (metricName: string) =>
+      new cloudwatch.Metric({ namespace: 'AWS/EBS', metricName, dimensionsMap: { DLMPolicyId: policyId }, period: Duration.hours(1), statistic: cloudwatch.Stats.SUM });
+    this.alarm('SnapshotPreScriptFailed', 'snapshot-pre-script-failed', 'warning', 'the buffer checkpoint before a DLM snapshot failed: that snapshot is only crash-consistent (docs/buffer.md)', hourly('PreScriptFailed'), {
+      threshold: 1,
+      evaluationPeriods: 1,
+    });
+    this.alarm('SnapshotCreateFailed', 'snapshot-create-failed', 'critical', 'DLM failed to snapshot a worker buffer volume: the newest restorable buffer is older than the schedule says', hourly('SnapshotsCreateFailed'), {
+      threshold: 1,
+      evaluationPeriods: 1,
+    });
+  }
+
   private grantLagMonitor(props: MonitoringProps, key: kms.IKey): void {
     const fn = this.lagMonitor.function;
     const stack = Stack.of(this);

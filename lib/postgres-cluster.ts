@@ -174,10 +174,10 @@ export class PostgresCluster extends Construct {
       allocatedStorage: String(db.allocatedStorageGiB),
       maxAllocatedStorage: db.maxAllocatedStorageGiB,
       // Create-only properties (StorageEncrypted, KmsKeyId, Port, DBSubnetGroupName, MasterUsername, DBName) never
-      // depend on the current role, so promotion never forces a replacement. A replica may not declare
-      // StorageEncrypted (it inherits the source's encryption and this key), so only the original primary does.
+      // depend on the current role, so promotion never forces a replacement. A same-region replica inherits its
+      // source's encryption and key, and AWS says not to specify them for it: only the original primary does.
       storageEncrypted: node.createdAsPrimary ? true : undefined,
-      kmsKeyId: props.key.keyArn,
+      kmsKeyId: node.createdAsPrimary ? props.key.keyArn : undefined,
       port: String(db.port),
       dbSubnetGroupName: subnetGroupName,
       dbParameterGroupName: parameterGroupName,
@@ -222,7 +222,7 @@ export class PostgresCluster extends Construct {
       ack('AwsSolutions-RDS11', 'Workers, the agent and the operator tools expect PostgreSQL on 5432; only the workers and controller security groups reach it, so a non-default port would add no protection (set database.port to change it).');
     }
     if (!node.createdAsPrimary) {
-      const reason = 'Encrypted: created as a read replica of the encrypted original primary, it inherits that encryption and KMS key (KmsKeyId is set). CloudFormation forbids StorageEncrypted together with SourceDBInstanceIdentifier, and adding it after a promotion would replace the instance.';
+      const reason = 'Encrypted: created as a read replica of the encrypted original primary, it inherits that encryption and KMS key (AWS: do not specify KmsKeyId for a same-region replica). CloudFormation forbids StorageEncrypted together with SourceDBInstanceIdentifier, and adding it after a promotion would replace the instance.';
       ack('AwsSolutions-RDS2', reason);
       ack('CloudFormation-Validate::W9008', reason);
     }

@@ -16,7 +16,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { ControllerFunction, RDS_CA_ENVIRONMENT } from './controller-function.js';
-import { ResourceTag } from '../src/core/resource-tags.js';
+import { ResourceTag, WORKER_ROLE } from '../src/core/resource-tags.js';
 import { RUNBOOK_FUNCTIONS, RunbookEnvVar, type RunbookFunctionName } from '../src/core/runbook/lambda-environment.js';
 
 /** Timing of the runbook in AWS (seconds: Step Functions waits whole seconds). Every field optional. */
@@ -54,7 +54,7 @@ export interface AutoFailoverProps {
 
 /** How the drain reaches the worker agents (SSM Run Command). */
 export interface RunbookWorkersProps {
-  /** Tag key and value that mark this cluster's workers. */
+  /** Tag key and value that mark this cluster's workers (besides rds-failover:role=worker, which every worker carries). */
   readonly tagKey: string;
   readonly tagValue: string;
   /** @default /usr/local/bin/rds-failover-agent */
@@ -252,7 +252,8 @@ export class Runbook extends Construct {
       // Lock renewal (UpdateItem), take-over (PutItem), release (DeleteItem), holder / journal reads (GetItem),
       // journal writes (TransactWriteItems = ConditionCheckItem on the lock + PutItem of the journal).
       this.table.grant(role, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:ConditionCheckItem');
-      props.key.grant(role, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey*');
+      // DynamoDB and SNS use the key with the caller's permissions: DescribeKey too (AWS: customer managed table keys).
+      props.key.grant(role, 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:DescribeKey');
       props.notificationTopic.grantPublish(role);
     }
     const allow = (name: RunbookFunctionName, actions: string[], resources: string[], conditions?: Record<string, unknown>) =>
@@ -295,23 +296,43 @@ export class Runbook extends Construct {
     props.writerParameter.grantWrite(fns.repoint.function);
     allow('drain', ['ssm:DescribeInstanceInformation', 'ssm:GetCommandInvocation'], ['*']);
     allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ssm', resource: 'document', resourceName: this.drainDocument.documentName })]);
+    // Every taggable resource of the stack carries the cluster tag: the workers are the instances that also carry the
+    // worker role tag (what SsmWorkerControl selects by).
     allow('drain', ['ssm:SendCommand'], [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })], {
-      StringEquals: { [`ssm:resourceTag/${w.tagKey}`]: w.tagValue },
+      StringEquals: { [`ssm:resourceTag/${w.tagKey}`]: w.tagValue, [`ssm:resourceTag/${ResourceTag.Role}`]: WORKER_ROLE },
     });
-    allow('rebuild', ['rds:CreateDBInstanceReadReplica', 'rds:AddTagsToResource'], [
-      clusterDbs,
-      // The request names the old replica's subnet group, parameter group and option group.
-      stack.formatArn({ service: 'rds', resource: 'subgrp', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-      stack.formatArn({ service: 'rds', resource: 'pg', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-      stack.formatArn({ service: 'rds', resource: 'og', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
-    ]);
+    // The new replica must be created tagged as this cluster's (aws:RequestTag), and no instance already tagged as another
+    // cluster's may be its source or get tags (aws:ResourceTag, IfExists: the instance being created has no tags yet).
+    // Without these, `db:<clusterId>-*` would let the rebuild put this cluster's tag on orders-eu-a and so hand it to the
+    // fence and promote roles, whose guard is that tag.
+    const taggedOurs = { StringEquals: { [`aws:RequestTag/${ResourceTag.Cluster}`]: props.clusterId } };
+    allow('rebuild', ['rds:CreateDBInstanceReadReplica', 'rds:AddTagsToResource'], [clusterDbs], {
+      ...taggedOurs,
+      StringEqualsIfExists: { [`aws:ResourceTag/${ResourceTag.Cluster}`]: props.clusterId },
+    });
+    allow(
+      'rebuild',
+      ['rds:CreateDBInstanceReadReplica'],
+      [
+        // The request names the old replica's subnet group, parameter group and option group.
+        stack.formatArn({ service: 'rds', resource: 'subgrp', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+        stack.formatArn({ service: 'rds', resource: 'pg', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+        stack.formatArn({ service: 'rds', resource: 'og', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }),
+      ],
+      taggedOurs,
+    );
     if (props.monitoringRole) {
-      allow('rebuild', ['iam:PassRole'], [props.monitoringRole.roleArn], { StringEquals: { 'iam:PassedToService': 'monitoring.rds.amazonaws.com' } });
+      // Which service name RDS sends when a replica is created with a monitoring role is not documented: allow both.
+      allow('rebuild', ['iam:PassRole'], [props.monitoringRole.roleArn], {
+        StringEquals: { 'iam:PassedToService': ['monitoring.rds.amazonaws.com', 'rds.amazonaws.com'] },
+      });
     }
     if (props.dbStorageKey) props.dbStorageKey.grant(fns.rebuild.function, 'kms:CreateGrant', 'kms:DescribeKey');
 
     // ---- The state machine. ----
     this.logGroup = new logs.LogGroup(this, 'StateMachineLogs', {
+      // AWS recommends /aws/vendedlogs/ for vended logs: no CloudWatch Logs resource policy entry (size-limited) per group.
+      logGroupName: `/aws/vendedlogs/states/rds-failover-${props.clusterId}-runbook`,
       encryptionKey: props.logKey,
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
       removalPolicy: RemovalPolicy.DESTROY,

@@ -14,7 +14,9 @@
  *   'available' has no promotion under way (promote found it busy): it requests it again.
  * - repointWriter: Route 53 UPSERT of the writer CNAME, SSM writer id, SSM topology document.
  * - rebuildReplica: CreateDBInstanceReadReplica of the new primary, shaped like the replica it replaces,
- *   under a deterministic next-generation id (so a re-run finds it instead of creating a second).
+ *   under a deterministic next-generation id (so a re-run finds it instead of creating a second). A primary too
+ *   busy to take a replica yet (InvalidDBInstanceStateFault) is RunbookTransientError (retried); every other refusal
+ *   is thrown as RDS gave it (the rebuild step fails that replica at once).
  */
 import {
   AddTagsToResourceCommand,
@@ -35,6 +37,7 @@ import { systemClock, type Clock } from '../ports/clock.js';
 import type { ClusterControl, ClusterNode, FenceOptions, FenceResult, OperationStatus, Topology } from '../ports/cluster-control.js';
 import type { DatabaseProbe } from '../ports/database-probe.js';
 import { DEFAULT_FAILOVER_PRIORITY, ResourceTag } from '../core/resource-tags.js';
+import { RunbookTransientError } from '../core/runbook/errors.js';
 import { parseTopologyDocument, type TopologyDocument } from '../core/topology-document.js';
 
 export { parseTopologyDocument, type TopologyDocument };
@@ -278,7 +281,15 @@ export class RdsClusterControl implements ClusterControl {
     const existing = await this.describeOrNull(nodeId);
     if (!existing) {
       const old = await this.describe(replicaId);
-      await this.o.rds.send(new CreateDBInstanceReadReplicaCommand(replicaShapedLike(old, nodeId, primaryId)));
+      try {
+        await this.o.rds.send(new CreateDBInstanceReadReplicaCommand(replicaShapedLike(old, nodeId, primaryId, this.o.clusterId)));
+      } catch (error) {
+        // The new primary is busy (its first backup after promotion, a modification): it can take a replica later.
+        if ((error as Error).name === 'InvalidDBInstanceStateFault') {
+          throw new RunbookTransientError(`${primaryId} cannot take a read replica yet: ${(error as Error).name}: ${(error as Error).message}`);
+        }
+        throw error;
+      }
     }
     const nodes = doc.nodes.filter((n) => n.instanceId !== replicaId && n.instanceId !== nodeId);
     await this.putParameter(
@@ -467,9 +478,30 @@ function toNode(db: DBInstance): ClusterNode {
   };
 }
 
+/**
+ * gp3 of RDS for PostgreSQL below this size runs at a fixed baseline (3,000 IOPS, 125 MiBps) that
+ * DescribeDBInstances reports but CreateDBInstanceReadReplica refuses to be given ("You can't specify IOPS or
+ * storage throughput for engine postgres and a storage size less than 400"). From it on, both are settable.
+ */
+export const GP3_PROVISIONED_MIN_GIB = 400;
+
+/**
+ * The IOPS and throughput of `old` to ask for, where RDS accepts them: provisioned IOPS storage (io1, io2: IOPS
+ * only) and gp3 at or above GP3_PROVISIONED_MIN_GIB (both). Elsewhere the storage type and size decide them.
+ */
+export function provisionedPerformance(old: Pick<DBInstance, 'StorageType' | 'AllocatedStorage' | 'Iops' | 'StorageThroughput'>): { Iops?: number; StorageThroughput?: number } {
+  const type = old.StorageType ?? '';
+  if ((type === 'io1' || type === 'io2') && old.Iops) return { Iops: old.Iops };
+  if (type === 'gp3' && (old.AllocatedStorage ?? 0) >= GP3_PROVISIONED_MIN_GIB) {
+    return { ...(old.Iops ? { Iops: old.Iops } : {}), ...(old.StorageThroughput ? { StorageThroughput: old.StorageThroughput } : {}) };
+  }
+  return {};
+}
+
 /** CreateDBInstanceReadReplica input for a replica of `primaryId` that takes the place of `old`. */
-function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
-  const tags = (old.TagList ?? []).filter((t) => t.Key !== REBUILT_FROM_TAG && !t.Key?.startsWith('aws:'));
+function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string, clusterId: string) {
+  // The cluster tag is what the rebuild role's policy requires on the request (and what fence and promote check later).
+  const tags = (old.TagList ?? []).filter((t) => t.Key !== REBUILT_FROM_TAG && t.Key !== ResourceTag.Cluster && !t.Key?.startsWith('aws:'));
   return {
     DBInstanceIdentifier: nodeId,
     SourceDBInstanceIdentifier: primaryId,
@@ -479,7 +511,7 @@ function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
     VpcSecurityGroupIds: (old.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).filter(Boolean),
     DBParameterGroupName: old.DBParameterGroups?.[0]?.DBParameterGroupName,
     StorageType: old.StorageType,
-    ...(old.Iops ? { Iops: old.Iops } : {}),
+    ...provisionedPerformance(old),
     MultiAZ: false,
     PubliclyAccessible: false,
     AutoMinorVersionUpgrade: old.AutoMinorVersionUpgrade,
@@ -495,6 +527,6 @@ function replicaShapedLike(old: DBInstance, nodeId: string, primaryId: string) {
           PerformanceInsightsRetentionPeriod: old.PerformanceInsightsRetentionPeriod,
         }
       : {}),
-    Tags: [...tags, { Key: REBUILT_FROM_TAG, Value: old.DBInstanceIdentifier! }],
+    Tags: [{ Key: ResourceTag.Cluster, Value: clusterId }, ...tags, { Key: REBUILT_FROM_TAG, Value: old.DBInstanceIdentifier! }],
   };
 }

@@ -127,7 +127,11 @@ export function buildAwsRunbookEnv(env: Env, onEvent?: (event: RunbookEvent) => 
   let credentials: Promise<DbCredentials> | undefined;
   const secretArn = env[RunbookEnvVar.DbSecretArn];
   const connection = async (nodeId: string): Promise<pg.ClientConfig> => {
-    credentials ??= loadDbCredentials(secretArn!);
+    // A failed read (throttled, say) must not be cached for the container's life: the next connection reads again.
+    credentials ??= loadDbCredentials(secretArn!).catch((error: unknown) => {
+      credentials = undefined;
+      throw error;
+    });
     const [{ host, port }, creds] = await Promise.all([endpoints.resolve(nodeId), credentials]);
     return {
       host,

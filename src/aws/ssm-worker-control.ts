@@ -1,5 +1,6 @@
 /**
- * WorkerControl over SSM Run Command: the workers are the SSM-managed instances carrying the worker tag; a
+ * WorkerControl over SSM Run Command: the workers are the SSM-managed instances carrying the cluster's tag and the
+ * worker role tag (rds-failover:role=worker); a
  * drain is the stack's drain document (lib/drain-document.ts: the agent's `drain --json` with fixed paths)
  * run on one instance with the fork point or window as its only parameters; its result is the JSON summary
  * the agent prints, read back with GetCommandInvocation.
@@ -11,6 +12,8 @@ import {
   type SSMClient,
 } from '@aws-sdk/client-ssm';
 import { drainParameters } from '../core/drain-parameters.js';
+import { ResourceTag, WORKER_ROLE } from '../core/resource-tags.js';
+import { classifyError, RunbookTransientError } from '../core/runbook/errors.js';
 import { parseDrainSummary } from '../core/drain-summary.js';
 import type { DrainRequest, DrainStatus, WorkerControl, WorkerRef } from '../ports/worker-control.js';
 
@@ -35,7 +38,7 @@ export class SsmWorkerControl implements WorkerControl {
     let NextToken: string | undefined;
     do {
       const out = await this.o.ssm.send(
-        new DescribeInstanceInformationCommand({ Filters: [{ Key: `tag:${this.o.tagKey}`, Values: [this.o.tagValue] }], MaxResults: 50, NextToken }),
+        new DescribeInstanceInformationCommand({ Filters: workerFilters(this.o.tagKey, this.o.tagValue), MaxResults: 50, NextToken }),
       );
       for (const info of out.InstanceInformationList ?? []) if (info.InstanceId) workers.push({ id: info.InstanceId });
       NextToken = out.NextToken;
@@ -66,8 +69,9 @@ export class SsmWorkerControl implements WorkerControl {
     try {
       out = await this.o.ssm.send(new GetCommandInvocationCommand({ CommandId: handle, InstanceId: workerId }));
     } catch (error) {
-      // Right after SendCommand the invocation may not be visible yet.
-      if ((error as Error).name === 'InvocationDoesNotExist') return { state: 'pending' };
+      // Right after SendCommand the invocation may not be visible yet; a throttled or failed status call says nothing
+      // about the command (the runbook would count it as a failed drain and send the command again).
+      if ((error as Error).name === 'InvocationDoesNotExist' || classifyError(error) instanceof RunbookTransientError) return { state: 'pending' };
       throw error;
     }
     switch (out.Status) {
@@ -86,6 +90,15 @@ export class SsmWorkerControl implements WorkerControl {
         };
     }
   }
+}
+
+/**
+ * Instances carrying the cluster's tag AND the worker role tag (every taggable resource of the stack carries the
+ * cluster tag; the drain role's SendCommand requires both). Filters of different keys are ANDed by SSM.
+ */
+function workerFilters(tagKey: string, tagValue: string): { Key: string; Values: string[] }[] {
+  const tags = new Map([[tagKey, tagValue], [ResourceTag.Role, WORKER_ROLE]]);
+  return [...tags].map(([key, value]) => ({ Key: `tag:${key}`, Values: [value] }));
 }
 
 function tail(text: string | undefined): string {

@@ -74,7 +74,8 @@ describe('FailoverStack with config/default.json', () => {
             EngineVersion: '16',
             StorageType: 'gp3',
             AllocatedStorage: '100',
-            KmsKeyId: keyArn,
+            // A same-region replica inherits its source's key (AWS: do not specify it): only the original primary names it.
+            KmsKeyId: id === primaryId ? keyArn : Match.absent(),
             PubliclyAccessible: false,
             EnableIAMDatabaseAuthentication: true,
             MonitoringInterval: 30,

@@ -158,7 +158,7 @@ describe('Runbook: functions and least privilege', () => {
     return policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: any; Condition?: any }[];
   };
   const set = (name: RunbookFunctionName) => new Set(actionsOf(name).flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action])));
-  const base = ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:ConditionCheckItem', 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey*', 'sns:Publish'];
+  const base = ['xray:PutTraceSegments', 'xray:PutTelemetryRecords', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:ConditionCheckItem', 'kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:DescribeKey', 'sns:Publish'];
   const secret = ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'];
   const paramRead = ['ssm:DescribeParameters', 'ssm:GetParameters', 'ssm:GetParameter', 'ssm:GetParameterHistory'];
 

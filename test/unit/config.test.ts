@@ -63,6 +63,12 @@ describe('defaults', () => {
     expect(c.database.nodes).toEqual(['a', 'b', 'c']);
   });
 
+  it('accepts every Performance Insights retention RDS allows: 7, months of 31 days, and 731 (2 years)', () => {
+    for (const days of [7, 31, 93, 713, 731]) {
+      expect(parseConfig(mergeRaw(defaultRawConfig(), { database: { performanceInsightsRetentionDays: days } }), 'test').database.performanceInsightsRetentionDays, String(days)).toBe(days);
+    }
+  });
+
   it('reads the runbook section with its defaults and promotion preferences per node', () => {
     const c = parseConfig(withDefault({ database: { failover: { c: { noFailover: true } } }, runbook: { autoFailover: { enabled: true } } }));
     expect(c.database.failover).toEqual({ c: { priority: 100, noFailover: true } });
@@ -105,7 +111,8 @@ describe('bad configs: every error names the field and the expected form', () =>
     ['instance class without db. prefix', withDefault({ database: { instanceClass: 'r7g.large' } }), "database.instanceClass: 'r7g.large' is not valid: expected an RDS instance class, e.g. db.r7g.large"],
     ['PostgreSQL 15', withDefault({ database: { engineVersion: '15.4' } }), "database.engineVersion: '15.4' is not valid: expected '16' or '16.N' (PostgreSQL 16)"],
     ['monitoring interval 20 s', withDefault({ database: { monitoringIntervalSeconds: 20 } }), 'database.monitoringIntervalSeconds: expected one of 1, 5, 10, 15, 30, 60, got 20'],
-    ['Performance Insights 30 days', withDefault({ database: { performanceInsightsRetentionDays: 30 } }), 'database.performanceInsightsRetentionDays: expected 7 or a multiple of 31 up to 731 (months), got 30'],
+    ['Performance Insights 30 days', withDefault({ database: { performanceInsightsRetentionDays: 30 } }), 'database.performanceInsightsRetentionDays: expected 7, a multiple of 31 (months) up to 713, or 731, got 30'],
+    ['Performance Insights 732 days', withDefault({ database: { performanceInsightsRetentionDays: 732 } }), 'database.performanceInsightsRetentionDays: expected an integer from 7 to 731, got 732'],
     ['storage ceiling below the allocation', withDefault({ database: { maxAllocatedStorageGiB: 50 } }), 'database.maxAllocatedStorageGiB: must be above database.allocatedStorageGiB (100), got 50'],
     ['reserved database name', withDefault({ database: { databaseName: 'postgres' } }), "database.databaseName: 'postgres' is reserved"],
     ['removal policy destroy', withDefault({ database: { removalPolicy: 'destroy' } }), "database.removalPolicy: expected one of 'snapshot', 'retain', got 'destroy'"],

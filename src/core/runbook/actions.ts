@@ -99,6 +99,9 @@ export async function runAction(action: RunbookAction, rawState: unknown, env: R
     const journaled = action !== 'finish' && next.lockHeld && !dryRun && (result.done || result.persist || !spec.poll);
     if (journaled) await saveJournal(next, env, 'in-progress');
     return next;
+  } catch (error) {
+    // The lock renewal and the journal write are AWS calls too: throttled, they are retried like the step's own.
+    throw classifyError(error);
   } finally {
     await settle(deliveries, env.config.notifyTimeoutMs);
   }

@@ -17,6 +17,7 @@ import { GetParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/cl
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { nextGenerationName, RdsClusterControl, type TopologyDocument } from '../../../src/aws/rds-cluster-control.js';
+import { RunbookTransientError } from '../../../src/core/runbook/errors.js';
 import type { DatabaseWriteFence, WriteFencer } from '../../../src/pg/fence.js';
 import type { Clock } from '../../../src/ports/clock.js';
 import type { DatabaseProbe, NodeProbe } from '../../../src/ports/database-probe.js';
@@ -507,7 +508,7 @@ describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
         EnablePerformanceInsights: true,
         PerformanceInsightsKMSKeyId: 'arn:aws:kms:eu-west-1:123456789012:key/k',
         PerformanceInsightsRetentionPeriod: 7,
-        Tags: [{ Key: 'team', Value: 'orders' }, { Key: 'rds-failover:rebuilt-from', Value: 'orders-c' }],
+        Tags: [{ Key: 'rds-failover:cluster', Value: 'orders' }, { Key: 'team', Value: 'orders' }, { Key: 'rds-failover:rebuilt-from', Value: 'orders-c' }],
       },
     ]);
     const doc = JSON.parse(ssm.commandCalls(PutParameterCommand)[0]!.args[0].input.Value!);
@@ -516,6 +517,43 @@ describe('RdsClusterControl.rebuildReplica and rebuildStatus', () => {
       { name: 'b', instanceId: 'orders-b', role: 'replica' },
       { name: 'cr2', instanceId: 'orders-cr2', role: 'replica' },
     ]);
+  });
+
+  it('sends IOPS and throughput only where RDS accepts them: io1/io2, and gp3 from 400 GiB (PostgreSQL); below, RDS reports the baseline it refuses', async () => {
+    const cases: { storage: Partial<DBInstance>; expected: Record<string, unknown> }[] = [
+      // gp3 under 400 GiB: DescribeDBInstances shows the 3,000 IOPS / 125 MiBps baseline, which CreateDBInstanceReadReplica refuses.
+      { storage: { StorageType: 'gp3', AllocatedStorage: 100, Iops: 3000, StorageThroughput: 125 }, expected: {} },
+      { storage: { StorageType: 'gp3', AllocatedStorage: 400, Iops: 12000, StorageThroughput: 500 }, expected: { Iops: 12000, StorageThroughput: 500 } },
+      { storage: { StorageType: 'io1', AllocatedStorage: 100, Iops: 5000, StorageThroughput: 0 }, expected: { Iops: 5000 } },
+      { storage: { StorageType: 'io2', AllocatedStorage: 100, Iops: 8000 }, expected: { Iops: 8000 } },
+      { storage: { StorageType: 'gp2', AllocatedStorage: 1000, Iops: 3000 }, expected: {} },
+    ];
+    for (const { storage, expected } of cases) {
+      rds.reset();
+      describes({ ...oldReplica, ...storage });
+      rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-cr2' }).rejects(new DBInstanceNotFoundFault({ message: 'not found', $metadata: {} }));
+      rds.on(CreateDBInstanceReadReplicaCommand).resolves({});
+      ssm.on(PutParameterCommand).resolves({});
+      await control().rebuildReplica('orders-c', 'orders-b');
+      const input = rds.commandCalls(CreateDBInstanceReadReplicaCommand)[0]!.args[0].input;
+      const sent = Object.fromEntries(Object.entries({ Iops: input.Iops, StorageThroughput: input.StorageThroughput }).filter(([, v]) => v !== undefined));
+      expect(sent, JSON.stringify(storage)).toEqual(expected);
+      expect(input.StorageType).toBe(storage.StorageType);
+    }
+  });
+
+  it('RDS refusing a replica of a primary that is busy (still taking its first backup) is transient; any other refusal is thrown as RDS gave it', async () => {
+    describes(oldReplica);
+    rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: 'orders-cr2' }).rejects(new DBInstanceNotFoundFault({ message: 'not found', $metadata: {} }));
+    ssm.on(PutParameterCommand).resolves({});
+    rds.on(CreateDBInstanceReadReplicaCommand).rejectsOnce(new InvalidDBInstanceStateFault({ message: 'DB Instance orders-b is not in available state.', $metadata: {} }));
+    const busy = await control().rebuildReplica('orders-c', 'orders-b').catch((e: Error) => e);
+    expect(busy).toBeInstanceOf(RunbookTransientError);
+    expect((busy as Error).message).toBe('orders-b cannot take a read replica yet: InvalidDBInstanceStateFault: DB Instance orders-b is not in available state.');
+    const denied = Object.assign(new Error('User: arn:aws:sts::1:assumed-role/r is not authorized to perform: rds:CreateDBInstanceReadReplica'), { name: 'AccessDenied' });
+    rds.on(CreateDBInstanceReadReplicaCommand).rejects(denied);
+    await expect(control().rebuildReplica('orders-c', 'orders-b')).rejects.toBe(denied);
+    expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0); // nothing recorded for a replica that was not created
   });
 
   it('a re-run finds the replica it created and creates nothing', async () => {

@@ -1,5 +1,8 @@
+import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { mockClient } from 'aws-sdk-client-mock';
 import { describe, expect, it } from 'vitest';
-import { runbookConfigFromEnv, runbookHandler } from '../../../src/aws/runbook-lambda.js';
+import { buildAwsRunbookEnv, runbookConfigFromEnv, runbookHandler } from '../../../src/aws/runbook-lambda.js';
 import { AWS_RUNBOOK_CONFIG } from '../../../src/core/runbook/state.js';
 import { fakes } from '../runbook/fakes.js';
 
@@ -34,4 +37,35 @@ describe('runbook Lambda wiring', () => {
     expect(next.topology?.writerId).toBe('pg-0');
     expect(f.lock.held.get('c1')?.owner).toBe('exec-1');
   });
+});
+
+it("a credentials read that failed (throttled) is read again at the next connection, not cached for the life of the container (as the AWS twin's throttling can make it)", async () => {
+  const secrets = mockClient(SecretsManagerClient);
+  const rds = mockClient(RDSClient);
+  try {
+    const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+    secrets.on(GetSecretValueCommand).rejectsOnce(throttled).resolves({ SecretString: JSON.stringify({ username: 'u', password: 'p' }) });
+    // An address nothing listens on: the probe gets past the credentials and fails to connect.
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: 'orders-b', Endpoint: { Address: '127.0.0.1', Port: 1 } }] });
+    const env = buildAwsRunbookEnv({
+      CLUSTER_ID: 'orders',
+      LOCK_TABLE_NAME: 'locks',
+      TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:alerts',
+      WRITER_PARAMETER_NAME: '/w',
+      TOPOLOGY_PARAMETER_NAME: '/t',
+      HOSTED_ZONE_ID: 'Z1',
+      WRITER_RECORD_NAME: 'writer.orders.internal',
+      QUARANTINE_SECURITY_GROUP_ID: 'sg-0123456789abcdef0',
+      DB_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf',
+    });
+    const first = await env.ports.probe.probe('orders-b');
+    expect(first).toMatchObject({ reachable: false, error: 'cannot resolve orders-b: Rate exceeded' });
+    const second = await env.ports.probe.probe('orders-b');
+    expect(second.reachable).toBe(false);
+    expect((second as { error: string }).error).not.toContain('Rate exceeded');
+    expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(2);
+  } finally {
+    secrets.restore();
+    rds.restore();
+  }
 });

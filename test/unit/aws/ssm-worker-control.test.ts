@@ -27,6 +27,16 @@ const SUMMARY = { epochId: EPOCH, examined: 120, resent: 7, inserted: 3, already
 beforeEach(() => ssm.reset());
 
 describe('SsmWorkerControl', () => {
+  it('selects the instances carrying the cluster tag AND the worker role tag (every resource of the stack has the cluster tag)', async () => {
+    ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa' }] });
+    const cluster = new SsmWorkerControl({ ssm: new SSMClient({}), tagKey: 'rds-failover:cluster', tagValue: 'orders', documentName: 'rds-failover-orders-drain' });
+    expect(await cluster.listWorkers()).toEqual([{ id: 'i-0aaa' }]);
+    expect(ssm.commandCalls(DescribeInstanceInformationCommand)[0]!.args[0].input.Filters).toEqual([
+      { Key: 'tag:rds-failover:cluster', Values: ['orders'] },
+      { Key: 'tag:rds-failover:role', Values: ['worker'] },
+    ]);
+  });
+
   it('lists the SSM-managed instances carrying the worker tag, across pages', async () => {
     ssm
       .on(DescribeInstanceInformationCommand)
@@ -79,6 +89,17 @@ describe('SsmWorkerControl', () => {
     expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'pending' });
     expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'done', summary: SUMMARY });
     expect(ssm.commandCalls(GetCommandInvocationCommand).map((x) => x.args[0].input)).toEqual(Array(3).fill({ CommandId: 'cmd-1', InstanceId: 'i-0aaa' }));
+  });
+
+  it('a throttled or failed GetCommandInvocation says nothing about the command: still pending (found by the AWS twin), anything else is thrown', async () => {
+    const throttled = Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+    const unavailable = Object.assign(new Error('Service unavailable'), { name: 'InternalServerError', $metadata: { httpStatusCode: 500 } });
+    const denied = Object.assign(new Error('not authorized to perform: ssm:GetCommandInvocation'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } });
+    ssm.on(GetCommandInvocationCommand).rejectsOnce(throttled).rejectsOnce(unavailable).rejects(denied);
+    const c = control();
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'pending' });
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'pending' });
+    await expect(c.drainStatus('i-0aaa', 'cmd-1')).rejects.toBe(denied);
   });
 
   it('reports a failed command with its status, exit code and stderr', async () => {

@@ -170,7 +170,7 @@ describe('drain against AWS', () => {
     const run = await runInProcess(['drain', '--cluster-id', 'orders', '--epoch', epoch]);
 
     expect(ssm.commandCalls(DescribeInstanceInformationCommand)[0]!.args[0].input).toEqual({
-      Filters: [{ Key: 'tag:rds-failover:cluster', Values: ['orders'] }],
+      Filters: [{ Key: 'tag:rds-failover:cluster', Values: ['orders'] }, { Key: 'tag:rds-failover:role', Values: ['worker'] }],
       MaxResults: 50,
       NextToken: undefined,
     });

@@ -3,6 +3,7 @@ import { runAction, type RunbookAction } from '../../../src/core/runbook/actions
 import type { RunbookEnv } from '../../../src/core/runbook/env.js';
 import type { RunbookEvent } from '../../../src/core/runbook/events.js';
 import { runRunbook } from '../../../src/core/runbook/run-runbook.js';
+import { RunbookTransientError } from '../../../src/core/runbook/errors.js';
 import { initialState, LOCAL_RUNBOOK_CONFIG, type RunbookConfig, type RunbookState } from '../../../src/core/runbook/state.js';
 import { fakes, FakeWorkers, ROOT_EPOCH, SimCluster, threeNodeCluster, type Fakes } from './fakes.js';
 
@@ -401,30 +402,78 @@ describe('runRunbook: failover with fake ports', () => {
     expect(f.workers.requests.slice(-2).map((r) => r.request.epochId)).toEqual([second.state.epoch!.id, second.state.epoch!.id]);
   });
 
-  it('a rebuild that cannot start yet is retried each poll; one that fails is a warning, not a failed failover', async () => {
+  it('a rebuild that cannot start yet (busy, throttled) is retried each poll; a refused one fails at once with the platform\'s message, a warning that says the cluster has fewer failover candidates', async () => {
     const c = new SimCluster([
       ...threeNodeCluster().nodes,
       { id: 'pg-3', role: 'replica', up: true, inRecovery: true, timelineId: 1, lsn: '0/3000100', readOnly: false, isolated: false },
+      { id: 'pg-4', role: 'replica', up: true, inRecovery: true, timelineId: 1, lsn: '0/3000100', readOnly: false, isolated: false },
     ]);
     const f = fakes(c);
     const original = c.rebuildReplica.bind(c);
+    const originalStatus = c.rebuildStatus.bind(c);
     let refusals = 2;
+    let throttles = 1;
+    const refused = (name: string, message: string) => Object.assign(new Error(message), { name });
     c.rebuildReplica = async (replicaId, primaryId) => {
-      if (replicaId === 'pg-2' && refusals-- > 0) throw new Error('InvalidDBInstanceState: source is backing-up');
-      if (replicaId === 'pg-3') throw new Error('InsufficientDBInstanceCapacity');
+      c.calls.push(`start:${replicaId}`);
+      // What the RDS adapter throws while the new primary cannot take a replica yet (it is still backing up).
+      if (replicaId === 'pg-2' && refusals-- > 0) throw new RunbookTransientError('pg-1 cannot take a read replica yet (backing-up)');
+      if (replicaId === 'pg-3') throw refused('AccessDenied', 'User: arn:aws:sts::1:assumed-role/rebuild is not authorized to perform: rds:CreateDBInstanceReadReplica');
+      if (replicaId === 'pg-4') throw refused('InvalidParameterCombination', "You can't specify IOPS or storage throughput for engine postgres and a storage size less than 400.");
       return original(replicaId, primaryId);
     };
+    c.rebuildStatus = async (nodeId) => {
+      if (throttles-- > 0) throw refused('ThrottlingException', 'Rate exceeded');
+      return originalStatus(nodeId);
+    };
     const events: RunbookEvent[] = [];
-    const result = await run(f, { mode: 'failover' }, { events, config: { ...config, timeoutMs: { ...config.timeoutMs, rebuild: 1_000 } } });
+    const result = await run(f, { mode: 'failover' }, { events, config: { ...config, timeoutMs: { ...config.timeoutMs, rebuild: 5_000 } } });
     expect(result.outcome).toBe('succeeded');
     expect(result.state.rebuilds).toEqual([
       { replicaId: 'pg-2', nodeId: 'pg-2', status: 'done' },
-      { replicaId: 'pg-3', nodeId: 'pg-3', status: 'failed', detail: 'could not start within 1 s: InsufficientDBInstanceCapacity' },
+      { replicaId: 'pg-3', nodeId: 'pg-3', status: 'failed', detail: 'AccessDenied: User: arn:aws:sts::1:assumed-role/rebuild is not authorized to perform: rds:CreateDBInstanceReadReplica' },
+      { replicaId: 'pg-4', nodeId: 'pg-4', status: 'failed', detail: "InvalidParameterCombination: You can't specify IOPS or storage throughput for engine postgres and a storage size less than 400." },
     ]);
-    expect(f.cluster.calls.filter((x) => x.startsWith('rebuild:pg-2'))).toEqual(['rebuild:pg-2<-pg-1']);
-    expect(events.find((e) => e.phase === 'warning' && e.step === 'rebuild')?.message).toBe(
-      'replica pg-3 was not rebuilt from pg-1 (could not start within 1 s: InsufficientDBInstanceCapacity); rebuild it by hand (docs/runbook.md)',
-    );
+    // Refused once, never asked again; the busy one was asked until it started.
+    expect(c.calls.filter((x) => x.startsWith('start:'))).toEqual(['start:pg-2', 'start:pg-3', 'start:pg-4', 'start:pg-2', 'start:pg-2']);
+    const warnings = events.filter((e) => e.phase === 'warning' && e.step === 'rebuild').map((e) => e.message);
+    expect(warnings).toEqual([
+      'replica pg-3 was not rebuilt from pg-1 (AccessDenied: User: arn:aws:sts::1:assumed-role/rebuild is not authorized to perform: rds:CreateDBInstanceReadReplica): the cluster has one failover candidate fewer until it is rebuilt by hand (docs/runbook.md)',
+      "replica pg-4 was not rebuilt from pg-1 (InvalidParameterCombination: You can't specify IOPS or storage throughput for engine postgres and a storage size less than 400.): the cluster has one failover candidate fewer until it is rebuilt by hand (docs/runbook.md)",
+    ]);
+    const finished = events.find((e) => e.step === 'notify' && e.phase === 'done');
+    expect(finished?.figures).toMatchObject({ replicasRebuilt: 'pg-2', replicasNotRebuilt: 'pg-3, pg-4' });
+    expect(finished?.message).toContain('2 replicas were not rebuilt (pg-3, pg-4): the cluster has 2 failover candidates fewer until they are rebuilt by hand (docs/runbook.md).');
+  });
+
+  it('a rebuild still busy when the rebuild timeout passes fails with what it was waiting for', async () => {
+    const c = new SimCluster([...threeNodeCluster().nodes]);
+    const f = fakes(c);
+    c.rebuildReplica = async () => {
+      throw new RunbookTransientError('pg-1 cannot take a read replica yet (backing-up)');
+    };
+    const result = await run(f, { mode: 'failover' }, { config: { ...config, timeoutMs: { ...config.timeoutMs, rebuild: 200 } } });
+    expect(result.outcome).toBe('succeeded');
+    expect(result.state.rebuilds).toEqual([{ replicaId: 'pg-2', nodeId: 'pg-2', status: 'failed', detail: 'could not start within 0 s: pg-1 cannot take a read replica yet (backing-up)' }]);
+  });
+
+  it('a throttled lock renewal or journal write is transient (Step Functions retries it), not a failure of the failover (found by the AWS twin)', async () => {
+    const throttled = () => Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException', $metadata: { httpStatusCode: 400 } });
+    const f = fakes();
+    const state = await runUntil(f, 'exec-1', { mode: 'failover' }, ['preflight', 'plan']);
+    const acquire = f.lock.acquire.bind(f.lock);
+    f.lock.acquire = async () => {
+      throw throttled();
+    };
+    await expect(runAction('fence', state, env(f))).rejects.toMatchObject({ name: 'RunbookTransient', message: 'ThrottlingException: Rate exceeded' });
+    f.lock.acquire = acquire;
+    const save = f.journal.save.bind(f.journal);
+    f.journal.save = async () => {
+      throw throttled();
+    };
+    await expect(runAction('fence', state, env(f))).rejects.toMatchObject({ name: 'RunbookTransient', message: 'ThrottlingException: Rate exceeded' });
+    f.journal.save = save;
+    expect((await runAction('fence', state, env(f))).fence?.nodeId).toBe('pg-0');
   });
 
   it('a candidate found promoted with no fork point journaled gets an epoch that keeps nothing of its parent: every buffered row is re-sent', async () => {

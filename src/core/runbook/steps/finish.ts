@@ -9,6 +9,7 @@ import type { RunbookEnv } from '../env.js';
 import { STEP_NAMES, describeForkPoint, type RunbookState, type StepName } from '../state.js';
 import { nowIso, requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
 import { drainTotals } from './drain.js';
+import { replicasNotRebuilt } from './rebuild.js';
 
 export const finish: ActionFn = async (state, env): Promise<ActionResult> => {
   const plan = requirePlan(state);
@@ -17,6 +18,7 @@ export const finish: ActionFn = async (state, env): Promise<ActionResult> => {
   await env.ports.lock.release(env.clusterId, state.executionId);
   const totals = drainTotals(state.drains ?? []);
   const rebuilt = (state.rebuilds ?? []).filter((r) => r.status === 'done').map((r) => r.nodeId);
+  const notRebuilt = replicasNotRebuilt(state);
   return {
     state: { ...next, lockHeld: false },
     done: true,
@@ -31,11 +33,23 @@ export const finish: ActionFn = async (state, env): Promise<ActionResult> => {
       rowsResent: totals.resent,
       rowsInserted: totals.inserted,
       replicasRebuilt: rebuilt.join(', ') || 'none',
+      ...(notRebuilt.length > 0 ? { replicasNotRebuilt: notRebuilt.join(', ') } : {}),
       resumed: (state.resumedFrom?.length ?? 0) > 0,
     },
-    message: `${plan.oldPrimaryId} -> ${plan.candidateId}. Next: reconcile the stack's topology (rds-failover reconcile, docs/runbook.md).`,
+    message: [
+      `${plan.oldPrimaryId} -> ${plan.candidateId}.`,
+      ...(notRebuilt.length > 0 ? [fewerCandidates(notRebuilt)] : []),
+      `Next: reconcile the stack's topology (rds-failover reconcile, docs/runbook.md).`,
+    ].join(' '),
   };
 };
+
+function fewerCandidates(replicas: readonly string[]): string {
+  const n = replicas.length;
+  return n === 1
+    ? `Replica ${replicas[0]} was not rebuilt: the cluster has one failover candidate fewer until it is rebuilt by hand (docs/runbook.md).`
+    : `${n} replicas were not rebuilt (${replicas.join(', ')}): the cluster has ${n} failover candidates fewer until they are rebuilt by hand (docs/runbook.md).`;
+}
 
 export const failed: ActionFn = async (state, env): Promise<ActionResult> => {
   const error = state.error ?? { Error: 'Unknown', Cause: 'the runbook failed without an error description' };

@@ -1,10 +1,13 @@
 /**
  * Rebuild the other replicas from the new primary (RDS: a new read replica per old one; locally: re-point or
- * re-clone). A rebuild that cannot start yet (RDS refuses replicas of an instance still taking its first
- * backup) is retried on every poll until the rebuild timeout. The failover itself is complete at this point,
- * so a replica that cannot be rebuilt is a warning in the final report, not a failure of the runbook.
+ * re-clone). Only what cannot start *yet* is retried on every poll until the rebuild timeout: throttling, a
+ * network error, a 5xx, and what the adapter reports as transient (RDS refuses replicas of an instance still
+ * taking its first backup: RunbookTransientError). Anything else — access denied, a parameter RDS refuses, a KMS
+ * key it cannot use — fails that replica at once with the platform's message. The failover itself is complete at
+ * this point, so a replica that cannot be rebuilt is a warning that says the cluster has fewer failover candidates
+ * (and the final report lists it), not a failure of the runbook.
  */
-import { errorMessage } from '../errors.js';
+import { classifyError, errorMessage, RunbookTransientError } from '../errors.js';
 import type { RunbookEnv } from '../env.js';
 import type { RebuildProgress, RunbookState } from '../state.js';
 import { requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
@@ -39,9 +42,10 @@ export const rebuildStatus: ActionFn = async (state, env): Promise<ActionResult>
     try {
       status = await env.ports.cluster.rebuildStatus(r.nodeId);
     } catch (error) {
-      status = { state: 'failed' as const, detail: errorMessage(error) };
+      // A throttled or dropped status call says nothing about the replica: ask again at the next poll.
+      status = isRetryable(error) ? { state: 'pending' as const, detail: errorMessage(error) } : { state: 'failed' as const, detail: describeError(error) };
     }
-    if (status.state === 'pending' && timedOut) rebuilds.push({ ...r, status: 'failed', detail: `not streaming after ${limit}` });
+    if (status.state === 'pending' && timedOut) rebuilds.push({ ...r, status: 'failed', detail: `not streaming after ${limit}${status.detail ? ` (${status.detail})` : ''}` });
     else if (status.state === 'pending') rebuilds.push(r);
     else rebuilds.push({ ...r, status: status.state, ...(status.detail ? { detail: status.detail } : {}) });
   }
@@ -52,9 +56,16 @@ export const rebuildStatus: ActionFn = async (state, env): Promise<ActionResult>
     state: next,
     done: true,
     figures: { rebuilt: rebuilds.length - failed.length, failed: failed.length },
-    warnings: failed.map((r) => `replica ${r.replicaId} was not rebuilt from ${plan.candidateId} (${r.detail}); rebuild it by hand (docs/runbook.md)`),
+    warnings: failed.map(
+      (r) => `replica ${r.replicaId} was not rebuilt from ${plan.candidateId} (${r.detail}): the cluster has one failover candidate fewer until it is rebuilt by hand (docs/runbook.md)`,
+    ),
   };
 };
+
+/** Replicas the rebuild step gave up on: the failover candidates the cluster lacks until they are rebuilt. */
+export function replicasNotRebuilt(state: RunbookState): string[] {
+  return (state.rebuilds ?? []).filter((r) => r.status === 'failed').map((r) => r.replicaId);
+}
 
 async function start(replicaId: string, state: RunbookState, env: RunbookEnv): Promise<RebuildProgress> {
   const plan = requirePlan(state);
@@ -62,6 +73,18 @@ async function start(replicaId: string, state: RunbookState, env: RunbookEnv): P
     const { nodeId } = await env.ports.cluster.rebuildReplica(replicaId, plan.candidateId);
     return { replicaId, nodeId, status: 'pending' };
   } catch (error) {
-    return { replicaId, nodeId: replicaId, status: 'starting', detail: errorMessage(error) };
+    if (isRetryable(error)) return { replicaId, nodeId: replicaId, status: 'starting', detail: errorMessage(error) };
+    return { replicaId, nodeId: replicaId, status: 'failed', detail: describeError(error) };
   }
+}
+
+/** Throttling, network errors, 5xx (classifyError) and what an adapter reports as not possible yet. */
+function isRetryable(error: unknown): boolean {
+  return classifyError(error) instanceof RunbookTransientError;
+}
+
+/** The platform's error name and message as it gave them (e.g. "AccessDenied: User ... is not authorized ..."). */
+function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.name && error.name !== 'Error' ? `${error.name}: ${error.message}` : error.message;
 }

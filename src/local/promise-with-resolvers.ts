@@ -1,0 +1,17 @@
+/** aws-local-stepfunctions 3 uses Promise.withResolvers (Node 22); Node 20 lacks it. Idempotent. */
+export function polyfillPromiseWithResolvers(): void {
+  if ('withResolvers' in Promise) return;
+  Object.defineProperty(Promise, 'withResolvers', {
+    configurable: true,
+    writable: true,
+    value<T>() {
+      let resolve!: (value: T | PromiseLike<T>) => void;
+      let reject!: (reason?: unknown) => void;
+      const promise = new Promise<T>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      return { promise, resolve, reject };
+    },
+  });
+}

@@ -1,0 +1,144 @@
+/**
+ * The AWS twin's stand-ins on their own, against what AWS documents: DynamoDB's condition and update expressions,
+ * RDS's refusals (the gp3 IOPS rule of issue 11 defect 1, busy instances) and its gp3 baseline, a security group's
+ * effect on new and established connections, and intrinsics resolved as CloudFormation would.
+ */
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DeployedTemplate, type CfnTemplate } from '../../../src/local/aws-twin/cfn-template.js';
+import { applyUpdate, evaluateCondition, project } from '../../../src/local/aws-twin/dynamodb-expressions.js';
+import { InstanceProxy } from '../../../src/local/aws-twin/instance-proxy.js';
+import { RdsTwin } from '../../../src/local/aws-twin/rds-twin.js';
+import type { LocalCluster } from '../../../src/local/local-cluster.js';
+
+describe('DynamoDB expressions', () => {
+  const item = { pk: { S: 'lock#orders' }, owner: { S: 'exec-1' }, expiresAt: { N: '100' } };
+  const ctx = { names: { '#owner': 'owner' }, values: { ':owner': { S: 'exec-1' }, ':now': { N: '99' }, ':later': { N: '101' } } };
+
+  it('evaluates the lock\'s conditions as DynamoDB does (numbers as numbers, a missing item has no attributes)', () => {
+    expect(evaluateCondition('#owner = :owner', item, ctx)).toBe(true);
+    expect(evaluateCondition('attribute_not_exists(pk) OR expiresAt < :now', item, ctx)).toBe(false);
+    expect(evaluateCondition('attribute_not_exists(pk) OR expiresAt < :later', item, ctx)).toBe(true);
+    expect(evaluateCondition('attribute_not_exists(pk) OR expiresAt < :now', undefined, ctx)).toBe(true);
+    expect(evaluateCondition('#owner = :owner', undefined, ctx)).toBe(false);
+    expect(evaluateCondition('NOT (#owner = :owner) AND attribute_exists(pk)', item, ctx)).toBe(false);
+  });
+
+  it('refuses what DynamoDB refuses: an undefined name or value, a syntax error', () => {
+    expect(() => evaluateCondition('#nope = :owner', item, ctx)).toThrow('ExpressionAttributeNames');
+    expect(() => evaluateCondition('owner = :nope', item, ctx)).toThrow('attribute value: :nope');
+    expect(() => evaluateCondition('owner = = :owner', item, ctx)).toThrow('Invalid expression');
+  });
+
+  it('applies SET and projects attributes', () => {
+    expect(applyUpdate('SET expiresAt = :later', item, ctx)).toEqual({ ...item, expiresAt: { N: '101' } });
+    expect(project('#owner, pk', item, ctx)).toEqual({ pk: item.pk, owner: item.owner });
+    expect(() => applyUpdate('REMOVE owner', item, ctx)).toThrow('SET only');
+  });
+});
+
+describe('RDS stand-in', () => {
+  const template: CfnTemplate = {
+    Resources: {
+      A: { Type: 'AWS::RDS::DBInstance', Properties: { DBInstanceIdentifier: 'orders-a', StorageType: 'gp3', AllocatedStorage: '100', BackupRetentionPeriod: 7, VPCSecurityGroups: ['sg-open'] } },
+      B: { Type: 'AWS::RDS::DBInstance', Properties: { DBInstanceIdentifier: 'orders-b', StorageType: 'gp3', AllocatedStorage: '100', SourceDBInstanceIdentifier: { Ref: 'A' }, VPCSecurityGroups: ['sg-open'] } },
+    },
+  };
+  let rds: RdsTwin | undefined;
+  afterEach(async () => rds?.close());
+
+  async function deploy() {
+    const deployed = new DeployedTemplate(template, { account: '123456789012', region: 'eu-west-1', stackName: 'S' });
+    // No call below reaches a node: refusals are decided before RDS starts any work.
+    rds = new RdsTwin(deployed, { cluster: { nodes: () => [] } as unknown as LocalCluster, nodes: { 'orders-a': 'pg-0', 'orders-b': 'pg-1' }, spareNodes: ['pg-2'], openSecurityGroups: new Set(['sg-open']) });
+    await rds.deploy();
+    return rds.handlers();
+  }
+
+  it('describes gp3 under 400 GiB with the 3,000 IOPS / 125 MiBps baseline, and refuses a replica asked for them, with RDS\'s text', async () => {
+    const h = await deploy();
+    const described = (await h.DescribeDBInstances!({ DBInstanceIdentifier: 'orders-b' })) as { DBInstances: Record<string, unknown>[] };
+    expect(described.DBInstances[0]).toMatchObject({ StorageType: 'gp3', AllocatedStorage: 100, Iops: 3000, StorageThroughput: 125, ReadReplicaSourceDBInstanceIdentifier: 'orders-a' });
+    await expect(h.CreateDBInstanceReadReplica!({ DBInstanceIdentifier: 'orders-br2', SourceDBInstanceIdentifier: 'orders-a', StorageType: 'gp3', Iops: 3000 })).rejects.toMatchObject({
+      name: 'InvalidParameterCombination',
+      message: "You can't specify IOPS or storage throughput for engine postgres and a storage size less than 400.",
+    });
+  });
+
+  it('refuses a replica of a source without backups, a second promotion request while one is under way, an unknown instance', async () => {
+    const h = await deploy();
+    await expect(h.CreateDBInstanceReadReplica!({ DBInstanceIdentifier: 'orders-x', SourceDBInstanceIdentifier: 'orders-b' })).rejects.toMatchObject({ name: 'InvalidDBInstanceStateFault' });
+    await h.PromoteReadReplica!({ DBInstanceIdentifier: 'orders-b', BackupRetentionPeriod: 7 });
+    await expect(h.PromoteReadReplica!({ DBInstanceIdentifier: 'orders-b' })).rejects.toMatchObject({ name: 'InvalidDBInstanceStateFault' });
+    const busy = (await h.DescribeDBInstances!({ DBInstanceIdentifier: 'orders-b' })) as { DBInstances: Record<string, unknown>[] };
+    // Still a replica while the promotion runs: RDS clears the source only when it is done.
+    expect(busy.DBInstances[0]).toMatchObject({ DBInstanceStatus: 'modifying', ReadReplicaSourceDBInstanceIdentifier: 'orders-a' });
+    await expect(h.DescribeDBInstances!({ DBInstanceIdentifier: 'orders-z' })).rejects.toMatchObject({ name: 'DBInstanceNotFoundFault' });
+  });
+});
+
+describe('an instance endpoint under a security group', () => {
+  it('refuses new connections once no group admits clients, keeps the established ones, drops them all on reboot', async () => {
+    const server = net.createServer((s) => s.pipe(s)); // echo
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const proxy = new InstanceProxy('127.0.10.250', () => (server.address() as net.AddressInfo).port);
+    await proxy.listen();
+    const connect = () =>
+      new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect(proxy.port, proxy.address, () => resolve(s));
+        s.once('error', reject);
+      });
+    const echo = (s: net.Socket, text: string) => new Promise<string>((resolve, reject) => {
+      s.once('data', (d) => resolve(d.toString()));
+      s.once('close', () => reject(new Error('closed')));
+      s.write(text);
+    });
+    try {
+      const established = await connect();
+      expect(await echo(established, 'before')).toBe('before');
+      proxy.refuseNew = true;
+      const refused = await connect();
+      await expect(echo(refused, 'x')).rejects.toThrow('closed');
+      expect(await echo(established, 'still')).toBe('still');
+      proxy.dropAll();
+      await expect(echo(established, 'after reboot')).rejects.toThrow();
+    } finally {
+      await proxy.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
+it('resolves intrinsics as CloudFormation would: Ref, GetAtt Arn, Join, Sub, pseudo parameters', () => {
+  const d = new DeployedTemplate(
+    {
+      Resources: {
+        T: { Type: 'AWS::DynamoDB::Table', Properties: { TableName: 'locks' } },
+        Topic: { Type: 'AWS::SNS::Topic' },
+        P: { Type: 'AWS::SSM::Parameter', Properties: { Name: '/x/y', Value: { 'Fn::Join': ['', [{ 'Fn::GetAtt': ['T', 'Arn'] }, '|', { Ref: 'Topic' }]] } } },
+        Q: { Type: 'AWS::SSM::Parameter', Properties: { Name: { 'Fn::Sub': 'in-${AWS::Region}-${T}' }, Value: 'v' } },
+      },
+    },
+    { account: '123456789012', region: 'eu-west-1', stackName: 'S' },
+  );
+  expect(d.property('P', 'Value')).toBe(`arn:aws:dynamodb:eu-west-1:123456789012:table/locks|arn:aws:sns:eu-west-1:123456789012:${d.name('Topic')}`);
+  expect(d.ref('Q')).toBe('in-eu-west-1-locks');
+  expect(d.attribute('P', 'Arn')).toBe('arn:aws:ssm:eu-west-1:123456789012:parameter/x/y');
+  expect(() => d.resolve({ 'Fn::ImportValue': 'x' })).toThrow('the twin cannot resolve Fn::ImportValue');
+});
+
+it('the condition-key check flags a key the action does not support', async () => {
+  const { unsupportedConditionKeys } = await import('../../../src/local/aws-twin/iam-policies.js');
+  const found = await unsupportedConditionKeys([
+    {
+      name: 'p',
+      document: {
+        Statement: [
+          { Sid: 'ok', Effect: 'Allow', Action: 'rds:PromoteReadReplica', Resource: '*', Condition: { StringEquals: { 'aws:ResourceTag/x': 'y' } } },
+          { Sid: 'bad', Effect: 'Allow', Action: 'ssm:GetCommandInvocation', Resource: '*', Condition: { StringEquals: { 'ssm:resourceTag/x': 'y' } } },
+        ],
+      },
+    },
+  ]);
+  expect(found).toEqual([{ policy: 'p', statement: 'bad', action: 'ssm:GetCommandInvocation', key: 'ssm:resourceTag/x' }]);
+});
