@@ -52,6 +52,7 @@ export interface AgentConfig {
    * automatic checkpoints). Unset: only the volume's free space limits appends.
    */
   readonly maxBufferBytes?: number;
+  /**
    * The daemon's append socket (group commit, docs/buffer.md): a path, or false for none. Default: the
    * buffer file's path plus '.sock'.
    */
