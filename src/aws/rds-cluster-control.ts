@@ -207,9 +207,14 @@ export class RdsClusterControl implements ClusterControl {
     }
   }
 
+  /**
+   * 'modifying' or 'rebooting' because of our own quarantine and reboot (a retried or resumed fence) is not RDS
+   * recovering the node by itself: the instance in the quarantine group is ours.
+   */
   async managedState(nodeId: string): Promise<{ status: string; recovering: boolean }> {
-    const status = (await this.describe(nodeId)).DBInstanceStatus ?? 'unknown';
-    return { status, recovering: RDS_RECOVERING_STATUSES.has(status) };
+    const db = await this.describe(nodeId);
+    const status = db.DBInstanceStatus ?? 'unknown';
+    return { status, recovering: RDS_RECOVERING_STATUSES.has(status) && !quarantineRequested(db, this.o.quarantineSecurityGroupId) };
   }
 
   async promotionStatus(nodeId: string): Promise<OperationStatus> {

@@ -337,6 +337,11 @@ describe('RdsClusterControl.managedState', () => {
       { DBInstanceIdentifier: 'orders-c' },
     ]);
   });
+
+  it('modifying because of our own quarantine (a fence retried after its ModifyDBInstance) is not RDS recovering the node', async () => {
+    describes(instance('orders-a', { DBInstanceStatus: 'modifying', VpcSecurityGroups: [{ VpcSecurityGroupId: QUARANTINE, Status: 'adding' }, { VpcSecurityGroupId: 'sg-0db0db0db0db0db01', Status: 'removing' }] }));
+    await expect(control().managedState('orders-a')).resolves.toEqual({ status: 'modifying', recovering: false });
+  });
 });
 
 describe('RdsClusterControl.promote and promotionStatus', () => {

@@ -343,6 +343,20 @@ describe('runRunbook: failover with fake ports', () => {
     expect(events.some((e) => e.step === 'verify' && e.phase === 'warning')).toBe(false);
   });
 
+  it('a throttled drain status call is asked again at the next poll, not a failed drain', async () => {
+    const f = fakes();
+    const status = f.workers.drainStatus.bind(f.workers);
+    let throttled = 2;
+    f.workers.drainStatus = async (workerId, handle) => {
+      if (workerId === 'w-1' && throttled-- > 0) throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+      return status(workerId, handle);
+    };
+    const result = await run(f, { mode: 'failover' });
+    expect(result.outcome).toBe('succeeded');
+    expect(f.workers.requests.filter((r) => r.workerId === 'w-1').length).toBe(1);
+    expect(result.state.drains?.find((d) => d.workerId === 'w-1')).toMatchObject({ status: 'done', attempts: 1 });
+  });
+
   it('a drain that fails once is restarted and the run succeeds', async () => {
     const f = fakes();
     f.workers.script.set('w-1', [

@@ -6,7 +6,7 @@
  * its own confirmation. A failed drain is restarted up to config.drainAttempts times; drains are idempotent.
  */
 import type { DrainRequest, DrainSummary } from '../../../ports/worker-control.js';
-import { errorMessage, RunbookStepError } from '../errors.js';
+import { classifyError, errorMessage, RunbookErrorName, RunbookStepError } from '../errors.js';
 import type { RunbookEnv } from '../env.js';
 import type { DrainProgress, RunbookState } from '../state.js';
 import { checkTimeout, requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
@@ -54,7 +54,10 @@ export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> =
     const d = drains[i]!;
     if (d.status !== 'pending') continue;
     // A handle the worker control no longer knows (its runner restarted) counts as a failed attempt: restart it.
-    const status = await env.ports.workers.drainStatus(d.workerId, d.handle).catch((error: unknown) => ({ state: 'failed' as const, error: errorMessage(error) }));
+    // A throttled or unanswered status call says nothing about the drain: ask again at the next poll.
+    const status = await env.ports.workers.drainStatus(d.workerId, d.handle).catch((error: unknown) =>
+      classifyError(error).name === RunbookErrorName.Transient ? ({ state: 'pending' as const }) : ({ state: 'failed' as const, error: errorMessage(error) }),
+    );
     if (status.state === 'pending') continue;
     changed = true;
     if (status.state === 'done') {
