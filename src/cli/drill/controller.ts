@@ -26,6 +26,8 @@ export interface RunbookRequest {
   readonly input: RunbookInput;
   /** Nodes the planner must not promote in this run. */
   readonly noFailover?: readonly string[];
+  /** false: the controller cannot stop a node that does not answer (its host is not the controller's, as on AWS). @default true */
+  readonly controllerOwnsNodes?: boolean;
 }
 
 export interface ControllerOptions {
@@ -57,6 +59,7 @@ export function inProcessController(options: ControllerOptions): DrillController
         workers: options.workers,
         stateDir: options.stateDir,
         noFailover: request.noFailover,
+        killUnreachable: request.controllerOwnsNodes,
         notifier: options.notifier,
       });
       if (ports.workers instanceof LocalWorkerControl) drainers.push(ports.workers);

@@ -24,6 +24,7 @@ async function main(s: RunbookProcessSpec, request: RunbookRequest): Promise<voi
     workers: s.workers,
     stateDir: s.stateDir,
     noFailover: request.noFailover,
+    killUnreachable: request.controllerOwnsNodes,
     notifier: { notify: (notification) => send({ type: 'notification', notification }) },
   });
   try {

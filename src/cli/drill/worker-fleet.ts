@@ -232,7 +232,8 @@ export function writeLoadWorkerConfig(o: {
     batchSize: o.batchSize,
     pollIntervalMs: 20,
     connectTimeoutMs: 1000,
-    queryTimeoutMs: 5000,
+    // Following the writer as on AWS, a statement waits as long as the agent's default lets it (a stalled host holds it).
+    queryTimeoutMs: o.writerFollow === 'session' ? 60_000 : 5000,
     backoff: { initialMs: 20, maxMs: 250 },
     retention: { minReplicas: 1 },
     // A drain against a writer that died gives up within the drill's runbook drain timeout (DRILL_DRAIN_TIMEOUT_MS).

@@ -6,9 +6,12 @@ import { doubleFailover } from './double-failover.js';
 import type { AnyFault } from './fault.js';
 import { killDuringDrain } from './kill-during-drain.js';
 import { partition } from './partition.js';
+import { pausePrimary } from './pause-primary.js';
 import { slackDown } from './slack-down.js';
+import { staleReplica } from './stale-replica.js';
+import { workerDown } from './worker-down.js';
 
-export const FAULTS: readonly AnyFault[] = [killPrimary, switchover, replicaLag, doubleFailover, killDuringDrain, controllerCrash, partition, slackDown, diskFull];
+export const FAULTS: readonly AnyFault[] = [killPrimary, switchover, replicaLag, doubleFailover, killDuringDrain, controllerCrash, partition, slackDown, diskFull, pausePrimary, staleReplica, workerDown];
 
 export const FAULT_NAMES: readonly string[] = FAULTS.map((f) => f.name);
 
