@@ -7,6 +7,8 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { Outbox } from '../../agent/outbox.js';
+import { bufferStatus, type BufferStatus } from '../../agent/status.js';
 import type { LocalWorker } from '../../local/local-worker-control.js';
 import { registerForCleanup, unregisterForCleanup } from '../../local/cleanup-registry.js';
 import { waitForExit } from '../../local/processes.js';
@@ -115,6 +117,18 @@ export class WorkerFleet {
   agentRunning(workerId: string): boolean {
     const agent = this.worker(workerId).agent;
     return this.options.agents === 'in-process' || (agent !== null && agent.exitCode === null && agent.signalCode === null);
+  }
+
+  /** Each worker's buffer as `rds-failover-agent status` shows it (read from the file; the agents may be stopped). */
+  bufferStatuses(): BufferStatus[] {
+    return this.workers.map((w) => {
+      const outbox = Outbox.open(w.spec.bufferPath, { mustExist: true });
+      try {
+        return bufferStatus(outbox, undefined);
+      } finally {
+        outbox.close();
+      }
+    });
   }
 
   /** 'full': the worker's buffer gets no room beyond what it holds now; null: room again. */

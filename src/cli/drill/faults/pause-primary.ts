@@ -38,7 +38,13 @@ export const pausePrimary: Fault<PausePlan> = {
   },
   async verify(ctx) {
     const resumedAt = ctx.nemesisTime('primary resumed');
-    return [{ name: 'the old primary resumed after the runbook', ok: resumedAt !== undefined, detail: resumedAt === undefined ? 'never resumed' : 'resumed with the load running' }];
+    // What the zombie got from the workers once it resumed: statements it committed that the agents did not count
+    // as synced (they re-send them to the new writer), and sessions refused for their lineage.
+    const statuses = ctx.workers.bufferStatuses();
+    const superseded = statuses.reduce((n, s) => n + s.lineage.supersededCommits, 0);
+    const refusals = statuses.reduce((n, s) => n + s.lineage.writerRefusals, 0);
+    const detail = resumedAt === undefined ? 'never resumed' : `resumed with the load running; the workers re-sent ${superseded} rows the zombie committed and refused it ${refusals} times`;
+    return [{ name: 'the old primary resumed after the runbook', ok: resumedAt !== undefined, detail }];
   },
 };
 

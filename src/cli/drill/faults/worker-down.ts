@@ -33,4 +33,20 @@ export const workerDown: Fault<WorkerDownPlan> = {
     ctx.nemesis('worker agent back', `${workerId}'s agent started again`);
     return undefined;
   },
+  async verify(ctx, plan) {
+    const workerId = ctx.workers.ids()[plan.worker]!;
+    const verifyDone = ctx.rounds[0]?.events.find((e) => e.step === 'verify' && e.phase === 'done');
+    const unconfirmed = String(verifyDone?.figures.unconfirmed ?? '');
+    const epoch = verifyDone?.figures.epoch;
+    const status = ctx.workers.bufferStatuses().find((s) => s.bufferPath.includes(`${workerId}.outbox`));
+    const confirmed = status?.lineage.confirmedEpoch ?? null;
+    return [
+      { name: 'the runbook reported the worker unconfirmed', ok: unconfirmed.split(', ').includes(workerId), detail: `verify: unconfirmed=${unconfirmed || 'none'}` },
+      {
+        name: 'the worker confirmed the epoch once it was back',
+        ok: epoch !== undefined && confirmed === epoch,
+        detail: `${workerId} confirmed ${confirmed ?? 'nothing'}; the runbook recorded ${String(epoch ?? 'no epoch')}`,
+      },
+    ];
+  },
 };
