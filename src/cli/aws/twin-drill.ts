@@ -215,7 +215,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       warnings: twin.sns.published
         .map((m) => decodeNotification(JSON.parse(m.message)))
         .filter((n): n is Notification => n !== null && (n.severity === 'warning' || n.severity === 'critical'))
-        .map((n) => `${n.title}: ${n.text ?? ''}`),
+        .map((n) => (n.text ? `${n.title}: ${n.text}` : n.title)),
       lockHeld,
       ...(journal?.status?.S ? { journalStatus: journal.status.S } : {}),
       calls: twin.calls.length,

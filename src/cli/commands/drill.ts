@@ -10,8 +10,12 @@ import { formatDurationMs } from '../../core/duration.js';
 import { runDrill, type DrillOptions } from '../drill/run-drill.js';
 import { CliError, durationOption, ExitCode, nonNegativeIntegerOption, positiveIntegerOption, positiveNumberOption } from '../options.js';
 import { consoleProgress } from '../progress.js';
+import { runAwsTwinDrill } from '../aws/twin-drill-command.js';
 
 interface DrillFlags {
+  target: 'local' | 'aws-twin';
+  config?: string;
+  throttle?: number;
   seed?: number;
   fault: string;
   replicas: number;
@@ -35,6 +39,9 @@ export function registerDrillCommand(program: Command): Command {
     .description(
       'Run a failover drill on this machine: a real PostgreSQL primary + streaming replicas, worker processes writing through real buffers, a fault, the runbook, and an exact count of lost and duplicated rows.',
     )
+    .addOption(new Option('--target <where>', 'local: the local cluster and the runbook in-process; aws-twin: the synthesized stack (state machine, Lambda handlers, AWS adapters) on a twin of AWS over a local cluster (docs/aws-twin.md)').choices(['local', 'aws-twin']).default('local'))
+    .option('--config <file>', 'aws-twin: the stack config to synthesize (default config/default.json)')
+    .option('--throttle <share>', "aws-twin: share of the functions' AWS calls answered with throttling (default 0.02)", shareOption('--throttle'))
     .addOption(new Option('--fault <kind>', `what fails: ${FAULTS.map((f) => `${f.name} (${f.summary})`).join('; ')}`).choices([...FAULT_NAMES]).default('kill-primary'))
     .option('--seed <n>', 'seed for the random choices (fault moment, the fault\'s plan); same seed, same schedule', nonNegativeIntegerOption('--seed'))
     .option('--replicas <n>', 'streaming replicas besides the primary', positiveIntegerOption('--replicas', 5), 2)
@@ -51,6 +58,10 @@ export function registerDrillCommand(program: Command): Command {
     .option('--runs-per-fault <n>', 'battery: seeds per fault (seed, seed+1, ...)', positiveIntegerOption('--runs-per-fault', 1000), 3)
     .option('--faults <names>', `battery: comma-separated faults to run (default all: ${FAULT_NAMES.join(',')})`, faultListOption)
     .action(async (flags: DrillFlags, command: Command) => {
+      if (flags.target === 'aws-twin') return awsTwin(flags, command);
+      for (const flag of ['config', 'throttle'] as const) {
+        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag} goes with --target aws-twin`);
+      }
       if (flags.battery) return battery(flags, command);
       for (const flag of ['faults', 'runsPerFault'] as const) {
         if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag === 'faults' ? 'faults' : 'runs-per-fault'} goes with --battery`);
@@ -83,6 +94,25 @@ export function registerDrillCommand(program: Command): Command {
         throw new CliError(`drill failed: ${summary.runs - summary.passed} of ${summary.runs} runs failed (${failures.join('; ')})`, ExitCode.Failed);
       }
     });
+}
+
+/** The twin drill: one failover (kill of the primary under load); the local drill's fault and load flags do not apply. */
+async function awsTwin(flags: DrillFlags, command: Command): Promise<void> {
+  const localOnly = ['fault', 'replicas', 'workers', 'warmup', 'jitter', 'after', 'confirm', 'runs', 'report', 'battery', 'runsPerFault', 'faults'] as const;
+  const given = localOnly.filter((flag) => command.getOptionValueSource(flag) === 'cli');
+  if (given.length > 0) {
+    throw new CliError(`${given.map((f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${given.length > 1 ? 'do' : 'does'} not go with --target aws-twin (it runs one failover of the synthesized stack; see docs/aws-twin.md)`);
+  }
+  await runAwsTwinDrill({ config: flags.config ?? 'config/default.json', throttle: flags.throttle ?? 0.02, rate: flags.rate, seed: flags.seed ?? 1, json: flags.json }, consoleProgress());
+}
+
+/** `--throttle 0.05`: a share from 0 to below 1. */
+function shareOption(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`${flag} must be a number from 0 to below 1, got '${value}'`);
+    return n;
+  };
 }
 
 /** A fault the settings cannot run is a usage error, said before anything starts. */
