@@ -1,6 +1,7 @@
 /**
- * Reads the workers' buffer backlog (published by the agents) from CloudWatch: one GetMetricData call with two
- * SEARCH expressions over the cluster's workers, each series labelled with its WorkerId by a dynamic label.
+ * Reads the workers' buffer backlog (published by the agents) from CloudWatch: one GetMetricData call with three
+ * SEARCH expressions over the cluster's workers (pending rows, oldest pending age, whether the worker has not yet
+ * confirmed the newest epoch), each series labelled with its WorkerId by a dynamic label.
  */
 import { CloudWatchClient, GetMetricDataCommand, ScanBy, type MetricDataQuery, type MetricDataResult } from '@aws-sdk/client-cloudwatch';
 import { BufferMetric, Dimension, METRIC_NAMESPACE } from '../core/metric-names.js';
@@ -15,6 +16,7 @@ export interface CloudWatchBufferBacklogOptions {
 const QUERIES = [
   { id: 'pending', metric: BufferMetric.PendingRows },
   { id: 'age', metric: BufferMetric.OldestPendingAgeSeconds },
+  { id: 'unconfirmed', metric: BufferMetric.WorkerUnconfirmed },
 ] as const;
 
 export class CloudWatchBufferBacklog implements BufferBacklogSource {
@@ -50,24 +52,25 @@ export class CloudWatchBufferBacklog implements BufferBacklogSource {
     const newest = new Map<string, { value: number; at: number }>();
     for (const result of results) {
       const latest = latestPoint(result);
-      if (!latest || !/^(pending|age) .+$/.test(result.Label ?? '')) continue;
+      if (!latest || !/^(pending|age|unconfirmed) .+$/.test(result.Label ?? '')) continue;
       const seen = newest.get(result.Label!);
       if (!seen || latest.at > seen.at) newest.set(result.Label!, latest);
     }
-    const workers = new Map<string, { pendingRows: number | null; oldestPendingAgeSeconds: number | null; at: number }>();
+    const workers = new Map<string, { pendingRows: number | null; oldestPendingAgeSeconds: number | null; unconfirmed: boolean | null; at: number }>();
     for (const [label, point] of newest) {
       const space = label.indexOf(' ');
       const id = label.slice(0, space);
       const workerId = label.slice(space + 1);
-      const entry = workers.get(workerId) ?? { pendingRows: null, oldestPendingAgeSeconds: null, at: 0 };
+      const entry = workers.get(workerId) ?? { pendingRows: null, oldestPendingAgeSeconds: null, unconfirmed: null, at: 0 };
       if (id === 'pending') entry.pendingRows = point.value;
-      else entry.oldestPendingAgeSeconds = point.value;
+      else if (id === 'age') entry.oldestPendingAgeSeconds = point.value;
+      else entry.unconfirmed = point.value > 0;
       entry.at = Math.max(entry.at, point.at);
       workers.set(workerId, entry);
     }
     return [...workers.entries()]
       .sort(([a], [b]) => a.localeCompare(b))
-      .map(([workerId, e]) => ({ workerId, pendingRows: e.pendingRows, oldestPendingAgeSeconds: e.oldestPendingAgeSeconds, at: new Date(e.at).toISOString() }));
+      .map(([workerId, e]) => ({ workerId, pendingRows: e.pendingRows, oldestPendingAgeSeconds: e.oldestPendingAgeSeconds, unconfirmed: e.unconfirmed, at: new Date(e.at).toISOString() }));
   }
 }
 

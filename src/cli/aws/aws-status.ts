@@ -5,7 +5,7 @@
  */
 import { CloudWatchBufferBacklog } from '../../aws/cloudwatch-buffer-backlog.js';
 import { classifyReplica } from '../../core/lag-policy.js';
-import { worstState, workerStatus, type StatusNode, type StatusReport, type StatusState } from '../commands/status.js';
+import { worstState, workerStatus, type StatusNode, type StatusReport, type StatusState, type StatusWorker } from '../commands/status.js';
 import type { AwsTarget } from './aws-target.js';
 import { readAwsTopology, type AwsInstanceView } from './aws-topology.js';
 import { readReplicaLag, type PublishedLag } from './cloudwatch-replica-lag.js';
@@ -41,7 +41,7 @@ export async function collectAwsStatus(target: AwsTarget, thresholds: StatusRepo
       ? writerNode(instance, primaries.length)
       : replicaNode(instance, topology.writerId, lags.find((l) => l.replicaId === instance.instanceId), thresholds),
   );
-  const workers = backlog.map((b) => workerStatus(b, thresholds.backlog));
+  const workers = backlog.map((b) => withConfirmation(workerStatus(b, thresholds.backlog), b.unconfirmed ?? null));
   const writerMissing: StatusState[] = writer ? [] : ['CRIT'];
   return {
     source: 'aws',
@@ -55,6 +55,14 @@ export async function collectAwsStatus(target: AwsTarget, thresholds: StatusRepo
     thresholds,
     sampledAt: sampledAt.toISOString(),
   };
+}
+
+/** The agent's WorkerUnconfirmed figure: a worker that has not confirmed the newest epoch is a warning until it does. */
+function withConfirmation(row: StatusWorker, unconfirmed: boolean | null): StatusWorker {
+  if (unconfirmed === null) return row;
+  if (!unconfirmed) return { ...row, confirmed: true };
+  const detail = 'has not confirmed the newest epoch: its agent has not yet re-sent what the failover may have lost (WorkerUnconfirmed)';
+  return { ...row, confirmed: false, state: worstState([row.state, 'WARN']), detail: row.detail ? `${row.detail}; ${detail}` : detail };
 }
 
 function base(i: AwsInstanceView) {

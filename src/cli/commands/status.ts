@@ -45,7 +45,7 @@ export interface StatusWorker {
   readonly at: string | null;
   /**
    * The epoch the worker last confirmed (it re-sent everything outside that epoch's history), and whether it is the
-   * cluster's current epoch; null when unknown.
+   * cluster's current epoch; null when unknown. AWS knows only `confirmed` (the agent's WorkerUnconfirmed metric).
    */
   readonly confirmedEpoch?: string | null;
   readonly confirmed?: boolean | null;
@@ -121,10 +121,17 @@ const WORKER_COLUMNS: readonly Column<StatusWorker>[] = [
   { header: 'pending rows', value: (w) => w.pendingRows, align: 'right' },
   { header: 'oldest pending', value: (w) => (w.oldestPendingAgeSeconds === null ? null : formatSeconds(w.oldestPendingAgeSeconds)), align: 'right' },
   { header: 'as of', value: (w) => w.at },
-  { header: 'epoch', value: (w) => (w.confirmedEpoch === undefined ? undefined : w.confirmedEpoch === null ? 'none' : `${w.confirmedEpoch.slice(0, 8)}${w.confirmed ? '' : ' (old)'}`) },
+  { header: 'epoch', value: epochColumn },
   { header: 'state', value: (w) => w.state },
   { header: 'detail', value: (w) => w.detail },
 ];
+
+/** Local: the epoch the worker confirmed; AWS (only the WorkerUnconfirmed metric is known): confirmed or not. */
+function epochColumn(w: StatusWorker): string | undefined {
+  if (w.confirmedEpoch !== undefined) return w.confirmedEpoch === null ? 'none' : `${w.confirmedEpoch.slice(0, 8)}${w.confirmed ? '' : ' (old)'}`;
+  if (w.confirmed === undefined || w.confirmed === null) return undefined;
+  return w.confirmed ? 'confirmed' : 'unconfirmed';
+}
 
 export function renderStatusReport(report: StatusReport): string {
   const { lag, backlog } = report.thresholds;

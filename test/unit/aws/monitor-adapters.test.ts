@@ -128,13 +128,15 @@ describe('CloudWatchBufferBacklog', () => {
   beforeEach(() => cw.reset());
   const end = new Date('2026-03-01T10:00:00.000Z');
 
-  it('reads both backlog figures of every worker of the cluster in one query, newest point each', async () => {
+  it('reads the backlog figures and the confirmation of every worker of the cluster in one query, newest point each', async () => {
     cw.on(GetMetricDataCommand)
       .resolvesOnce({
         MetricDataResults: [
           { Id: 'pending', Label: 'pending i-0aaa', Timestamps: [new Date('2026-03-01T09:59:00Z'), new Date('2026-03-01T09:58:00Z')], Values: [120, 90] },
           { Id: 'pending', Label: 'pending i-0bbb', Timestamps: [new Date('2026-03-01T09:57:00Z')], Values: [0] },
           { Id: 'age', Label: 'age i-0aaa', Timestamps: [new Date('2026-03-01T09:59:00Z')], Values: [75] },
+          { Id: 'unconfirmed', Label: 'unconfirmed i-0aaa', Timestamps: [new Date('2026-03-01T09:59:00Z')], Values: [1] },
+          { Id: 'unconfirmed', Label: 'unconfirmed i-0bbb', Timestamps: [new Date('2026-03-01T09:57:00Z')], Values: [0] },
         ],
         NextToken: 'page-2',
       })
@@ -144,8 +146,8 @@ describe('CloudWatchBufferBacklog', () => {
       });
     const backlog = await new CloudWatchBufferBacklog(cw as unknown as CloudWatchClient, { now: () => end }).read('prod');
     expect(backlog).toEqual([
-      { workerId: 'i-0aaa', pendingRows: 120, oldestPendingAgeSeconds: 75, at: '2026-03-01T09:59:00.000Z' },
-      { workerId: 'i-0bbb', pendingRows: 0, oldestPendingAgeSeconds: null, at: '2026-03-01T09:57:00.000Z' },
+      { workerId: 'i-0aaa', pendingRows: 120, oldestPendingAgeSeconds: 75, unconfirmed: true, at: '2026-03-01T09:59:00.000Z' },
+      { workerId: 'i-0bbb', pendingRows: 0, oldestPendingAgeSeconds: null, unconfirmed: false, at: '2026-03-01T09:57:00.000Z' },
     ]);
     const inputs = cw.commandCalls(GetMetricDataCommand).map((c) => c.args[0].input);
     expect(inputs[0]).toEqual({
@@ -160,6 +162,12 @@ describe('CloudWatchBufferBacklog', () => {
           Id: 'age',
           Expression: `SEARCH('{RdsFailover,ClusterId,WorkerId} MetricName="BufferOldestPendingAgeSeconds" ClusterId="prod"', 'Maximum', 60)`,
           Label: "age ${PROP('Dim.WorkerId')}",
+          ReturnData: true,
+        },
+        {
+          Id: 'unconfirmed',
+          Expression: `SEARCH('{RdsFailover,ClusterId,WorkerId} MetricName="WorkerUnconfirmed" ClusterId="prod"', 'Maximum', 60)`,
+          Label: "unconfirmed ${PROP('Dim.WorkerId')}",
           ReturnData: true,
         },
       ],

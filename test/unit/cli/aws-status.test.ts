@@ -77,11 +77,16 @@ describe('status against AWS', () => {
             ],
           };
         }
-        // Backlog (CloudWatchBufferBacklog): w1 healthy, w2 with a 400 s old pending row (CRIT).
+        // Backlog (CloudWatchBufferBacklog): w1 healthy and confirmed, w2 with a 400 s old pending row (CRIT), w3
+        // idle but not confirmed since the failover (WARN).
         return {
           MetricDataResults: [
             { Id: 'pending', Label: 'pending i-1', Timestamps: [at(60)], Values: [5] },
             { Id: 'age', Label: 'age i-1', Timestamps: [at(60)], Values: [2] },
+            { Id: 'unconfirmed', Label: 'unconfirmed i-1', Timestamps: [at(60)], Values: [0] },
+            { Id: 'pending', Label: 'pending i-3', Timestamps: [at(60)], Values: [0] },
+            { Id: 'age', Label: 'age i-3', Timestamps: [at(60)], Values: [0] },
+            { Id: 'unconfirmed', Label: 'unconfirmed i-3', Timestamps: [at(60)], Values: [1] },
             { Id: 'pending', Label: 'pending i-2', Timestamps: [at(60)], Values: [900] },
             { Id: 'age', Label: 'age i-2', Timestamps: [at(60)], Values: [400] },
           ],
@@ -129,8 +134,17 @@ describe('status against AWS', () => {
     expect(byId['orders-c']).toMatchObject({ state: 'UNREACHABLE', detail: 'RDS status rebooting' });
     expect(byId['orders-d']).toMatchObject({ state: 'UNKNOWN', lagSeconds: null, detail: 'no lag published in the last 10 minutes: is the lag monitor running?' });
     expect(report.workers).toEqual([
-      { id: 'i-1', pendingRows: 5, oldestPendingAgeSeconds: 2, at: '2025-03-01T09:59:00.000Z', state: 'OK', detail: null },
+      { id: 'i-1', pendingRows: 5, oldestPendingAgeSeconds: 2, at: '2025-03-01T09:59:00.000Z', state: 'OK', detail: null, confirmed: true },
       { id: 'i-2', pendingRows: 900, oldestPendingAgeSeconds: 400, at: '2025-03-01T09:59:00.000Z', state: 'CRIT', detail: null },
+      {
+        id: 'i-3',
+        pendingRows: 0,
+        oldestPendingAgeSeconds: 0,
+        at: '2025-03-01T09:59:00.000Z',
+        state: 'WARN',
+        detail: 'has not confirmed the newest epoch: its agent has not yet re-sent what the failover may have lost (WorkerUnconfirmed)',
+        confirmed: false,
+      },
     ]);
     expect(byId['orders-b']!.detail).toBe('lag as of 2025-03-01T09:59:30.000Z');
     expect(report.sampledAt).toBe('2025-03-01T10:00:00.000Z');
@@ -152,6 +166,24 @@ describe('status against AWS', () => {
     expect(run.stdout).toMatch(/orders-a\s+primary\s+available.*CRIT\s+standalone instance that is not the writer \(orders-b\)/);
     expect(run.stdout).toMatch(/orders-c\s+replica\s+available.*BROKEN\s+replicates from orders-a, not from the writer orders-b/);
     expect(run.stdout).toContain('workers: none (no buffer metrics in CloudWatch for orders in the last 10 minutes)');
+  });
+
+  it('the table says which worker has not confirmed the epoch since the failover', async () => {
+    topology('a', ['a']);
+    rds.on(DescribeDBInstancesCommand).resolves({ DBInstances: [{ DBInstanceIdentifier: 'orders-a', DBInstanceStatus: 'available' }] });
+    cw.on(GetMetricDataCommand).callsFake((input: { MetricDataQueries: { Id: string }[] }) =>
+      input.MetricDataQueries[0]!.Id === 'pending'
+        ? {
+            MetricDataResults: [
+              { Id: 'pending', Label: 'pending i-7', Timestamps: [new Date()], Values: [0] },
+              { Id: 'unconfirmed', Label: 'unconfirmed i-7', Timestamps: [new Date()], Values: [1] },
+            ],
+          }
+        : { MetricDataResults: [] },
+    );
+    const run = await runInProcess(['status', '--cluster-id', 'orders']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/i-7\s+0\s+.*unconfirmed\s+WARN\s+has not confirmed the newest epoch/);
   });
 });
 
