@@ -2,8 +2,14 @@
  * WorkerControl over SSM Run Command: the workers are the SSM-managed instances carrying the cluster's tag and the
  * worker role tag (rds-failover:role=worker); a
  * drain is the stack's drain document (lib/drain-document.ts: the agent's `drain --json` with fixed paths)
- * run on one instance with the fork point or window as its only parameters; its result is the JSON summary
+ * run on one instance with the promotion's epoch as its only parameter; its result is the JSON summary
  * the agent prints, read back with GetCommandInvocation.
+ *
+ * An instance SSM does not report Online (PingStatus ConnectionLost: its SSM Agent stopped answering) is not sent
+ * the command: SSM would accept it and hold it Pending until its total timeout (TimeoutSeconds + the document's
+ * execution timeout) and then report it TimedOut / DeliveryTimedOut, never run — minutes per attempt for nothing.
+ * startDrain fails at once instead, naming the instance and its PingStatus; the runbook reports that drain failed
+ * and verify waits for the worker's own confirmation (its agent re-sends by itself when it reconnects).
  */
 import {
   DescribeInstanceInformationCommand,
@@ -13,7 +19,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { drainParameters } from '../core/drain-parameters.js';
 import { ResourceTag, WORKER_ROLE } from '../core/resource-tags.js';
-import { classifyError, RunbookTransientError } from '../core/runbook/errors.js';
+import { classifyError, RunbookStepError, RunbookTransientError } from '../core/runbook/errors.js';
 import { parseDrainSummary } from '../core/drain-summary.js';
 import type { DrainRequest, DrainStatus, WorkerControl, WorkerRef } from '../ports/worker-control.js';
 
@@ -25,10 +31,29 @@ export interface SsmWorkerControlOptions {
   readonly documentName: string;
   /** Where command output goes besides the 24 kB inline copy (CloudWatch Logs group). @default none */
   readonly outputLogGroupName?: string;
+  /**
+   * startDrain trusts the PingStatus listWorkers saw for this long; older (a restarted drain), it asks SSM again for
+   * that instance. @default 30000
+   */
+  readonly pingStatusMaxAgeMs?: number;
+  /** @default Date.now */
+  readonly now?: () => number;
+}
+
+/** What DescribeInstanceInformation last said of an instance, and when we asked. */
+interface Sighting {
+  /** Online, ConnectionLost, ...; NotListed: asked about this instance, SSM did not list it; undefined: not said. */
+  readonly pingStatus?: string;
+  readonly lastPing?: Date;
+  readonly at: number;
 }
 
 export class SsmWorkerControl implements WorkerControl {
+  private readonly seen = new Map<string, Sighting>();
+  private readonly now: () => number;
+
   constructor(private readonly o: SsmWorkerControlOptions) {
+    this.now = o.now ?? Date.now;
     if (!o.tagKey || !o.tagValue) throw new Error('SsmWorkerControl: tagKey and tagValue are required (the tag that marks worker instances)');
     if (!o.documentName) throw new Error('SsmWorkerControl: documentName is required (the stack\'s drain document, output DrainDocumentName)');
   }
@@ -40,7 +65,11 @@ export class SsmWorkerControl implements WorkerControl {
       const out = await this.o.ssm.send(
         new DescribeInstanceInformationCommand({ Filters: workerFilters(this.o.tagKey, this.o.tagValue), MaxResults: 50, NextToken }),
       );
-      for (const info of out.InstanceInformationList ?? []) if (info.InstanceId) workers.push({ id: info.InstanceId });
+      for (const info of out.InstanceInformationList ?? []) {
+        if (!info.InstanceId) continue;
+        workers.push({ id: info.InstanceId });
+        this.seen.set(info.InstanceId, { pingStatus: info.PingStatus, lastPing: info.LastPingDateTime, at: this.now() });
+      }
       NextToken = out.NextToken;
     } while (NextToken);
     return workers.sort((a, b) => a.id.localeCompare(b.id));
@@ -48,6 +77,17 @@ export class SsmWorkerControl implements WorkerControl {
 
   async startDrain(workerId: string, request: DrainRequest): Promise<string> {
     if (!/^(i|mi)-[0-9a-f]+$/.test(workerId)) throw new Error(`startDrain: '${workerId}' is not an instance id (i-...)`);
+    const parameters = drainParameters(request);
+    const sighting = await this.sighting(workerId);
+    if (sighting?.pingStatus !== undefined && sighting.pingStatus !== 'Online') {
+      // Permanent for this attempt (not RunbookTransient): the drain step reports the worker, verify waits for it.
+      throw new RunbookStepError(
+        sighting.pingStatus === 'NotListed'
+          ? `SSM no longer lists ${workerId} (stopped, terminated or deregistered): a drain command cannot reach it, so none was sent`
+          : `SSM reports ${workerId} PingStatus ${sighting.pingStatus}${sighting.lastPing ? ` (last ping ${sighting.lastPing.toISOString()})` : ''}: ` +
+              'a drain command would wait out its delivery timeout undelivered, so none was sent',
+      );
+    }
     const out = await this.o.ssm.send(
       new SendCommandCommand({
         InstanceIds: [workerId],
@@ -55,7 +95,7 @@ export class SsmWorkerControl implements WorkerControl {
         DocumentVersion: '$LATEST', // what the last deploy wrote, whichever version is the default
         Comment: 'rds-failover: drain the write buffer after failover',
         TimeoutSeconds: 60,
-        Parameters: drainParameters(request),
+        Parameters: parameters,
         ...(this.o.outputLogGroupName ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: this.o.outputLogGroupName } } : {}),
       }),
     );
@@ -84,11 +124,42 @@ export class SsmWorkerControl implements WorkerControl {
         return summary ? { state: 'done', summary } : { state: 'failed', error: `drain on ${workerId} succeeded but printed no JSON summary: ${tail(out.StandardOutputContent)}` };
       }
       default:
-        return {
-          state: 'failed',
-          error: `drain on ${workerId} ${out.Status ?? 'unknown'} (${out.StatusDetails ?? 'no detail'}, exit ${out.ResponseCode ?? '?'}): ${tail(out.StandardErrorContent) || tail(out.StandardOutputContent)}`,
-        };
+        // A restart asks SSM again whether the instance is Online before sending anything.
+        this.seen.delete(workerId);
+        return { state: 'failed', error: failureMessage(workerId, out) };
     }
+  }
+
+  /** The instance's PingStatus: the listing's if fresh, else asked again (NotListed: SSM no longer lists it). */
+  private async sighting(workerId: string): Promise<Sighting | undefined> {
+    const last = this.seen.get(workerId);
+    if (last && this.now() - last.at <= (this.o.pingStatusMaxAgeMs ?? 30_000)) return last;
+    let out;
+    try {
+      out = await this.o.ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [workerId] }] }));
+    } catch {
+      return undefined; // unknown: send, and let SSM's own statuses tell
+    }
+    const info = (out?.InstanceInformationList ?? []).find((i) => i.InstanceId === workerId);
+    const sighting: Sighting = info ? { pingStatus: info.PingStatus, lastPing: info.LastPingDateTime, at: this.now() } : { pingStatus: 'NotListed', at: this.now() };
+    this.seen.set(workerId, sighting);
+    return sighting;
+  }
+}
+
+/** A terminal status other than Success, said plainly (which timeout, whether the command ever ran). */
+function failureMessage(workerId: string, out: { Status?: string; StatusDetails?: string; ResponseCode?: number; StandardErrorContent?: string; StandardOutputContent?: string }): string {
+  const status = `${out.Status ?? 'unknown'}, ${out.StatusDetails ?? 'no detail'}`;
+  const output = tail(out.StandardErrorContent) || tail(out.StandardOutputContent);
+  switch (out.StatusDetails) {
+    case 'DeliveryTimedOut':
+      return `drain on ${workerId} was never delivered (${status}): the instance's SSM Agent did not take the command before its timeout (the instance is offline or cannot reach SSM); it did not run`;
+    case 'Undeliverable':
+      return `drain on ${workerId} could not be delivered (${status}): SSM says the instance may not exist or is not responding; it did not run`;
+    case 'ExecutionTimedOut':
+      return `drain on ${workerId} ran past the document's execution timeout and was stopped (${status}, exit ${out.ResponseCode ?? '?'})${output ? `: ${output}` : ''}`;
+    default:
+      return `drain on ${workerId} ${out.Status ?? 'unknown'} (${out.StatusDetails ?? 'no detail'}, exit ${out.ResponseCode ?? '?'}): ${output}`;
   }
 }
 

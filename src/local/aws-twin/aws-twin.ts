@@ -206,6 +206,7 @@ export class AwsTwin {
   async stop(): Promise<void> {
     for (const stub of this.stubs) stub.restore();
     this.stubs.length = 0;
+    this.ssm.stop();
     await this.ssm.settle();
     await this.rds.close();
   }

@@ -4,8 +4,14 @@
  * SendCommand validates the parameters against the document's allowedPattern as SSM does, then runs the document's
  * aws:runShellScript lines under sh, with `{{ name }}` replaced, the worker's file layout mapped onto this machine
  * (the agent command, buffer and config paths fixed in the document) and `systemctl` recorded by a stand-in (the
- * machine has no worker units). GetCommandInvocation reports Pending / InProgress / Success / Failed with the
+ * machine has no worker units). GetCommandInvocation reports Pending / InProgress / Success / Failed / TimedOut with the
  * output truncated as SSM truncates it.
+ *
+ * A worker whose agent is down (TwinWorker.agentUp() false: it neither syncs nor answers SSM) is what SSM shows of a
+ * running instance whose SSM Agent lost its connection: DescribeInstanceInformation still lists it, with PingStatus
+ * ConnectionLost and its last ping time; SendCommand to it is accepted and its invocation stays Pending until the agent
+ * is back (then it runs) or until the command's total timeout (TimeoutSeconds + the document's execution timeout)
+ * passes: then TimedOut, StatusDetails DeliveryTimedOut, and it never runs (docs/aws-twin.md cites the AWS documentation).
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -17,6 +23,11 @@ import { awsError } from './twin-errors.js';
 export interface TwinWorker {
   readonly bufferPath: string;
   readonly configPath: string;
+  /**
+   * Whether the worker's agent is up (it syncs and answers SSM). Down: SSM lists the instance as ConnectionLost and
+   * cannot deliver commands to it. @default - always up
+   */
+  readonly agentUp?: () => boolean;
 }
 
 export interface SsmTwinOptions {
@@ -28,6 +39,8 @@ export interface SsmTwinOptions {
   readonly localAgentCommand: readonly string[];
   /** Scratch directory (the systemctl stand-in and its record). */
   readonly workDir: string;
+  /** How long one second of a command's timeouts lasts here (tests shorten it). @default 1000 */
+  readonly secondMs?: number;
 }
 
 interface Parameter {
@@ -38,6 +51,8 @@ interface Parameter {
 
 interface Invocation {
   status: 'Pending' | 'InProgress' | 'Success' | 'Failed' | 'TimedOut';
+  /** GetCommandInvocation's StatusDetails (DeliveryTimedOut / ExecutionTimedOut for the two kinds of TimedOut). */
+  details: string;
   stdout: string;
   stderr: string;
   code: number;
@@ -50,10 +65,13 @@ export class SsmTwin implements ServiceTwin {
   readonly service = 'ssm';
   private readonly parameters = new Map<string, Parameter>();
   private readonly documents = new Map<string, Record<string, any>>();
-  /** instance id -> tags, worker (undefined: not online). */
-  private readonly instances = new Map<string, { tags: Record<string, string>; worker?: TwinWorker }>();
+  /** instance id -> tags, worker (undefined: no SSM Agent ever registered it: SSM does not list it), last ping. */
+  private readonly instances = new Map<string, { tags: Record<string, string>; worker?: TwinWorker; lastPing: Date }>();
   private readonly invocations = new Map<string, Invocation>();
+  /** Commands delivered and running on a worker (settle() waits for them). */
   private readonly running = new Set<Promise<void>>();
+  /** Commands waiting for an agent that is down: the timer that delivers or times them out (stop() cancels them). */
+  private readonly undelivered = new Set<NodeJS.Timeout>();
   private nextCommand = 1;
   private readonly shimDir: string;
 
@@ -70,7 +88,7 @@ export class SsmTwin implements ServiceTwin {
     }
     deployed.ofType('AWS::EC2::Instance').forEach((id, index) => {
       const tags = Object.fromEntries(((deployed.property<{ Key: string; Value: string }[]>(id, 'Tags')) ?? []).map((t) => [t.Key, t.Value]));
-      this.instances.set(deployed.ref(id), { tags, worker: o.workers[index] });
+      this.instances.set(deployed.ref(id), { tags, worker: o.workers[index], lastPing: new Date() });
     });
     this.shimDir = path.join(o.workDir, 'ssm-bin');
     mkdirSync(this.shimDir, { recursive: true });
@@ -78,9 +96,24 @@ export class SsmTwin implements ServiceTwin {
     chmodSync(path.join(this.shimDir, 'systemctl'), 0o755);
   }
 
-  /** Instance ids of the template's workers that are online (bound to a local buffer). */
+  /** Instance ids of the template's workers that are online (bound to a local buffer, agent up). */
   onlineInstances(): string[] {
-    return [...this.instances].filter(([, i]) => i.worker).map(([id]) => id);
+    return [...this.instances].filter(([id]) => this.pingStatus(id) === 'Online').map(([id]) => id);
+  }
+
+  /** What DescribeInstanceInformation says of an instance: Online, ConnectionLost, or undefined (not listed). */
+  pingStatus(instanceId: string): 'Online' | 'ConnectionLost' | undefined {
+    const instance = this.instances.get(instanceId);
+    if (!instance?.worker) return undefined;
+    if (instance.worker.agentUp?.() === false) return 'ConnectionLost';
+    instance.lastPing = new Date();
+    return 'Online';
+  }
+
+  /** Cancels the deliveries still waiting for an agent (the twin is going away). */
+  stop(): void {
+    for (const timer of this.undelivered) clearTimeout(timer);
+    this.undelivered.clear();
   }
 
   parameter(name: string): string | undefined {
@@ -109,14 +142,16 @@ export class SsmTwin implements ServiceTwin {
       DescribeInstanceInformation: async (input: { Filters?: { Key: string; Values: string[] }[]; NextToken?: string }) => {
         const filters = input.Filters ?? [];
         const list = [...this.instances]
-          .filter(([, i]) => i.worker)
-          .filter(([, i]) =>
+          .filter(([id]) => this.pingStatus(id) !== undefined)
+          .filter(([id, i]) =>
             filters.every((f) => {
-              if (!f.Key.startsWith('tag:')) throw awsError('InvalidFilterKey', `The twin filters instance information by tag:<key> only, got ${f.Key}`);
+              if (f.Key === 'InstanceIds') return f.Values.includes(id);
+              if (f.Key === 'PingStatus') return f.Values.includes(this.pingStatus(id)!);
+              if (!f.Key.startsWith('tag:')) throw awsError('InvalidFilterKey', `The twin filters instance information by tag:<key>, InstanceIds and PingStatus only, got ${f.Key}`);
               return f.Values.includes(i.tags[f.Key.slice(4)] ?? '\u0000');
             }),
           )
-          .map(([id]) => ({ InstanceId: id, PingStatus: 'Online', PlatformType: 'Linux', ResourceType: 'EC2Instance' }));
+          .map(([id, i]) => ({ InstanceId: id, PingStatus: this.pingStatus(id)!, LastPingDateTime: i.lastPing, PlatformType: 'Linux', ResourceType: 'EC2Instance' }));
         return { InstanceInformationList: list };
       },
       SendCommand: async (input: { InstanceIds: string[]; DocumentName: string; Parameters?: Record<string, string[]>; TimeoutSeconds?: number }) => this.sendCommand(input),
@@ -128,7 +163,7 @@ export class SsmTwin implements ServiceTwin {
           CommandId: input.CommandId,
           InstanceId: input.InstanceId,
           Status: inv.status,
-          StatusDetails: inv.status,
+          StatusDetails: inv.details,
           ResponseCode: done ? inv.code : -1,
           StandardOutputContent: inv.stdout.slice(0, STDOUT_LIMIT),
           StandardErrorContent: inv.stderr.slice(0, STDERR_LIMIT),
@@ -176,22 +211,48 @@ export class SsmTwin implements ServiceTwin {
       if (spec.allowedValues && !spec.allowedValues.includes(value)) throw awsError('InvalidParameters', `Parameter "${name}" "${value}" is not an allowed value.`);
       values[name] = value;
     }
+    // SSM accepts a command for a managed instance whose agent lost its connection (it waits for the agent), and
+    // refuses an instance no agent ever registered.
     for (const id of input.InstanceIds) if (!this.instances.get(id)?.worker) throw awsError('InvalidInstanceId', `Instances [[${id}]] not in a valid state for account ${this.deployed.account}`);
     const commandId = `twin-cmd-${String(this.nextCommand++).padStart(8, '0')}`;
+    const step = (document.mainSteps as { inputs?: { timeoutSeconds?: string } }[] | undefined)?.[0];
+    // Total timeout: the delivery timeout (TimeoutSeconds, default 3600) plus the execution timeout.
+    const totalMs = ((input.TimeoutSeconds ?? 3600) + Number(step?.inputs?.timeoutSeconds ?? 3600)) * (this.o.secondMs ?? 1000);
+    const deadline = Date.now() + totalMs;
     for (const id of input.InstanceIds) {
-      const inv: Invocation = { status: 'Pending', stdout: '', stderr: '', code: -1 };
+      const inv: Invocation = { status: 'Pending', details: 'Pending', stdout: '', stderr: '', code: -1 };
       this.invocations.set(`${commandId}/${id}`, inv);
-      const run = this.run(document, values, this.instances.get(id)!.worker!, inv);
+      this.deliver(document, values, id, inv, deadline);
+    }
+    return { Command: { CommandId: commandId, DocumentName: input.DocumentName, InstanceIds: input.InstanceIds, Status: 'Pending', TimeoutSeconds: input.TimeoutSeconds ?? 3600 } };
+  }
+
+  /** Runs the command once the instance's agent is up; an agent that stays down past the deadline never gets it. */
+  private deliver(document: Record<string, any>, values: Record<string, string>, instanceId: string, inv: Invocation, deadline: number): void {
+    const worker = this.instances.get(instanceId)!.worker!;
+    if (worker.agentUp?.() !== false) {
+      const run = this.run(document, values, worker, inv);
       this.running.add(run);
       void run.finally(() => this.running.delete(run));
+      return;
     }
-    return { Command: { CommandId: commandId, DocumentName: input.DocumentName, InstanceIds: input.InstanceIds, Status: 'Pending' } };
+    if (Date.now() >= deadline) {
+      inv.status = 'TimedOut';
+      inv.details = 'DeliveryTimedOut';
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.undelivered.delete(timer);
+      this.deliver(document, values, instanceId, inv, deadline);
+    }, Math.min(100, Math.max(1, deadline - Date.now())));
+    this.undelivered.add(timer);
   }
 
   private async run(document: Record<string, any>, values: Record<string, string>, worker: TwinWorker, inv: Invocation): Promise<void> {
     const step = (document.mainSteps as { action: string; inputs: { runCommand: string[]; timeoutSeconds?: string } }[])[0];
     if (!step || step.action !== 'aws:runShellScript') {
       inv.status = 'Failed';
+      inv.details = 'Failed';
       inv.stderr = 'the AWS twin runs aws:runShellScript steps only';
       return;
     }
@@ -203,11 +264,13 @@ export class SsmTwin implements ServiceTwin {
       .map((line) => (layout.configPath ? line.split(layout.configPath).join(worker.configPath) : line))
       .join('\n');
     inv.status = 'InProgress';
-    const timeoutMs = Number(step.inputs.timeoutSeconds ?? 3600) * 1000;
+    inv.details = 'InProgress';
+    const timeoutMs = Number(step.inputs.timeoutSeconds ?? 3600) * (this.o.secondMs ?? 1000);
     await new Promise<void>((resolve) => {
       const child = spawn('sh', ['-c', script], { env: { ...process.env, PATH: `${this.shimDir}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] });
       const timer = setTimeout(() => {
         inv.status = 'TimedOut';
+        inv.details = 'ExecutionTimedOut';
         child.kill('SIGKILL');
       }, timeoutMs);
       child.stdout.on('data', (d: Buffer) => (inv.stdout += d.toString()));
@@ -215,7 +278,7 @@ export class SsmTwin implements ServiceTwin {
       child.on('close', (code) => {
         clearTimeout(timer);
         inv.code = code ?? -1;
-        if (inv.status !== 'TimedOut') inv.status = code === 0 ? 'Success' : 'Failed';
+        if (inv.status !== 'TimedOut') inv.status = inv.details = code === 0 ? 'Success' : 'Failed';
         resolve();
       });
     });

@@ -8,17 +8,19 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { SsmWorkerControl } from '../../../src/aws/ssm-worker-control.js';
+import { classifyError, RunbookErrorName } from '../../../src/core/runbook/errors.js';
 import { parseDrainSummary } from '../../../src/core/drain-summary.js';
 import { drainParameters } from '../../../src/core/drain-parameters.js';
 
 const ssm = mockClient(SSMClient);
-const control = () =>
+const control = (now?: () => number) =>
   new SsmWorkerControl({
     ssm: new SSMClient({}),
     tagKey: 'rds-failover:role',
     tagValue: 'worker',
     documentName: 'rds-failover-orders-drain',
     outputLogGroupName: '/rds-failover/orders/drains',
+    ...(now ? { now } : {}),
   });
 
 const EPOCH = '3f2b1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d';
@@ -49,10 +51,13 @@ describe('SsmWorkerControl', () => {
     ]);
   });
 
-  it("sends the stack's drain document with the promotion's epoch as its only parameter", async () => {
+  it("sends the stack's drain document with the promotion's epoch as its only parameter (to an instance SSM reports Online)", async () => {
+    ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa', PingStatus: 'Online' }] });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
     const handle = await control().startDrain('i-0aaa', { epochId: EPOCH });
     expect(handle).toBe('cmd-1');
+    // not listed before: its PingStatus is asked for first
+    expect(ssm.commandCalls(DescribeInstanceInformationCommand).map((c) => c.args[0].input)).toEqual([{ Filters: [{ Key: 'InstanceIds', Values: ['i-0aaa'] }] }]);
     expect(ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input)).toEqual([
       {
         InstanceIds: ['i-0aaa'],
@@ -76,6 +81,80 @@ describe('SsmWorkerControl', () => {
     await expect(control().startDrain('worker-1', {})).rejects.toThrow("startDrain: 'worker-1' is not an instance id (i-...)");
     await expect(control().startDrain('i-0aaa', { epochId: 'nope' })).rejects.toThrow("drain: epoch must be the epoch's UUID (lowercase), got 'nope'");
     expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it('does not send a drain to an instance listed as not Online: it fails at once, naming the instance and its PingStatus, and is not retried as transient', async () => {
+    const lastPing = new Date('2025-03-01T10:00:00.000Z');
+    ssm.on(DescribeInstanceInformationCommand).resolves({
+      InstanceInformationList: [
+        { InstanceId: 'i-0aaa', PingStatus: 'Online' },
+        { InstanceId: 'i-0bbb', PingStatus: 'ConnectionLost', LastPingDateTime: lastPing },
+      ],
+    });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    const c = control();
+    expect(await c.listWorkers()).toEqual([{ id: 'i-0aaa' }, { id: 'i-0bbb' }]);
+    const refused = await c.startDrain('i-0bbb', { epochId: EPOCH }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(refused?.message).toBe(
+      'SSM reports i-0bbb PingStatus ConnectionLost (last ping 2025-03-01T10:00:00.000Z): a drain command would wait out its delivery timeout undelivered, so none was sent',
+    );
+    expect(classifyError(refused).name).toBe(RunbookErrorName.StepFailed);
+    expect(await c.startDrain('i-0aaa', { epochId: EPOCH })).toBe('cmd-1');
+    // the listing's PingStatus was fresh: no second DescribeInstanceInformation; one SendCommand, to the Online instance
+    expect(ssm.commandCalls(DescribeInstanceInformationCommand)).toHaveLength(1);
+    expect(ssm.commandCalls(SendCommandCommand).map((x) => x.args[0].input.InstanceIds)).toEqual([['i-0aaa']]);
+  });
+
+  it('asks SSM again when the listing is old or the last drain failed: a restarted drain is not sent to an instance that went offline meanwhile', async () => {
+    let now = 1_000_000;
+    ssm
+      .on(DescribeInstanceInformationCommand)
+      .resolvesOnce({ InstanceInformationList: [{ InstanceId: 'i-0aaa', PingStatus: 'Online' }] })
+      .resolvesOnce({ InstanceInformationList: [{ InstanceId: 'i-0aaa', PingStatus: 'ConnectionLost' }] })
+      .resolves({ InstanceInformationList: [] });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1 });
+    const c = control(() => now);
+    await c.listWorkers();
+    expect(await c.startDrain('i-0aaa', { epochId: EPOCH })).toBe('cmd-1');
+    now += 660_000; // TimeoutSeconds 60 + the document's 600 s execution timeout
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({
+      state: 'failed',
+      error: "drain on i-0aaa was never delivered (TimedOut, DeliveryTimedOut): the instance's SSM Agent did not take the command before its timeout (the instance is offline or cannot reach SSM); it did not run",
+    });
+    await expect(c.startDrain('i-0aaa', { epochId: EPOCH })).rejects.toThrow('SSM reports i-0aaa PingStatus ConnectionLost: a drain command would wait out');
+    now += 60_000;
+    await expect(c.startDrain('i-0aaa', { epochId: EPOCH })).rejects.toThrow('SSM no longer lists i-0aaa (stopped, terminated or deregistered): a drain command cannot reach it, so none was sent');
+    expect(ssm.commandCalls(DescribeInstanceInformationCommand).slice(1).map((x) => x.args[0].input)).toEqual([
+      { Filters: [{ Key: 'InstanceIds', Values: ['i-0aaa'] }] },
+      { Filters: [{ Key: 'InstanceIds', Values: ['i-0aaa'] }] },
+    ]);
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(1);
+  });
+
+  it('an instance SSM says nothing about (no PingStatus, or the question failed) is sent the drain: SSM\'s statuses tell the rest', async () => {
+    ssm.on(DescribeInstanceInformationCommand).rejectsOnce(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' })).resolves({ InstanceInformationList: [{ InstanceId: 'i-0aaa' }] });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    expect(await control().startDrain('i-0aaa', { epochId: EPOCH })).toBe('cmd-1');
+    const listed = control();
+    await listed.listWorkers();
+    expect(await listed.startDrain('i-0aaa', { epochId: EPOCH })).toBe('cmd-1');
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(2);
+  });
+
+  it('says which timeout ended a drain and whether it ran', async () => {
+    ssm
+      .on(GetCommandInvocationCommand)
+      .resolvesOnce({ Status: 'TimedOut', StatusDetails: 'ExecutionTimedOut', ResponseCode: -1, StandardErrorContent: 'draining 120000 rows\n' })
+      .resolvesOnce({ Status: 'Failed', StatusDetails: 'Undeliverable', ResponseCode: -1 })
+      .resolves({ Status: 'Cancelled', StatusDetails: 'Cancelled', ResponseCode: -1 });
+    const c = control();
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'failed', error: "drain on i-0aaa ran past the document's execution timeout and was stopped (TimedOut, ExecutionTimedOut, exit -1): draining 120000 rows" });
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'failed', error: 'drain on i-0aaa could not be delivered (Failed, Undeliverable): SSM says the instance may not exist or is not responding; it did not run' });
+    expect(await c.drainStatus('i-0aaa', 'cmd-1')).toEqual({ state: 'failed', error: 'drain on i-0aaa Cancelled (Cancelled, exit -1): ' });
   });
 
   it('polls GetCommandInvocation per instance: not yet visible, in progress, then the parsed JSON summary', async () => {

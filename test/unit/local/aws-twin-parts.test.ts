@@ -1,14 +1,21 @@
 /**
  * The AWS twin's stand-ins on their own, against what AWS documents: DynamoDB's condition and update expressions,
  * RDS's refusals (the gp3 IOPS rule of issue 11 defect 1, busy instances) and its gp3 baseline, a security group's
- * effect on new and established connections, and intrinsics resolved as CloudFormation would.
+ * effect on new and established connections, SSM's view of an instance whose agent is down (ConnectionLost, a
+ * command held Pending until its agent is back or its total timeout ends it as DeliveryTimedOut), and intrinsics
+ * resolved as CloudFormation would.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DeployedTemplate, type CfnTemplate } from '../../../src/local/aws-twin/cfn-template.js';
 import { applyUpdate, evaluateCondition, project } from '../../../src/local/aws-twin/dynamodb-expressions.js';
 import { InstanceProxy } from '../../../src/local/aws-twin/instance-proxy.js';
 import { RdsTwin } from '../../../src/local/aws-twin/rds-twin.js';
+import { SsmTwin } from '../../../src/local/aws-twin/ssm-twin.js';
 import type { LocalCluster } from '../../../src/local/local-cluster.js';
 
 describe('DynamoDB expressions', () => {
@@ -106,6 +113,79 @@ describe('an instance endpoint under a security group', () => {
       await proxy.close();
       await new Promise<void>((r) => server.close(() => r()));
     }
+  });
+});
+
+describe('SSM stand-in: a worker whose agent is down', () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  function ssm(agentUp: () => boolean) {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ssm-twin-'));
+    const template: CfnTemplate = {
+      Resources: {
+        W1: { Type: 'AWS::EC2::Instance', Properties: { Tags: [{ Key: 'rds-failover:role', Value: 'worker' }] } },
+        W2: { Type: 'AWS::EC2::Instance', Properties: { Tags: [{ Key: 'rds-failover:role', Value: 'worker' }] } },
+        Unbound: { Type: 'AWS::EC2::Instance', Properties: { Tags: [{ Key: 'rds-failover:role', Value: 'worker' }] } },
+        Doc: {
+          Type: 'AWS::SSM::Document',
+          Properties: { Name: 'drain', DocumentType: 'Command', Content: { schemaVersion: '2.2', mainSteps: [{ action: 'aws:runShellScript', name: 'd', inputs: { timeoutSeconds: '20', runCommand: ['echo ran'] } }] } },
+        },
+      },
+    };
+    const deployed = new DeployedTemplate(template, { account: '123456789012', region: 'eu-west-1', stackName: 'S' });
+    const worker = (n: number) => ({ bufferPath: path.join(dir, `w${n}.sqlite`), configPath: path.join(dir, `w${n}.json`) });
+    // one second of a command's timeouts lasts 10 ms here: TimeoutSeconds 30 + execution 20 s = 500 ms
+    const twin = new SsmTwin(deployed, { workers: [worker(1), { ...worker(2), agentUp }], workerLayout: { agentCommand: '/usr/local/bin/agent', bufferPath: '/var/lib/buffer' }, localAgentCommand: ['true'], workDir: dir, secondMs: 10 });
+    return { twin, h: twin.handlers(), ids: ['W1', 'W2', 'Unbound'].map((id) => deployed.ref(id)) };
+  }
+
+  async function invocation(h: ReturnType<SsmTwin['handlers']>, CommandId: string, InstanceId: string) {
+    return (await h.GetCommandInvocation!({ CommandId, InstanceId })) as { Status: string; StatusDetails: string; ResponseCode: number; StandardOutputContent: string };
+  }
+
+  async function until(check: () => Promise<boolean>) {
+    while (!(await check())) await sleep(20);
+  }
+
+  it('is still listed, as ConnectionLost with its last ping; an instance no agent registered is not listed', async () => {
+    let up = true;
+    const { twin, h, ids } = ssm(() => up);
+    const list = async (filters: { Key: string; Values: string[] }[] = []) =>
+      ((await h.DescribeInstanceInformation!({ Filters: filters })) as { InstanceInformationList: { InstanceId: string; PingStatus: string; LastPingDateTime: Date }[] }).InstanceInformationList;
+    expect((await list()).map((i) => [i.InstanceId, i.PingStatus])).toEqual([[ids[0], 'Online'], [ids[1], 'Online']]);
+    const lastSeen = (await list()).find((i) => i.InstanceId === ids[1])!.LastPingDateTime;
+    up = false;
+    const down = await list([{ Key: 'tag:rds-failover:role', Values: ['worker'] }]);
+    expect(down.map((i) => [i.InstanceId, i.PingStatus])).toEqual([[ids[0], 'Online'], [ids[1], 'ConnectionLost']]);
+    expect(down[1]!.LastPingDateTime.getTime()).toBeLessThanOrEqual(lastSeen.getTime());
+    expect((await list([{ Key: 'PingStatus', Values: ['ConnectionLost'] }])).map((i) => i.InstanceId)).toEqual([ids[1]]);
+    expect((await list([{ Key: 'InstanceIds', Values: [ids[2]!] }]))).toEqual([]);
+    expect(twin.onlineInstances()).toEqual([ids[0]]);
+  });
+
+  it('accepts a command for it and holds it Pending; past TimeoutSeconds + the execution timeout it is TimedOut / DeliveryTimedOut and never runs', async () => {
+    const { twin, h, ids } = ssm(() => false);
+    const sent = (await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 30 })) as { Command: { CommandId: string; Status: string } };
+    expect(sent.Command.Status).toBe('Pending');
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StatusDetails: 'Pending', ResponseCode: -1 });
+    await until(async () => (await invocation(h, sent.Command.CommandId, ids[1]!)).Status !== 'Pending');
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toEqual(expect.objectContaining({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1, StandardOutputContent: '' }));
+    await expect(h.SendCommand!({ InstanceIds: [ids[2]!], DocumentName: 'drain' })).rejects.toThrow(`Instances [[${ids[2]}]] not in a valid state`);
+    twin.stop();
+  });
+
+  it('delivers a pending command when the agent comes back before the timeout', async () => {
+    let up = false;
+    const { twin, h, ids } = ssm(() => up);
+    const sent = (await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 3000 })) as { Command: { CommandId: string } };
+    await sleep(100);
+    expect((await invocation(h, sent.Command.CommandId, ids[1]!)).Status).toBe('Pending');
+    up = true;
+    await until(async () => (await invocation(h, sent.Command.CommandId, ids[1]!)).Status === 'Success');
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: 'ran\n' });
+    await twin.settle();
+    twin.stop();
   });
 });
 
