@@ -28,3 +28,17 @@ export function twinStackInputs(config: FailoverConfig, template: TemplateJson):
     databaseName: config.database.databaseName,
   };
 }
+
+/**
+ * How long verify waits for the workers' confirmations in the twin drill with a worker offline, seconds. The twin
+ * shortens the state machine's Wait states, not verify's own limit (timeoutSeconds.confirmations, 300 s by default,
+ * measured on the wall clock): with a worker that cannot confirm during the execution, verify would wait all of it.
+ */
+export const TWIN_OFFLINE_CONFIRMATIONS_SECONDS = 20;
+
+/** The config with verify's wait for confirmations capped at TWIN_OFFLINE_CONFIRMATIONS_SECONDS (the offline-worker drill). */
+export function withTwinOfflineConfirmations(config: FailoverConfig): FailoverConfig {
+  const current = config.runbook.timeoutSeconds.confirmations ?? 300;
+  if (current <= TWIN_OFFLINE_CONFIRMATIONS_SECONDS) return config;
+  return { ...config, runbook: { ...config.runbook, timeoutSeconds: { ...config.runbook.timeoutSeconds, confirmations: TWIN_OFFLINE_CONFIRMATIONS_SECONDS } } };
+}

@@ -15,11 +15,13 @@ export interface TwinDrillFlags {
   readonly throttle: number;
   readonly rate: number;
   readonly seed: number;
+  /** Keep this worker offline through the failover: a 1-based position among the template's worker instances, or its instance id. */
+  readonly offlineWorker?: number | string;
   readonly json?: boolean;
 }
 
 export async function runAwsTwinDrill(flags: TwinDrillFlags, progress: Progress): Promise<void> {
-  const [{ App }, { ConfigError, loadConfigFile }, { FailoverStack, stackName }, { twinStackInputs }, { runTwinDrillProcess }, { twinDrillVerdict }] = await Promise.all([
+  const [{ App }, { ConfigError, loadConfigFile }, { FailoverStack, stackName }, { twinStackInputs, withTwinOfflineConfirmations }, { runTwinDrillProcess }, { twinDrillVerdict }] = await Promise.all([
     import('aws-cdk-lib'),
     import('../../../lib/config.js'),
     import('../../../lib/failover-stack.js'),
@@ -34,6 +36,13 @@ export async function runAwsTwinDrill(flags: TwinDrillFlags, progress: Progress)
     if (e instanceof ConfigError) throw new CliError(e.message, ExitCode.Usage);
     throw e;
   }
+  if (flags.offlineWorker !== undefined) {
+    const capped = withTwinOfflineConfirmations(config);
+    if (capped !== config) {
+      progress.event('info', 'offline worker', `verify waits ${capped.runbook.timeoutSeconds.confirmations} s for confirmations in this run (the config says ${config.runbook.timeoutSeconds.confirmations ?? 300} s): the offline worker cannot confirm during the execution, and the twin does not shorten that wait`);
+      config = capped;
+    }
+  }
   const outdir = mkdtempSync(path.join(os.tmpdir(), 'aws-twin-synth-'));
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'aws-twin-drill-'));
   try {
@@ -43,8 +52,18 @@ export async function runAwsTwinDrill(flags: TwinDrillFlags, progress: Progress)
     const stack = new FailoverStack(app, stackName(config), { config });
     const template = app.synth().getStackByName(stack.stackName).template as { Resources: Record<string, { Type: string }> };
     progress.event('info', 'synthesized', `${stack.stackName}: ${Object.keys(template.Resources).length} resources; running the drill on the twin`);
+    const where = { template: template as never, stackName: stack.stackName, account: '123456789012', region: 'eu-west-1' };
+    if (flags.offlineWorker !== undefined) {
+      const { offlineWorkerIndex, workerInstanceIds } = await import('./twin-drill-workers.js');
+      const ids = workerInstanceIds(where);
+      try {
+        offlineWorkerIndex(flags.offlineWorker, ids);
+      } catch (e) {
+        throw new CliError(`--offline-worker: ${(e as Error).message}`, ExitCode.Usage);
+      }
+    }
     const report = await runTwinDrillProcess(
-      { template: template as never, stackName: stack.stackName, account: '123456789012', region: 'eu-west-1', ...twinStackInputs(config, template), workDir, throttleRate: flags.throttle, seed: flags.seed, ratePerSecond: flags.rate },
+      { ...where, ...twinStackInputs(config, template), workDir, throttleRate: flags.throttle, seed: flags.seed, ratePerSecond: flags.rate, ...(flags.offlineWorker !== undefined ? { offlineWorker: flags.offlineWorker } : {}) },
       (line) => progress.event('info', 'twin', line),
     );
     const verdict = twinDrillVerdict(report);

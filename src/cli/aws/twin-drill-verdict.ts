@@ -10,6 +10,7 @@ export function twinDrillVerdict(r: TwinDrillReport): { ok: boolean; text: strin
     ...r.unsupportedConditionKeys.map((k) => `${k.policy} ${k.statement}: ${k.key} is not supported by ${k.action}`),
     ...r.rebuilt.filter((b) => b.status !== 'available' || !b.streaming).map((b) => `replica ${b.instance} is ${b.status}${b.streaming ? '' : ', not streaming'}`),
     ...(r.lockHeld ? ['the failover lock is still held'] : []),
+    ...offlineProblems(r),
   ];
   const text = [
     `AWS twin failover ${r.oldPrimary} -> ${r.newPrimary ?? '(none)'}: ${problems.length === 0 ? 'OK' : 'FAILED'} in ${(r.failoverMs / 1000).toFixed(1)} s (twin time, not AWS's)`,
@@ -19,8 +20,31 @@ export function twinDrillVerdict(r: TwinDrillReport): { ok: boolean; text: strin
     `replicas rebuilt: ${r.rebuilt.map((b) => `${b.instance} (${b.status}, from ${b.source ?? '?'})`).join(', ') || 'none'}; notifications: ${r.notifications.length}; lock released: ${!r.lockHeld}`,
     `AWS calls: ${r.calls} (${r.functionCalls} by the functions, ${r.throttled} throttled); authorizations evaluated: ${r.evaluated}; denied: ${r.denials.length}`,
     `rds-failover plan / failover / status --stack: exit ${r.cli.plan.code} / ${r.cli.failover.code} / ${r.cli.status.code}`,
+    ...(r.offlineWorker ? offlineLines(r.offlineWorker, r.epoch) : []),
     ...r.warnings.map((w) => `warning: ${w}`),
     ...problems.map((p) => `problem: ${p}`),
   ];
   return { ok: problems.length === 0, text: text.join('\n') };
+}
+
+/** With a worker offline: the execution must report it unconfirmed, and once back it must confirm the execution's epoch. */
+function offlineProblems(r: TwinDrillReport): string[] {
+  const o = r.offlineWorker;
+  if (!o || r.outcome !== 'succeeded') return [];
+  return [
+    ...(!o.reportedUnconfirmed ? [`the execution did not report the offline worker ${o.instanceId} unconfirmed (verification.unconfirmed: ${o.unconfirmedInExecution.join(', ') || 'none'})`] : []),
+    ...(!r.epoch || o.confirmedEpoch !== r.epoch ? [o.confirmError ?? `${o.instanceId} confirmed ${o.confirmedEpoch ?? 'nothing'}, not the execution's epoch ${r.epoch ?? '(none)'}`] : []),
+  ];
+}
+
+function offlineLines(o: NonNullable<TwinDrillReport['offlineWorker']>, epoch: string | undefined): string[] {
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  return [
+    `offline worker ${o.instanceId}: agent down ${s(o.downMs)} (SSM: ${o.pingStatusWhileDown ?? 'not listed'}); its drain: ${o.drain ? `${o.drain.status}${o.drain.error ? ` (${o.drain.error})` : ''}` : 'none'}`,
+    `  reported unconfirmed by the execution: ${o.reportedUnconfirmed ? 'yes' : 'NO'} (unconfirmed: ${o.unconfirmedInExecution.join(', ') || 'none'}; warned: ${o.warned ? 'yes' : 'no'})`,
+    o.confirmedEpoch === epoch && epoch
+      ? `  confirmed ${epoch} ${s(o.confirmWaitMs)} after its agent was back, re-sent ${o.rowsResent} rows (${o.rowsOnlyOnOldPrimary} of its rows were only on the old primary)`
+      : `  did not confirm ${epoch ?? '(no epoch)'}: ${o.confirmError ?? `confirmed ${o.confirmedEpoch ?? 'nothing'}`}`,
+    `  ${o.appendedWhileDown} rows appended while its agent was down, ${o.lostAppendedWhileDown} of them lost`,
+  ];
 }

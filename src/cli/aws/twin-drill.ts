@@ -4,19 +4,25 @@
  * off first, so it holds rows they never received), and the synthesized state machine run with every task calling
  * the real lambda/runbook-* handler with the real src/aws adapters. It counts every acknowledged row on the new
  * primary and reports what the twin saw: calls, throttles, the IAM evaluation of every call, notifications, lock.
+ * With `offlineWorker`, one worker's agent is down through the whole execution (SSM reports it ConnectionLost, no
+ * drain reaches it) while its application goes on appending; once the execution ended its agent starts again and
+ * the drill waits for its confirmation of the new epoch (docs/aws-twin.md, "A worker offline").
  *
  * NODE_EXTRA_CA_CERTS is read by Node only at start: run this in a process started with it naming the twin's CA
  * (runTwinDrillProcess, twin-drill-process.ts), as Lambda starts with the RDS CAs.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { LoadWorkerMessage, LoadWorkerSpec } from '../drill/load-worker-protocol.js';
 import { writeLoadWorkerConfig } from '../drill/run-drill.js';
+import { agentLogPath, spawnAgentProcess } from '../drill/worker-fleet.js';
+import { offlineWorkerIndex, workerInstanceIds } from './twin-drill-workers.js';
+import { registerForCleanup, unregisterForCleanup } from '../../local/cleanup-registry.js';
 import { AwsTwin, type LambdaHandler, type TwinCall, type TwinDenial } from '../../local/aws-twin/aws-twin.js';
-import { DeployedTemplate, type CfnTemplate } from '../../local/aws-twin/cfn-template.js';
+import type { CfnTemplate } from '../../local/aws-twin/cfn-template.js';
 import type { UnsupportedConditionKey } from '../../local/aws-twin/iam-policies.js';
 import type { TwinCertificates } from '../../local/aws-twin/twin-tls.js';
 import { LocalCluster } from '../../local/local-cluster.js';
@@ -53,7 +59,48 @@ export interface TwinDrillSpec {
   readonly seed?: number;
   /** Load before the fault. @default 2000 */
   readonly warmupMs?: number;
+  /**
+   * A worker offline through the failover: its agent (which syncs its buffer and answers SSM) is killed after the
+   * replicas were cut off and before the primary dies, stays down through the whole execution while its appends go
+   * on, and is started again once the execution ended; the drill then waits for its confirmation of the new epoch.
+   * 1-based position among the template's worker instances, or the instance id. @default - every worker online
+   */
+  readonly offlineWorker?: number | string;
+  /** How long the drill waits for the offline worker's confirmation once its agent is back. @default 120000 */
+  readonly offlineConfirmTimeoutMs?: number;
   readonly log?: (line: string) => void;
+}
+
+/** The worker kept offline through the failover (TwinDrillSpec.offlineWorker): a stable part of the report (docs/aws-twin.md). */
+export interface TwinOfflineWorkerReport {
+  readonly instanceId: string;
+  /** What SSM's DescribeInstanceInformation reported for it while its agent was down. */
+  readonly pingStatusWhileDown: string | null;
+  /** How long its agent was down: killed before the primary, started again after the execution ended. */
+  readonly downMs: number;
+  /** Rows its application appended (acknowledged by its buffer) while its agent was down. */
+  readonly appendedWhileDown: number;
+  /** Of those, not on the new primary at the end. */
+  readonly lostAppendedWhileDown: number;
+  /** Of its acknowledged rows, those on no replica when the primary died (synced to the old primary only). */
+  readonly rowsOnlyOnOldPrimary: number;
+  /** What the execution's drain step recorded for it. */
+  readonly drain: { readonly status: string; readonly attempts: number; readonly error?: string } | null;
+  /** verification.unconfirmed of the execution's final state. */
+  readonly unconfirmedInExecution: readonly string[];
+  /** The execution reported it unconfirmed (it is in verification.unconfirmed). */
+  readonly reportedUnconfirmed: boolean;
+  /** A warning notification of the execution named it. */
+  readonly warned: boolean;
+  /** The epoch it confirmed in rds_failover.worker_epochs on the new primary once its agent was back (null: none). */
+  readonly confirmedEpoch: string | null;
+  readonly confirmedAt: string | null;
+  /** worker_epochs.rows_resent of that confirmation: rows its agent re-sent because they were outside the new history. */
+  readonly rowsResent: number | null;
+  /** From its agent's start to its confirmation (or to the give-up). */
+  readonly confirmWaitMs: number;
+  /** Why it did not confirm (the limit, the tail of its agent's log). */
+  readonly confirmError?: string;
 }
 
 export interface TwinDrillReport {
@@ -61,6 +108,10 @@ export interface TwinDrillReport {
   readonly error?: string;
   readonly oldPrimary: string;
   readonly newPrimary?: string;
+  /** The epoch the promotion recorded (the final state's epoch.id). */
+  readonly epoch?: string;
+  /** Present when the drill kept a worker offline (TwinDrillSpec.offlineWorker). */
+  readonly offlineWorker?: TwinOfflineWorkerReport;
   readonly acknowledged: number;
   readonly rowsOnNewPrimary: number;
   readonly lost: number;
@@ -99,9 +150,13 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
   const primaryId = dbIds.find((d) => !d.replica)!.id;
   const ordered = [primaryId, ...dbIds.filter((d) => d.replica).map((d) => d.id)];
   const spares = ordered.length - 1; // one replacement per replica the runbook may rebuild
+  // Each worker is known by its instance id, as on EC2 (the runbook waits for the instances' confirmations).
+  const instanceIds = workerInstanceIds(spec);
+  const offlineIndex = offlineWorkerIndex(spec.offlineWorker, instanceIds);
 
   const cluster = await LocalCluster.start({ replicas: ordered.length - 1 + spares, settings: spec.certificates.settings, log: (l) => log(`cluster: ${l}`) });
   const loadWorkers: ChildProcess[] = [];
+  const offlineAgent = new AgentProcess();
   let twin: AwsTwin | undefined;
   try {
     const nodes = Object.fromEntries(ordered.map((id, i) => [id, `pg-${i}`]));
@@ -114,12 +169,12 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
 
     const superuser = cluster.clientConfig('pg-0');
     const writerFile = path.join(spec.workDir, 'writer-url');
-    // Each worker is known by its instance id, as on EC2 (the runbook waits for the instances' confirmations).
-    const names = new DeployedTemplate(spec.template, { account: spec.account, region: spec.region, stackName: spec.stackName });
-    const instanceIds = names.ofType('AWS::EC2::Instance').map((id) => names.ref(id));
-    const workerSpecs: LoadWorkerSpec[] = instanceIds.map((workerId) =>
-      writeLoadWorkerConfig({ workDir: spec.workDir, workerId, writerFile, table: TABLE, stream: 'events', ratePerSecond: spec.ratePerSecond ?? 200, batchSize: 200 }),
+    // The offline worker's agent runs as its own process (as the systemd unit on an instance), so it can be
+    // stopped while its application goes on appending; the others sync inside their appender.
+    const workerSpecs: LoadWorkerSpec[] = instanceIds.map((workerId, i) =>
+      writeLoadWorkerConfig({ workDir: spec.workDir, workerId, writerFile, table: TABLE, stream: 'events', ratePerSecond: spec.ratePerSecond ?? 200, batchSize: 200, syncInProcess: i !== offlineIndex }),
     );
+    const offline = offlineIndex === undefined ? undefined : workerSpecs[offlineIndex]!;
     twin = await AwsTwin.start({
       template: spec.template,
       account: spec.account,
@@ -128,7 +183,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       cluster,
       nodes,
       spareNodes,
-      workers: workerSpecs.map((w) => ({ bufferPath: w.bufferPath, configPath: w.configPath })),
+      workers: workerSpecs.map((w) => ({ bufferPath: w.bufferPath, configPath: w.configPath, ...(w === offline ? { agentUp: () => offlineAgent.up() } : {}) })),
       workerLayout: spec.workerLayout,
       localAgentCommand: [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')],
       secretValues: { [spec.dbSecretLogicalId]: JSON.stringify({ username: superuser.user, password: superuser.password, dbname: db, engine: 'postgres' }) },
@@ -150,16 +205,35 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       log,
     });
 
-    const acked = new Map<string, string[]>();
+    const acked = new Map<string, Acked>();
     await Promise.all(workerSpecs.map((w) => startLoadWorker(w, loadWorkers, acked)));
-    log(`load: ${workerSpecs.length} workers through ${primaryId}`);
+    if (offline) {
+      offlineAgent.start(offline);
+      // Its agent must have synced rows before the fault, or there is nothing above the fork for it to re-send.
+      await waitFor(120_000, 250, async () => Number((await query<{ n: string }>(cluster, 'pg-0', `SELECT count(*)::text AS n FROM ${TABLE} WHERE worker = '${offline.workerId}'`, db))[0]!.n) > 0, () =>
+        `${offline.workerId}'s agent synced no row to ${primaryId} within 120 s of its start${logTail(offline)}`,
+      );
+    }
+    log(`load: ${workerSpecs.length} workers through ${primaryId}${offline ? ` (${offline.workerId}'s agent runs as its own process)` : ''}`);
     await sleep(spec.warmupMs ?? 2_000);
     // The fault: the replicas stop receiving WAL, the primary keeps acknowledging for a moment, then dies (kill -9).
     for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, false);
     await sleep(500);
+    let downAt = 0;
+    let pingStatusWhileDown: string | null = null;
+    if (offline) {
+      // What it synced during the last half second is on the old primary only: its own agent must re-send it.
+      await offlineAgent.kill('SIGKILL');
+      downAt = Date.now();
+      pingStatusWhileDown = twin.ssm.pingStatus(offline.workerId) ?? null;
+      log(`offline: ${offline.workerId}'s agent killed (kill -9); SSM reports it ${pingStatusWhileDown ?? 'not listed'}; its application goes on appending`);
+    }
     await cluster.stopNode('pg-0', 'kill');
-    const onlyOnOld = await rowsOnlyOnOldPrimary(cluster, acked, nodes, db);
+    const onReplica = await idsOnReplica(cluster, nodes, db);
+    const onlyOnOld = [...acked.values()].flatMap((a) => a.ids).filter((id) => !onReplica.has(id)).length;
     log(`fault: ${primaryId} (pg-0) killed; ${onlyOnOld} acknowledged rows are on no replica`);
+    const offlineOnlyOnOld = offline ? acked.get(offline.workerId)!.ids.filter((id) => !onReplica.has(id)).length : 0;
+    if (offline) log(`offline: ${offlineOnlyOnOld} of them are ${offline.workerId}'s: only its own agent can bring them back`);
 
     // The operator's commands, in-process, against the twin: what a failover would do, the failover, the status after.
     const cli = async (...argv: string[]) => runOperatorCommand([...argv, '--stack', spec.stackName, '--json']);
@@ -172,16 +246,32 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     const finalState = (twin.stepFunctions.lastExecution()?.output ?? {}) as Record<string, any>;
     const error = failover.code === 0 ? undefined : `rds-failover failover exited ${failover.code}: ${failover.stderr.trim() || failover.stdout.trim()}`;
     const failoverMs = Date.now() - started;
+    const newPrimary: string | undefined = finalState.plan?.candidateId;
+    const epoch: string | undefined = finalState.epoch?.id;
+
+    let confirmation: Confirmation | undefined;
+    let backAt = 0;
+    if (offline) {
+      offlineAgent.start(offline);
+      backAt = Date.now();
+      log(`offline: the execution ended; ${offline.workerId}'s agent started again after ${((backAt - downAt) / 1000).toFixed(1)} s down; waiting for its confirmation of epoch ${epoch ?? '(none recorded)'}`);
+      confirmation = await awaitConfirmation(cluster, newPrimary ? nodes[newPrimary] : undefined, db, offline, epoch, spec.offlineConfirmTimeoutMs ?? 120_000);
+      log(
+        confirmation.epoch === epoch && epoch
+          ? `offline: ${offline.workerId} confirmed ${epoch} ${(confirmation.waitMs / 1000).toFixed(1)} s after its agent was back, re-sending ${confirmation.rowsResent} rows`
+          : `offline: ${confirmation.error}`,
+      );
+    }
     await sleep(1_000); // load goes on against the new primary
     for (const w of loadWorkers) await stopLoadWorker(w);
+    await offlineAgent.kill('SIGTERM');
     await twin.settle();
     const status = await cli('status');
     log(`rds-failover status: exit ${status.code}`);
 
-    const newPrimary: string | undefined = finalState.plan?.candidateId;
     const stored = newPrimary ? await query<{ id: string; worker: string; seq: string }>(cluster, nodes[newPrimary]!, `SELECT id, worker, seq::text FROM ${TABLE}`, db) : [];
     const present = new Set(stored.map((r) => r.id));
-    const all = [...acked.values()].flat();
+    const all = [...acked.values()].flatMap((a) => a.ids);
     const lost = all.filter((id) => !present.has(id)).length;
     const duplicates = stored.length - new Set(stored.map((r) => `${r.worker}/${r.seq}`)).size;
     const rebuilt = await Promise.all(
@@ -199,11 +289,42 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     const journal = items.find((i) => i.pk?.S?.startsWith('journal#'));
     const byOp: Record<string, number> = {};
     for (const c of twin.calls) byOp[`${c.service}:${c.operation}`] = (byOp[`${c.service}:${c.operation}`] ?? 0) + 1;
+    const notifications = twin.sns.published.map((m) => decodeNotification(JSON.parse(m.message)));
+    const warnings = notifications
+      .filter((n): n is Notification => n !== null && (n.severity === 'warning' || n.severity === 'critical'))
+      .map((n) => (n.text ? `${n.title}: ${n.text}` : n.title));
+    let offlineReport: TwinOfflineWorkerReport | undefined;
+    if (offline) {
+      const id = offline.workerId;
+      const mine = acked.get(id)!;
+      const whileDown = mine.ids.filter((_, i) => mine.times[i]! >= downAt && mine.times[i]! <= backAt);
+      const drain = ((finalState.drains ?? []) as { workerId: string; status: string; attempts: number; error?: string }[]).find((d) => d.workerId === id);
+      const unconfirmed: string[] = finalState.verification?.unconfirmed ?? [];
+      offlineReport = {
+        instanceId: id,
+        pingStatusWhileDown,
+        downMs: backAt - downAt,
+        appendedWhileDown: whileDown.length,
+        lostAppendedWhileDown: whileDown.filter((r) => !present.has(r)).length,
+        rowsOnlyOnOldPrimary: offlineOnlyOnOld,
+        drain: drain ? { status: drain.status, attempts: drain.attempts, ...(drain.error ? { error: drain.error } : {}) } : null,
+        unconfirmedInExecution: unconfirmed,
+        reportedUnconfirmed: unconfirmed.includes(id),
+        warned: warnings.some((w) => w.includes(id)),
+        confirmedEpoch: confirmation?.epoch ?? null,
+        confirmedAt: confirmation?.at ?? null,
+        rowsResent: confirmation?.rowsResent ?? null,
+        confirmWaitMs: confirmation?.waitMs ?? 0,
+        ...(confirmation?.error ? { confirmError: confirmation.error } : {}),
+      };
+    }
     return {
       outcome: finalState.outcome ?? 'failed',
       ...(error ? { error } : {}),
       oldPrimary: primaryId,
       ...(newPrimary ? { newPrimary } : {}),
+      ...(epoch ? { epoch } : {}),
+      ...(offlineReport ? { offlineWorker: offlineReport } : {}),
       acknowledged: all.length,
       rowsOnNewPrimary: stored.length,
       lost,
@@ -212,10 +333,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       drainResent: (finalState.drains ?? []).reduce((n: number, d: { summary?: { resent?: number } }) => n + (d.summary?.resent ?? 0), 0),
       rebuilt,
       notifications: twin.sns.published.map((m) => m.subject ?? ''),
-      warnings: twin.sns.published
-        .map((m) => decodeNotification(JSON.parse(m.message)))
-        .filter((n): n is Notification => n !== null && (n.severity === 'warning' || n.severity === 'critical'))
-        .map((n) => (n.text ? `${n.title}: ${n.text}` : n.title)),
+      warnings,
       lockHeld,
       ...(journal?.status?.S ? { journalStatus: journal.status.S } : {}),
       calls: twin.calls.length,
@@ -230,6 +348,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     };
   } finally {
     for (const w of loadWorkers) if (w.exitCode === null) w.kill('SIGKILL');
+    await offlineAgent.kill('SIGKILL');
     await twin?.stop();
     await cluster.stop();
   }
@@ -268,22 +387,117 @@ async function streamsFrom(cluster: LocalCluster, primaryNode: string, replicaNo
   return Number(rows[0]!.n) > 0;
 }
 
-/** Acknowledged rows present on no replica when the primary died: only a drain can bring them back. */
-async function rowsOnlyOnOldPrimary(cluster: LocalCluster, acked: Map<string, string[]>, nodes: Record<string, string>, database: string): Promise<number> {
+/** Ids of the rows on the first replica (the replicas were cut off together): what is not there is on the old primary only. */
+async function idsOnReplica(cluster: LocalCluster, nodes: Record<string, string>, database: string): Promise<Set<string>> {
   const replica = Object.values(nodes)[1]!;
-  const present = new Set((await query<{ id: string }>(cluster, replica, `SELECT id FROM ${TABLE}`, database)).map((r) => r.id));
-  return [...acked.values()].flat().filter((id) => !present.has(id)).length;
+  return new Set((await query<{ id: string }>(cluster, replica, `SELECT id FROM ${TABLE}`, database)).map((r) => r.id));
 }
 
-function startLoadWorker(spec: LoadWorkerSpec, children: ChildProcess[], acked: Map<string, string[]>): Promise<void> {
+/** A worker's acknowledged ids and when each was acknowledged (ms). */
+interface Acked {
+  readonly ids: string[];
+  readonly times: number[];
+}
+
+/** The offline worker's agent process (rds-failover-agent run), killed with the drill if the drill dies first. */
+class AgentProcess {
+  private child: ChildProcess | null = null;
+  private readonly cleanup = { cleanupSync: () => void this.child?.kill('SIGKILL') };
+
+  up(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(spec: LoadWorkerSpec): void {
+    if (this.up()) return;
+    registerForCleanup(this.cleanup);
+    this.child = spawnAgentProcess(spec);
+  }
+
+  async kill(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child || !this.up()) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    // SIGTERM lets it finish its batch; past 30 s it is killed.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(timer);
+    unregisterForCleanup(this.cleanup);
+  }
+}
+
+interface Confirmation {
+  readonly epoch: string | null;
+  readonly at: string | null;
+  readonly rowsResent: number | null;
+  readonly waitMs: number;
+  readonly error?: string;
+}
+
+/** Waits (bounded) until the worker confirmed `epoch` in rds_failover.worker_epochs on the new primary. */
+async function awaitConfirmation(cluster: LocalCluster, node: string | undefined, database: string, worker: LoadWorkerSpec, epoch: string | undefined, timeoutMs: number): Promise<Confirmation> {
+  const started = Date.now();
+  if (!node || !epoch) return { epoch: null, at: null, rowsResent: null, waitMs: 0, error: `${worker.workerId} cannot confirm: the execution promoted nothing or recorded no epoch` };
+  let newest: { epoch: string; confirmed_at: Date; rows_resent: string } | undefined;
+  let lastError = '';
+  while (Date.now() - started <= timeoutMs) {
+    try {
+      const rows = await query<{ epoch: string; confirmed_at: Date; rows_resent: string }>(
+        cluster,
+        node,
+        `SELECT epoch::text AS epoch, confirmed_at, rows_resent::text AS rows_resent FROM rds_failover.worker_epochs WHERE worker_id = '${worker.workerId}' ORDER BY confirmed_at DESC`,
+        database,
+      );
+      const mine = rows.find((r) => r.epoch === epoch);
+      if (mine) return { epoch, at: mine.confirmed_at.toISOString(), rowsResent: Number(mine.rows_resent), waitMs: Date.now() - started };
+      newest = rows[0];
+    } catch (error) {
+      lastError = (error as Error).message;
+    }
+    await sleep(250);
+  }
+  const seen = newest ? `its newest confirmation there is of ${newest.epoch}` : `it has no confirmation there${lastError ? ` (last query error: ${lastError})` : ''}`;
+  return {
+    epoch: newest?.epoch ?? null,
+    at: newest?.confirmed_at.toISOString() ?? null,
+    rowsResent: newest ? Number(newest.rows_resent) : null,
+    waitMs: Date.now() - started,
+    error: `${worker.workerId} did not confirm epoch ${epoch} in rds_failover.worker_epochs on the new primary within ${Math.round(timeoutMs / 1000)} s of its agent's start: ${seen}${logTail(worker)}`,
+  };
+}
+
+/** Polls `check` until true; past `timeoutMs` throws with `problem()`. */
+async function waitFor(timeoutMs: number, everyMs: number, check: () => Promise<boolean>, problem: () => string): Promise<void> {
+  const started = Date.now();
+  while (!(await check())) {
+    if (Date.now() - started > timeoutMs) throw new Error(problem());
+    await sleep(everyMs);
+  }
+}
+
+/** The last lines of a worker agent's log, to say why it did not do what was awaited. */
+function logTail(worker: LoadWorkerSpec): string {
+  const file = agentLogPath(worker);
+  if (!existsSync(file)) return '';
+  const lines = readFileSync(file, 'utf8').trim().split('\n').slice(-5);
+  return lines.length > 0 && lines[0] ? `; the end of its agent's log (${file}): ${lines.join(' | ').slice(-1500)}` : '';
+}
+
+function startLoadWorker(spec: LoadWorkerSpec, children: ChildProcess[], acked: Map<string, Acked>): Promise<void> {
   const child = fork(LOAD_WORKER, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   children.push(child);
-  const ids: string[] = [];
-  acked.set(spec.workerId, ids);
+  const record: Acked = { ids: [], times: [] };
+  acked.set(spec.workerId, record);
   return new Promise((resolve, reject) => {
     child.on('message', (m: LoadWorkerMessage) => {
       if (m.type === 'ready') resolve();
-      if (m.type === 'acks') for (const [id] of m.acks) ids.push(id);
+      if (m.type === 'acks') {
+        for (const [id, at] of m.acks) {
+          record.ids.push(id);
+          record.times.push(at);
+        }
+      }
     });
     child.once('exit', (code) => reject(new Error(`load worker ${spec.workerId} exited with ${code} before it was ready`)));
   });

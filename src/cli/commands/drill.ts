@@ -16,6 +16,7 @@ interface DrillFlags {
   target: 'local' | 'aws-twin';
   config?: string;
   throttle?: number;
+  offlineWorker?: number | string;
   seed?: number;
   fault: string;
   replicas: number;
@@ -42,6 +43,11 @@ export function registerDrillCommand(program: Command): Command {
     .addOption(new Option('--target <where>', 'local: the local cluster and the runbook in-process; aws-twin: the synthesized stack (state machine, Lambda handlers, AWS adapters) on a twin of AWS over a local cluster (docs/aws-twin.md)').choices(['local', 'aws-twin']).default('local'))
     .option('--config <file>', 'aws-twin: the stack config to synthesize (default config/default.json)')
     .option('--throttle <share>', "aws-twin: share of the functions' AWS calls answered with throttling (default 0.02)", shareOption('--throttle'))
+    .option(
+      '--offline-worker <which>',
+      "aws-twin: keep one worker offline through the failover (its agent down: SSM reports it ConnectionLost, no drain reaches it) and check it is reported unconfirmed, then confirms once back; a 1-based position among the template's worker instances or an instance id",
+      offlineWorkerOption,
+    )
     .addOption(new Option('--fault <kind>', `what fails: ${FAULTS.map((f) => `${f.name} (${f.summary})`).join('; ')}`).choices([...FAULT_NAMES]).default('kill-primary'))
     .option('--seed <n>', 'seed for the random choices (fault moment, the fault\'s plan); same seed, same schedule', nonNegativeIntegerOption('--seed'))
     .option('--replicas <n>', 'streaming replicas besides the primary', positiveIntegerOption('--replicas', 5), 2)
@@ -59,8 +65,8 @@ export function registerDrillCommand(program: Command): Command {
     .option('--faults <names>', `battery: comma-separated faults to run (default all: ${FAULT_NAMES.join(',')})`, faultListOption)
     .action(async (flags: DrillFlags, command: Command) => {
       if (flags.target === 'aws-twin') return awsTwin(flags, command);
-      for (const flag of ['config', 'throttle'] as const) {
-        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag} goes with --target aws-twin`);
+      for (const flag of ['config', 'throttle', 'offlineWorker'] as const) {
+        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag === 'offlineWorker' ? 'offline-worker' : flag} goes with --target aws-twin${flag === 'offlineWorker' ? ' (the local drill: --fault worker-down)' : ''}`);
       }
       if (flags.battery) return battery(flags, command);
       for (const flag of ['faults', 'runsPerFault'] as const) {
@@ -103,7 +109,10 @@ async function awsTwin(flags: DrillFlags, command: Command): Promise<void> {
   if (given.length > 0) {
     throw new CliError(`${given.map((f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${given.length > 1 ? 'do' : 'does'} not go with --target aws-twin (it runs one failover of the synthesized stack; see docs/aws-twin.md)`);
   }
-  await runAwsTwinDrill({ config: flags.config ?? 'config/default.json', throttle: flags.throttle ?? 0.02, rate: flags.rate, seed: flags.seed ?? 1, json: flags.json }, consoleProgress());
+  await runAwsTwinDrill(
+    { config: flags.config ?? 'config/default.json', throttle: flags.throttle ?? 0.02, rate: flags.rate, seed: flags.seed ?? 1, json: flags.json, ...(flags.offlineWorker !== undefined ? { offlineWorker: flags.offlineWorker } : {}) },
+    consoleProgress(),
+  );
 }
 
 /** `--throttle 0.05`: a share from 0 to below 1. */
@@ -113,6 +122,14 @@ function shareOption(flag: string): (value: string) => number {
     if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`${flag} must be a number from 0 to below 1, got '${value}'`);
     return n;
   };
+}
+
+/** `--offline-worker 2` (a 1-based position) or `--offline-worker i-0abc...` (an instance id of the template). */
+function offlineWorkerOption(value: string): number | string {
+  const v = value.trim();
+  if (/^[0-9]+$/.test(v) && Number(v) >= 1) return Number(v);
+  if (/^i-[0-9a-f]+$/.test(v)) return v;
+  throw new InvalidArgumentError(`--offline-worker must be a worker's position (1, 2, ...) or its instance id (i-...), got '${value}'`);
 }
 
 /** A fault the settings cannot run is a usage error, said before anything starts. */

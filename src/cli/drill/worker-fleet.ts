@@ -199,16 +199,25 @@ export class WorkerFleet {
     });
   }
 
-  /** `rds-failover-agent run`, its JSON log lines appended to <worker>.agent.log next to the buffer. */
   private spawnAgent(spec: LoadWorkerSpec): ChildProcess {
-    const log = openSync(path.join(path.dirname(spec.bufferPath), `${spec.workerId}.agent.log`), 'a');
-    try {
-      const [command, ...args] = AGENT;
-      return spawn(command!, [...args, 'run', '--buffer', spec.bufferPath, '--config', spec.configPath], { cwd: REPO_ROOT, stdio: ['ignore', log, log] });
-    } finally {
-      closeSync(log);
-    }
+    return spawnAgentProcess(spec);
   }
+}
+
+/** `rds-failover-agent run` of a worker, as the systemd unit runs it; its JSON log lines appended to <worker>.agent.log next to the buffer. */
+export function spawnAgentProcess(spec: LoadWorkerSpec): ChildProcess {
+  const log = openSync(agentLogPath(spec), 'a');
+  try {
+    const [command, ...args] = AGENT;
+    return spawn(command!, [...args, 'run', '--buffer', spec.bufferPath, '--config', spec.configPath], { cwd: REPO_ROOT, stdio: ['ignore', log, log] });
+  } finally {
+    closeSync(log);
+  }
+}
+
+/** Where spawnAgentProcess writes the agent's log. */
+export function agentLogPath(spec: Pick<LoadWorkerSpec, 'bufferPath' | 'workerId'>): string {
+  return path.join(path.dirname(spec.bufferPath), `${spec.workerId}.agent.log`);
 }
 
 function stopAppender(child: ChildProcess, syncTimeoutMs: number): Promise<{ pendingRows: number; lastSyncError: string | null }> {
