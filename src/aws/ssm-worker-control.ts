@@ -10,6 +10,12 @@
  * execution timeout) and then report it TimedOut / DeliveryTimedOut, never run — minutes per attempt for nothing.
  * startDrain fails at once instead, naming the instance and its PingStatus; the runbook reports that drain failed
  * and verify waits for the worker's own confirmation (its agent re-sends by itself when it reconnects).
+ *
+ * This fail-fast covers only instances SSM already reports not Online. SSM notices a lost instance minutes late (its
+ * agent checks in about every 5 minutes; amazon-ssm-agent#210): a drain sent to an instance cut off just before is
+ * accepted, waits Pending its whole total timeout (DRAIN_DELIVERY_TIMEOUT_SECONDS + the document's execution timeout)
+ * and ends DeliveryTimedOut; only the restarted drain, which asks SSM again, fails at once (lib/runbook.ts requires
+ * the drain stage's limit to outlast that first attempt).
  */
 import {
   DescribeInstanceInformationCommand,
@@ -17,7 +23,7 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { drainParameters } from '../core/drain-parameters.js';
+import { DRAIN_DELIVERY_TIMEOUT_SECONDS, drainParameters } from '../core/drain-parameters.js';
 import { ResourceTag, WORKER_ROLE } from '../core/resource-tags.js';
 import { classifyError, RunbookStepError, RunbookTransientError } from '../core/runbook/errors.js';
 import { parseDrainSummary } from '../core/drain-summary.js';
@@ -94,7 +100,7 @@ export class SsmWorkerControl implements WorkerControl {
         DocumentName: this.o.documentName,
         DocumentVersion: '$LATEST', // what the last deploy wrote, whichever version is the default
         Comment: 'rds-failover: drain the write buffer after failover',
-        TimeoutSeconds: 60,
+        TimeoutSeconds: DRAIN_DELIVERY_TIMEOUT_SECONDS,
         Parameters: parameters,
         ...(this.o.outputLogGroupName ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: this.o.outputLogGroupName } } : {}),
       }),

@@ -40,7 +40,8 @@ function offlineProblems(r: TwinDrillReport): string[] {
 function offlineLines(o: NonNullable<TwinDrillReport['offlineWorker']>, epoch: string | undefined): string[] {
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   return [
-    `offline worker ${o.instanceId}: agent down ${s(o.downMs)} (SSM: ${o.pingStatusWhileDown ?? 'not listed'}); its drain: ${o.drain ? `${o.drain.status}${o.drain.error ? ` (${o.drain.error})` : ''}` : 'none'}`,
+    `offline worker ${o.instanceId}: cut off ${s(o.downMs)}; SSM reported it ${o.pingStatusWhenCutOff ?? 'not listed'} when cut off, ${o.pingStatusBeforeBack ?? 'not listed'} before it was back (ConnectionLost after ${s(o.connectionLostAfterMs)})`,
+    `  the drain step started ${o.drainsStartedAfterMs === null ? 'never' : `${s(o.drainsStartedAfterMs)} after the cut-off`}${o.drainsStartedAfterMs !== null && o.drainsStartedAfterMs >= o.connectionLostAfterMs ? ' (SSM already reported it ConnectionLost: no drain was sent to it)' : ''}; its drain: ${o.drain ? `${o.drain.status} after ${o.drain.attempts} attempt(s)${o.drain.error ? ` (${o.drain.error})` : ''}` : 'none'}`,
     `  reported unconfirmed by the execution: ${o.reportedUnconfirmed ? 'yes' : 'NO'} (unconfirmed: ${o.unconfirmedInExecution.join(', ') || 'none'}; warned: ${o.warned ? 'yes' : 'no'})`,
     o.confirmedEpoch === epoch && epoch
       ? `  confirmed ${epoch} ${s(o.confirmWaitMs)} after its agent was back, re-sent ${o.rowsResent} rows (${o.rowsOnlyOnOldPrimary} of its rows were only on the old primary)`

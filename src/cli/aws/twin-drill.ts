@@ -15,6 +15,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import pg from 'pg';
 import type { LoadWorkerMessage, LoadWorkerSpec } from '../drill/load-worker-protocol.js';
 import { writeLoadWorkerConfig } from '../drill/run-drill.js';
@@ -74,8 +75,15 @@ export interface TwinDrillSpec {
 /** The worker kept offline through the failover (TwinDrillSpec.offlineWorker): a stable part of the report (docs/aws-twin.md). */
 export interface TwinOfflineWorkerReport {
   readonly instanceId: string;
-  /** What SSM's DescribeInstanceInformation reported for it while its agent was down. */
-  readonly pingStatusWhileDown: string | null;
+  /**
+   * Its PingStatus as DescribeInstanceInformation reported it just after it was cut off (SSM does not notice at once:
+   * Online) and when the execution had ended, before it was reconnected (ConnectionLost by then); null: not listed.
+   */
+  readonly pingStatusWhenCutOff: string | null;
+  readonly pingStatusBeforeBack: string | null;
+  /** From its cut-off to the drain step's start (StartDrains), and the twin's delay before SSM reports it ConnectionLost. */
+  readonly drainsStartedAfterMs: number | null;
+  readonly connectionLostAfterMs: number;
   /** How long its agent was down: killed before the primary, started again after the execution ended. */
   readonly downMs: number;
   /** Rows its application appended (acknowledged by its buffer) while its agent was down. */
@@ -157,6 +165,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
   const cluster = await LocalCluster.start({ replicas: ordered.length - 1 + spares, settings: spec.certificates.settings, log: (l) => log(`cluster: ${l}`) });
   const loadWorkers: ChildProcess[] = [];
   const offlineAgent = new AgentProcess();
+  let drainsStartedAt: number | undefined;
   let twin: AwsTwin | undefined;
   try {
     const nodes = Object.fromEntries(ordered.map((id, i) => [id, `pg-${i}`]));
@@ -183,7 +192,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       cluster,
       nodes,
       spareNodes,
-      workers: workerSpecs.map((w) => ({ bufferPath: w.bufferPath, configPath: w.configPath, ...(w === offline ? { agentUp: () => offlineAgent.up() } : {}) })),
+      workers: workerSpecs.map((w) => ({ bufferPath: w.bufferPath, configPath: w.configPath })),
       workerLayout: spec.workerLayout,
       localAgentCommand: [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')],
       secretValues: { [spec.dbSecretLogicalId]: JSON.stringify({ username: superuser.user, password: superuser.password, dbname: db, engine: 'postgres' }) },
@@ -195,6 +204,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       seed: spec.seed,
       execution: {
         afterTask: async (state, output) => {
+          if (state === 'StartDrains') drainsStartedAt ??= Date.now();
           // Once promoted, the former replicas may stream again (a replica cloned later must not inherit the cut).
           if (state === 'PromotionStatus' && (output as { poll?: { done?: boolean } }).poll?.done) {
             for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, true).catch(() => undefined);
@@ -220,13 +230,14 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, false);
     await sleep(500);
     let downAt = 0;
-    let pingStatusWhileDown: string | null = null;
+    let pingStatusWhenCutOff: string | null = null;
     if (offline) {
       // What it synced during the last half second is on the old primary only: its own agent must re-send it.
       await offlineAgent.kill('SIGKILL');
+      twin.ssm.setReachable(offline.workerId, false);
       downAt = Date.now();
-      pingStatusWhileDown = twin.ssm.pingStatus(offline.workerId) ?? null;
-      log(`offline: ${offline.workerId}'s agent killed (kill -9); SSM reports it ${pingStatusWhileDown ?? 'not listed'}; its application goes on appending`);
+      pingStatusWhenCutOff = await pingStatusOf(offline.workerId, spec.region);
+      log(`offline: ${offline.workerId} cut off (its agent killed with kill -9, SSM cannot reach it); SSM still reports it ${pingStatusWhenCutOff ?? 'not listed'}; its application goes on appending`);
     }
     await cluster.stopNode('pg-0', 'kill');
     const onReplica = await idsOnReplica(cluster, nodes, db);
@@ -251,7 +262,10 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
 
     let confirmation: Confirmation | undefined;
     let backAt = 0;
+    let pingStatusBeforeBack: string | null = null;
     if (offline) {
+      pingStatusBeforeBack = await pingStatusOf(offline.workerId, spec.region);
+      twin.ssm.setReachable(offline.workerId, true);
       offlineAgent.start(offline);
       backAt = Date.now();
       log(`offline: the execution ended; ${offline.workerId}'s agent started again after ${((backAt - downAt) / 1000).toFixed(1)} s down; waiting for its confirmation of epoch ${epoch ?? '(none recorded)'}`);
@@ -302,7 +316,10 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       const unconfirmed: string[] = finalState.verification?.unconfirmed ?? [];
       offlineReport = {
         instanceId: id,
-        pingStatusWhileDown,
+        pingStatusWhenCutOff,
+        pingStatusBeforeBack,
+        drainsStartedAfterMs: drainsStartedAt === undefined ? null : drainsStartedAt - downAt,
+        connectionLostAfterMs: twin.ssm.connectionLostAfterMs,
         downMs: backAt - downAt,
         appendedWhileDown: whileDown.length,
         lostAppendedWhileDown: whileDown.filter((r) => !present.has(r)).length,
@@ -391,6 +408,12 @@ async function streamsFrom(cluster: LocalCluster, primaryNode: string, replicaNo
 async function idsOnReplica(cluster: LocalCluster, nodes: Record<string, string>, database: string): Promise<Set<string>> {
   const replica = Object.values(nodes)[1]!;
   return new Set((await query<{ id: string }>(cluster, replica, `SELECT id FROM ${TABLE}`, database)).map((r) => r.id));
+}
+
+/** An instance's PingStatus as a caller of DescribeInstanceInformation sees it (null: not listed). */
+async function pingStatusOf(instanceId: string, region: string): Promise<string | null> {
+  const out = await new SSMClient({ region }).send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] }));
+  return out.InstanceInformationList?.find((i) => i.InstanceId === instanceId)?.PingStatus ?? null;
 }
 
 /** A worker's acknowledged ids and when each was acknowledged (ms). */

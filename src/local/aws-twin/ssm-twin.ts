@@ -7,11 +7,14 @@
  * machine has no worker units). GetCommandInvocation reports Pending / InProgress / Success / Failed / TimedOut with the
  * output truncated as SSM truncates it.
  *
- * A worker whose agent is down (TwinWorker.agentUp() false: it neither syncs nor answers SSM) is what SSM shows of a
- * running instance whose SSM Agent lost its connection: DescribeInstanceInformation still lists it, with PingStatus
- * ConnectionLost and its last ping time; SendCommand to it is accepted and its invocation stays Pending until the agent
- * is back (then it runs) or until the command's total timeout (TimeoutSeconds + the document's execution timeout)
- * passes: then TimedOut, StatusDetails DeliveryTimedOut, and it never runs (docs/aws-twin.md cites the AWS documentation).
+ * An instance cut off (setReachable(id, false): its SSM Agent cannot be reached, its rds-failover agent does not sync)
+ * is what SSM shows of a running instance whose SSM Agent stopped checking in: SSM does not notice at once (the agent
+ * checks in about every 5 minutes; amazon-ssm-agent#210: "several minutes" before it shows offline), so
+ * DescribeInstanceInformation keeps listing it Online, its LastPingDateTime frozen at the moment it was cut off, for
+ * connectionLostAfterSeconds, then ConnectionLost. A command sent to it meanwhile is accepted and stays Pending until
+ * it is reachable again (then it runs) or until the command's total timeout (TimeoutSeconds + the document's execution
+ * timeout) passes: then TimedOut, StatusDetails DeliveryTimedOut, and it never runs. The durations are SSM's seconds
+ * times secondMs (AwsTwin shortens them).
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -23,11 +26,6 @@ import { awsError } from './twin-errors.js';
 export interface TwinWorker {
   readonly bufferPath: string;
   readonly configPath: string;
-  /**
-   * Whether the worker's agent is up (it syncs and answers SSM). Down: SSM lists the instance as ConnectionLost and
-   * cannot deliver commands to it. @default - always up
-   */
-  readonly agentUp?: () => boolean;
 }
 
 export interface SsmTwinOptions {
@@ -39,8 +37,13 @@ export interface SsmTwinOptions {
   readonly localAgentCommand: readonly string[];
   /** Scratch directory (the systemctl stand-in and its record). */
   readonly workDir: string;
-  /** How long one second of a command's timeouts lasts here (tests shorten it). @default 1000 */
+  /** How long one second of SSM's timings (a command's timeouts, connectionLostAfterSeconds) lasts here. @default 1000 */
   readonly secondMs?: number;
+  /**
+   * How long SSM keeps listing a cut-off instance Online (its last ping frozen) before ConnectionLost, in SSM's
+   * seconds. @default 600
+   */
+  readonly connectionLostAfterSeconds?: number;
 }
 
 interface Parameter {
@@ -58,6 +61,21 @@ interface Invocation {
   code: number;
 }
 
+interface Sighting {
+  readonly pingStatus: 'Online' | 'ConnectionLost';
+  readonly lastPing: Date;
+}
+
+/** A managed instance: its tags, the local worker behind it (none: no SSM Agent ever registered it), reachability. */
+interface Instance {
+  readonly tags: Record<string, string>;
+  readonly worker?: TwinWorker;
+  /** When it was cut off (its last ping); undefined while reachable. */
+  cutOffAt?: number;
+  /** Deliveries waiting for it to be reachable again. */
+  readonly waiting: Set<() => void>;
+}
+
 const STDOUT_LIMIT = 24_000;
 const STDERR_LIMIT = 8_000;
 
@@ -65,13 +83,12 @@ export class SsmTwin implements ServiceTwin {
   readonly service = 'ssm';
   private readonly parameters = new Map<string, Parameter>();
   private readonly documents = new Map<string, Record<string, any>>();
-  /** instance id -> tags, worker (undefined: no SSM Agent ever registered it: SSM does not list it), last ping. */
-  private readonly instances = new Map<string, { tags: Record<string, string>; worker?: TwinWorker; lastPing: Date }>();
+  private readonly instances = new Map<string, Instance>();
   private readonly invocations = new Map<string, Invocation>();
   /** Commands delivered and running on a worker (settle() waits for them). */
   private readonly running = new Set<Promise<void>>();
-  /** Commands waiting for an agent that is down: the timer that delivers or times them out (stop() cancels them). */
-  private readonly undelivered = new Set<NodeJS.Timeout>();
+  /** Each command's expiry (stop() cancels them). */
+  private readonly expiries = new Set<NodeJS.Timeout>();
   private nextCommand = 1;
   private readonly shimDir: string;
 
@@ -88,7 +105,7 @@ export class SsmTwin implements ServiceTwin {
     }
     deployed.ofType('AWS::EC2::Instance').forEach((id, index) => {
       const tags = Object.fromEntries(((deployed.property<{ Key: string; Value: string }[]>(id, 'Tags')) ?? []).map((t) => [t.Key, t.Value]));
-      this.instances.set(deployed.ref(id), { tags, worker: o.workers[index], lastPing: new Date() });
+      this.instances.set(deployed.ref(id), { tags, worker: o.workers[index], waiting: new Set() });
     });
     this.shimDir = path.join(o.workDir, 'ssm-bin');
     mkdirSync(this.shimDir, { recursive: true });
@@ -96,24 +113,27 @@ export class SsmTwin implements ServiceTwin {
     chmodSync(path.join(this.shimDir, 'systemctl'), 0o755);
   }
 
-  /** Instance ids of the template's workers that are online (bound to a local buffer, agent up). */
-  onlineInstances(): string[] {
-    return [...this.instances].filter(([id]) => this.pingStatus(id) === 'Online').map(([id]) => id);
-  }
-
-  /** What DescribeInstanceInformation says of an instance: Online, ConnectionLost, or undefined (not listed). */
-  pingStatus(instanceId: string): 'Online' | 'ConnectionLost' | undefined {
+  /**
+   * Cuts a worker instance off (its SSM Agent cannot be reached, its rds-failover agent does not sync) or reconnects
+   * it: SSM goes on listing it Online with the last ping of this moment for connectionLostAfterSeconds, then
+   * ConnectionLost; a command waiting for it is delivered on reconnection if its TimeoutSeconds has not passed.
+   */
+  setReachable(instanceId: string, reachable: boolean): void {
     const instance = this.instances.get(instanceId);
-    if (!instance?.worker) return undefined;
-    if (instance.worker.agentUp?.() === false) return 'ConnectionLost';
-    instance.lastPing = new Date();
-    return 'Online';
+    if (!instance?.worker) throw new Error(`SsmTwin.setReachable: ${instanceId} is not a worker instance of the template bound to a local worker`);
+    if (!reachable) {
+      instance.cutOffAt ??= Date.now();
+      return;
+    }
+    instance.cutOffAt = undefined;
+    for (const deliver of [...instance.waiting]) deliver();
   }
 
-  /** Cancels the deliveries still waiting for an agent (the twin is going away). */
+  /** Cancels the commands' expiries (the twin is going away). */
   stop(): void {
-    for (const timer of this.undelivered) clearTimeout(timer);
-    this.undelivered.clear();
+    for (const timer of this.expiries) clearTimeout(timer);
+    this.expiries.clear();
+    for (const instance of this.instances.values()) instance.waiting.clear();
   }
 
   parameter(name: string): string | undefined {
@@ -142,16 +162,17 @@ export class SsmTwin implements ServiceTwin {
       DescribeInstanceInformation: async (input: { Filters?: { Key: string; Values: string[] }[]; NextToken?: string }) => {
         const filters = input.Filters ?? [];
         const list = [...this.instances]
-          .filter(([id]) => this.pingStatus(id) !== undefined)
-          .filter(([id, i]) =>
+          .map(([id, i]) => ({ id, i, seen: this.sighting(i) }))
+          .filter((x): x is { id: string; i: Instance; seen: Sighting } => x.seen !== undefined)
+          .filter(({ id, i, seen }) =>
             filters.every((f) => {
               if (f.Key === 'InstanceIds') return f.Values.includes(id);
-              if (f.Key === 'PingStatus') return f.Values.includes(this.pingStatus(id)!);
+              if (f.Key === 'PingStatus') return f.Values.includes(seen.pingStatus);
               if (!f.Key.startsWith('tag:')) throw awsError('InvalidFilterKey', `The twin filters instance information by tag:<key>, InstanceIds and PingStatus only, got ${f.Key}`);
               return f.Values.includes(i.tags[f.Key.slice(4)] ?? '\u0000');
             }),
           )
-          .map(([id, i]) => ({ InstanceId: id, PingStatus: this.pingStatus(id)!, LastPingDateTime: i.lastPing, PlatformType: 'Linux', ResourceType: 'EC2Instance' }));
+          .map(({ id, seen }) => ({ InstanceId: id, PingStatus: seen.pingStatus, LastPingDateTime: seen.lastPing, PlatformType: 'Linux', ResourceType: 'EC2Instance' }));
         return { InstanceInformationList: list };
       },
       SendCommand: async (input: { InstanceIds: string[]; DocumentName: string; Parameters?: Record<string, string[]>; TimeoutSeconds?: number }) => this.sendCommand(input),
@@ -217,35 +238,51 @@ export class SsmTwin implements ServiceTwin {
     const commandId = `twin-cmd-${String(this.nextCommand++).padStart(8, '0')}`;
     const step = (document.mainSteps as { inputs?: { timeoutSeconds?: string } }[] | undefined)?.[0];
     // Total timeout: the delivery timeout (TimeoutSeconds, default 3600) plus the execution timeout.
-    const totalMs = ((input.TimeoutSeconds ?? 3600) + Number(step?.inputs?.timeoutSeconds ?? 3600)) * (this.o.secondMs ?? 1000);
+    const totalMs = ((input.TimeoutSeconds ?? 3600) + Number(step?.inputs?.timeoutSeconds ?? 3600)) * this.second;
     const deadline = Date.now() + totalMs;
     for (const id of input.InstanceIds) {
       const inv: Invocation = { status: 'Pending', details: 'Pending', stdout: '', stderr: '', code: -1 };
       this.invocations.set(`${commandId}/${id}`, inv);
-      this.deliver(document, values, id, inv, deadline);
+      this.deliver(document, values, this.instances.get(id)!, inv, deadline);
     }
     return { Command: { CommandId: commandId, DocumentName: input.DocumentName, InstanceIds: input.InstanceIds, Status: 'Pending', TimeoutSeconds: input.TimeoutSeconds ?? 3600 } };
   }
 
-  /** Runs the command once the instance's agent is up; an agent that stays down past the deadline never gets it. */
-  private deliver(document: Record<string, any>, values: Record<string, string>, instanceId: string, inv: Invocation, deadline: number): void {
-    const worker = this.instances.get(instanceId)!.worker!;
-    if (worker.agentUp?.() !== false) {
-      const run = this.run(document, values, worker, inv);
+  /** Runs the command now if the instance is reachable, else when it is reachable again; past the deadline it never runs. */
+  private deliver(document: Record<string, any>, values: Record<string, string>, instance: Instance, inv: Invocation, deadline: number): void {
+    const start = () => {
+      instance.waiting.delete(start);
+      const run = this.run(document, values, instance.worker!, inv);
       this.running.add(run);
       void run.finally(() => this.running.delete(run));
-      return;
-    }
-    if (Date.now() >= deadline) {
+    };
+    if (instance.cutOffAt === undefined) return start();
+    instance.waiting.add(start);
+    const expiry = setTimeout(() => {
+      this.expiries.delete(expiry);
+      if (!instance.waiting.delete(start)) return;
       inv.status = 'TimedOut';
       inv.details = 'DeliveryTimedOut';
-      return;
-    }
-    const timer = setTimeout(() => {
-      this.undelivered.delete(timer);
-      this.deliver(document, values, instanceId, inv, deadline);
-    }, Math.min(100, Math.max(1, deadline - Date.now())));
-    this.undelivered.add(timer);
+    }, Math.max(0, deadline - Date.now()));
+    this.expiries.add(expiry);
+  }
+
+  /** What DescribeInstanceInformation says of an instance (undefined: not listed, no SSM Agent ever registered it). */
+  private sighting(instance: Instance): Sighting | undefined {
+    if (!instance.worker) return undefined;
+    const now = Date.now();
+    if (instance.cutOffAt === undefined) return { pingStatus: 'Online', lastPing: new Date(now) };
+    const lost = now - instance.cutOffAt >= this.connectionLostAfterMs;
+    return { pingStatus: lost ? 'ConnectionLost' : 'Online', lastPing: new Date(instance.cutOffAt) };
+  }
+
+  /** How long a cut-off instance is still listed Online here, ms. */
+  get connectionLostAfterMs(): number {
+    return (this.o.connectionLostAfterSeconds ?? 600) * this.second;
+  }
+
+  private get second(): number {
+    return this.o.secondMs ?? 1000;
   }
 
   private async run(document: Record<string, any>, values: Record<string, string>, worker: TwinWorker, inv: Invocation): Promise<void> {
@@ -265,7 +302,7 @@ export class SsmTwin implements ServiceTwin {
       .join('\n');
     inv.status = 'InProgress';
     inv.details = 'InProgress';
-    const timeoutMs = Number(step.inputs.timeoutSeconds ?? 3600) * (this.o.secondMs ?? 1000);
+    const timeoutMs = Number(step.inputs.timeoutSeconds ?? 3600) * this.second;
     await new Promise<void>((resolve) => {
       const child = spawn('sh', ['-c', script], { env: { ...process.env, PATH: `${this.shimDir}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] });
       const timer = setTimeout(() => {
