@@ -51,6 +51,8 @@ interface Sighting {
   /** Online, ConnectionLost, ...; NotListed: asked about this instance, SSM did not list it; undefined: not said. */
   readonly pingStatus?: string;
   readonly lastPing?: Date;
+  /** NotListed because SSM answered InvalidInstanceId (its message). */
+  readonly invalid?: string;
   readonly at: number;
 }
 
@@ -88,7 +90,9 @@ export class SsmWorkerControl implements WorkerControl {
     if (sighting?.pingStatus !== undefined && sighting.pingStatus !== 'Online') {
       // Permanent for this attempt (not RunbookTransient): the drain step reports the worker, verify waits for it.
       throw new RunbookStepError(
-        sighting.pingStatus === 'NotListed'
+        sighting.invalid !== undefined
+          ? `SSM does not manage ${workerId} (DescribeInstanceInformation: InvalidInstanceId, ${sighting.invalid}; stopped, terminated, deregistered or not in this account): a drain command cannot reach it, so none was sent`
+          : sighting.pingStatus === 'NotListed'
           ? `SSM no longer lists ${workerId} (stopped, terminated or deregistered): a drain command cannot reach it, so none was sent`
           : `SSM reports ${workerId} PingStatus ${sighting.pingStatus}${sighting.lastPing ? ` (last ping ${sighting.lastPing.toISOString()})` : ''}: ` +
               'a drain command would wait out its delivery timeout undelivered, so none was sent',
@@ -143,11 +147,20 @@ export class SsmWorkerControl implements WorkerControl {
     let out;
     try {
       out = await this.o.ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [workerId] }] }));
-    } catch {
-      return undefined; // unknown: send, and let SSM's own statuses tell
+    } catch (error) {
+      const e = error as Error;
+      // SSM does not manage this instance (any more): as not listed.
+      if (e.name === 'InvalidInstanceId') return this.remember(workerId, { pingStatus: 'NotListed', invalid: e.message || 'no message', at: this.now() });
+      // Throttled or unanswered: nothing said about the instance; send, and let SSM's own statuses tell.
+      if (classifyError(error) instanceof RunbookTransientError) return undefined;
+      // Anything else (AccessDenied...) fails this worker's drain with AWS's words.
+      throw new RunbookStepError(`could not ask SSM whether ${workerId} is Online (DescribeInstanceInformation ${e.name}: ${e.message}), so no drain was sent`);
     }
     const info = (out?.InstanceInformationList ?? []).find((i) => i.InstanceId === workerId);
-    const sighting: Sighting = info ? { pingStatus: info.PingStatus, lastPing: info.LastPingDateTime, at: this.now() } : { pingStatus: 'NotListed', at: this.now() };
+    return this.remember(workerId, info ? { pingStatus: info.PingStatus, lastPing: info.LastPingDateTime, at: this.now() } : { pingStatus: 'NotListed', at: this.now() });
+  }
+
+  private remember(workerId: string, sighting: Sighting): Sighting {
     this.seen.set(workerId, sighting);
     return sighting;
   }

@@ -161,6 +161,10 @@ export class SsmTwin implements ServiceTwin {
       },
       DescribeInstanceInformation: async (input: { Filters?: { Key: string; Values: string[] }[]; NextToken?: string }) => {
         const filters = input.Filters ?? [];
+        // "If you specify a node ID that isn't valid or a node that you don't own, you receive an error" (the API
+        // reference); AWS's InvalidInstanceId often comes with no message at all (aws/aws-cli#3646).
+        const unknown = filters.filter((f) => f.Key === 'InstanceIds').flatMap((f) => f.Values).filter((id) => !this.instances.get(id)?.worker);
+        if (unknown.length > 0) throw awsError('InvalidInstanceId', '');
         const list = [...this.instances]
           .map(([id, i]) => ({ id, i, seen: this.sighting(i) }))
           .filter((x): x is { id: string; i: Instance; seen: Sighting } => x.seen !== undefined)

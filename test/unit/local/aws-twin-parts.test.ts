@@ -174,7 +174,14 @@ describe('SSM stand-in: a worker instance cut off', () => {
     vi.setSystemTime(new Date('2026-01-01T00:05:00.000Z'));
     twin.setReachable(ids[1]!, true);
     expect((await list(h, [{ Key: 'InstanceIds', Values: [ids[1]!] }])).map((i) => [i.PingStatus, i.LastPingDateTime.toISOString()])).toEqual([['Online', '2026-01-01T00:05:00.000Z']]);
-    expect(await list(h, [{ Key: 'InstanceIds', Values: [ids[2]!] }])).toEqual([]);
+  });
+
+  it('refuses an InstanceIds filter naming an instance SSM does not manage (no agent registered, or unknown) with InvalidInstanceId, as AWS does', async () => {
+    const { h, ids } = ssm();
+    for (const id of [ids[2]!, 'i-0123456789abcdef0']) {
+      await expect(list(h, [{ Key: 'InstanceIds', Values: [ids[0]!, id] }])).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    }
+    expect((await list(h, [{ Key: 'InstanceIds', Values: [ids[0]!] }])).map((i) => i.InstanceId)).toEqual([ids[0]]);
   });
 
   it('accepts a command for it and holds it Pending; past TimeoutSeconds + the execution timeout it is TimedOut / DeliveryTimedOut and never runs', async () => {
