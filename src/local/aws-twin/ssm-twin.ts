@@ -11,12 +11,17 @@
  * is what SSM shows of a running instance whose SSM Agent stopped checking in: SSM does not notice at once (the agent
  * checks in about every 5 minutes; amazon-ssm-agent#210: "several minutes" before it shows offline), so
  * DescribeInstanceInformation keeps listing it Online, its LastPingDateTime frozen at the moment it was cut off, for
- * connectionLostAfterSeconds, then ConnectionLost. A command sent to it meanwhile is accepted and stays Pending until
- * it is reachable again (then it runs) or until the command's total timeout (TimeoutSeconds + the document's execution
- * timeout) passes: then TimedOut, StatusDetails DeliveryTimedOut, and it never runs. The durations are SSM's seconds
- * times secondMs (AwsTwin shortens them).
+ * connectionLostAfterSeconds, then ConnectionLost. A command sent to it meanwhile is accepted and stays Pending. As
+ * AWS documents it: a command not started within its TimeoutSeconds does not run (SendCommand TimeoutSeconds), and at
+ * the command's ExpiresAfter (sent + TimeoutSeconds + the execution timeout, the document step's timeoutSeconds) every
+ * invocation still Pending or InProgress becomes TimedOut, StatusDetails DeliveryTimedOut (Command.ExpiresAfter; the
+ * user guide's "Understanding command statuses": Pending past TimeoutSeconds + Execution timeout is Delivery Timed
+ * Out). A command that started and runs past its execution timeout is TimedOut, StatusDetails ExecutionTimedOut.
+ * An instance cut off while a command runs on it runs it on, but cannot report: the invocation stays InProgress until
+ * it is reachable again (then its result is reported) or the command expires. Not modeled: Delayed, Cancelled. The
+ * durations are SSM's seconds times secondMs (AwsTwin shortens them).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DeployedTemplate } from './cfn-template.js';
@@ -59,6 +64,17 @@ interface Invocation {
   stdout: string;
   stderr: string;
   code: number;
+  /** The command's process while it runs (killed if the command expires first). */
+  child?: ChildProcess;
+}
+
+/** A command's deadlines (ms, Date.now() time) and its execution timeout. */
+interface CommandTimes {
+  /** Sent + TimeoutSeconds: not started by then, it never runs. */
+  readonly startBy: number;
+  readonly executionMs: number;
+  /** Sent + TimeoutSeconds + the execution timeout (Command.ExpiresAfter). */
+  readonly expiresAfter: number;
 }
 
 interface Sighting {
@@ -72,7 +88,7 @@ interface Instance {
   readonly worker?: TwinWorker;
   /** When it was cut off (its last ping); undefined while reachable. */
   cutOffAt?: number;
-  /** Deliveries waiting for it to be reachable again. */
+  /** Deliveries and results waiting for it to be reachable again. */
   readonly waiting: Set<() => void>;
 }
 
@@ -241,34 +257,44 @@ export class SsmTwin implements ServiceTwin {
     for (const id of input.InstanceIds) if (!this.instances.get(id)?.worker) throw awsError('InvalidInstanceId', `Instances [[${id}]] not in a valid state for account ${this.deployed.account}`);
     const commandId = `twin-cmd-${String(this.nextCommand++).padStart(8, '0')}`;
     const step = (document.mainSteps as { inputs?: { timeoutSeconds?: string } }[] | undefined)?.[0];
-    // Total timeout: the delivery timeout (TimeoutSeconds, default 3600) plus the execution timeout.
-    const totalMs = ((input.TimeoutSeconds ?? 3600) + Number(step?.inputs?.timeoutSeconds ?? 3600)) * this.second;
-    const deadline = Date.now() + totalMs;
+    const timeoutSeconds = input.TimeoutSeconds ?? 3600;
+    // The execution timeout: the step's timeoutSeconds (3600 when it gives none).
+    const executionMs = Number(step?.inputs?.timeoutSeconds ?? 3600) * this.second;
+    const sentAt = Date.now();
+    const times: CommandTimes = { startBy: sentAt + timeoutSeconds * this.second, executionMs, expiresAfter: sentAt + timeoutSeconds * this.second + executionMs };
     for (const id of input.InstanceIds) {
       const inv: Invocation = { status: 'Pending', details: 'Pending', stdout: '', stderr: '', code: -1 };
       this.invocations.set(`${commandId}/${id}`, inv);
-      this.deliver(document, values, this.instances.get(id)!, inv, deadline);
+      this.deliver(document, values, this.instances.get(id)!, inv, times);
     }
-    return { Command: { CommandId: commandId, DocumentName: input.DocumentName, InstanceIds: input.InstanceIds, Status: 'Pending', TimeoutSeconds: input.TimeoutSeconds ?? 3600 } };
+    return {
+      Command: { CommandId: commandId, DocumentName: input.DocumentName, InstanceIds: input.InstanceIds, Status: 'Pending', TimeoutSeconds: timeoutSeconds, ExpiresAfter: new Date(times.expiresAfter) },
+    };
   }
 
-  /** Runs the command now if the instance is reachable, else when it is reachable again; past the deadline it never runs. */
-  private deliver(document: Record<string, any>, values: Record<string, string>, instance: Instance, inv: Invocation, deadline: number): void {
+  /**
+   * Runs the command now if the instance is reachable, else when it is reachable again before its TimeoutSeconds
+   * passed (later, it never runs). At ExpiresAfter an invocation still Pending or InProgress is DeliveryTimedOut.
+   */
+  private deliver(document: Record<string, any>, values: Record<string, string>, instance: Instance, inv: Invocation, times: CommandTimes): void {
     const start = () => {
       instance.waiting.delete(start);
-      const run = this.run(document, values, instance.worker!, inv);
+      if (Date.now() > times.startBy) return; // "If this time is reached and the command hasn't already started running, it won't run."
+      const run = this.run(document, values, instance, inv, times.executionMs);
       this.running.add(run);
       void run.finally(() => this.running.delete(run));
     };
-    if (instance.cutOffAt === undefined) return start();
-    instance.waiting.add(start);
     const expiry = setTimeout(() => {
       this.expiries.delete(expiry);
-      if (!instance.waiting.delete(start)) return;
+      instance.waiting.delete(start);
+      if (inv.status !== 'Pending' && inv.status !== 'InProgress') return;
       inv.status = 'TimedOut';
       inv.details = 'DeliveryTimedOut';
-    }, Math.max(0, deadline - Date.now()));
+      inv.child?.kill('SIGKILL');
+    }, Math.max(0, times.expiresAfter - Date.now()));
     this.expiries.add(expiry);
+    if (instance.cutOffAt === undefined) start();
+    else instance.waiting.add(start);
   }
 
   /** What DescribeInstanceInformation says of an instance (undefined: not listed, no SSM Agent ever registered it). */
@@ -289,7 +315,8 @@ export class SsmTwin implements ServiceTwin {
     return this.o.secondMs ?? 1000;
   }
 
-  private async run(document: Record<string, any>, values: Record<string, string>, worker: TwinWorker, inv: Invocation): Promise<void> {
+  private async run(document: Record<string, any>, values: Record<string, string>, instance: Instance, inv: Invocation, executionMs: number): Promise<void> {
+    const worker = instance.worker!;
     const step = (document.mainSteps as { action: string; inputs: { runCommand: string[]; timeoutSeconds?: string } }[])[0];
     if (!step || step.action !== 'aws:runShellScript') {
       inv.status = 'Failed';
@@ -306,20 +333,31 @@ export class SsmTwin implements ServiceTwin {
       .join('\n');
     inv.status = 'InProgress';
     inv.details = 'InProgress';
-    const timeoutMs = Number(step.inputs.timeoutSeconds ?? 3600) * this.second;
     await new Promise<void>((resolve) => {
       const child = spawn('sh', ['-c', script], { env: { ...process.env, PATH: `${this.shimDir}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+      inv.child = child;
+      let timedOut = false;
       const timer = setTimeout(() => {
-        inv.status = 'TimedOut';
-        inv.details = 'ExecutionTimedOut';
+        timedOut = true;
         child.kill('SIGKILL');
-      }, timeoutMs);
+      }, executionMs);
       child.stdout.on('data', (d: Buffer) => (inv.stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (inv.stderr += d.toString()));
       child.on('close', (code) => {
         clearTimeout(timer);
-        inv.code = code ?? -1;
-        if (inv.status !== 'TimedOut') inv.status = inv.details = code === 0 ? 'Success' : 'Failed';
+        inv.child = undefined;
+        const report = () => {
+          instance.waiting.delete(report);
+          if (inv.status !== 'InProgress') return; // expired meanwhile
+          inv.code = code ?? -1;
+          if (timedOut) {
+            inv.status = 'TimedOut';
+            inv.details = 'ExecutionTimedOut';
+          } else inv.status = inv.details = code === 0 ? 'Success' : 'Failed';
+        };
+        // An agent that cannot be reached cannot report: the result waits for it (or the command expires first).
+        if (instance.cutOffAt === undefined) report();
+        else instance.waiting.add(report);
         resolve();
       });
     });

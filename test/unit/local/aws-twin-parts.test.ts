@@ -192,13 +192,53 @@ describe('SSM stand-in: a worker instance cut off', () => {
     const sent = (await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 30 })) as { Command: { CommandId: string; Status: string } };
     expect(sent.Command.Status).toBe('Pending');
     expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StatusDetails: 'Pending', ResponseCode: -1 });
-    await vi.advanceTimersByTimeAsync(499);
+    // past TimeoutSeconds alone it is still Pending (it will not run any more, but SSM says so only at ExpiresAfter)
+    await vi.advanceTimersByTimeAsync(301);
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StatusDetails: 'Pending' });
+    await vi.advanceTimersByTimeAsync(198);
     expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StatusDetails: 'Pending' });
     await vi.advanceTimersByTimeAsync(1);
     expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toEqual(expect.objectContaining({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1, StandardOutputContent: '' }));
     twin.setReachable(ids[1]!, true);
     expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', StandardOutputContent: '' });
     await expect(h.SendCommand!({ InstanceIds: [ids[2]!], DocumentName: 'drain' })).rejects.toThrow(`Instances [[${ids[2]}]] not in a valid state`);
+    twin.stop();
+  });
+
+  it('reachable again after TimeoutSeconds but before ExpiresAfter: the command does not run, and is DeliveryTimedOut at ExpiresAfter', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    const { twin, h, ids } = ssm();
+    twin.setReachable(ids[1]!, false);
+    const sent = (await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 30 })) as { Command: { CommandId: string; ExpiresAfter: Date } };
+    expect(sent.Command.ExpiresAfter.getTime()).toBe(Date.now() + 500);
+    await vi.advanceTimersByTimeAsync(301);
+    twin.setReachable(ids[1]!, true);
+    await twin.settle();
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StandardOutputContent: '' });
+    await vi.advanceTimersByTimeAsync(199);
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', StandardOutputContent: '' });
+    twin.stop();
+  });
+
+  it('an invocation InProgress at ExpiresAfter (it ran, but its instance was cut off and could not report) is DeliveryTimedOut; reconnected before, its result is reported', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    const { twin, h, ids } = ssm();
+    const send = async () => ((await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 30 })) as { Command: { CommandId: string } }).Command.CommandId;
+    const lost = await send();
+    twin.setReachable(ids[1]!, false); // cut off while the command runs
+    await twin.settle();
+    expect(await invocation(h, lost, ids[1]!)).toMatchObject({ Status: 'InProgress', StatusDetails: 'InProgress', ResponseCode: -1 });
+    await vi.advanceTimersByTimeAsync(500);
+    expect(await invocation(h, lost, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut' });
+    twin.setReachable(ids[1]!, true);
+    expect(await invocation(h, lost, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut' });
+
+    const reported = await send();
+    twin.setReachable(ids[1]!, false);
+    await twin.settle();
+    expect((await invocation(h, reported, ids[1]!)).Status).toBe('InProgress');
+    twin.setReachable(ids[1]!, true);
+    expect(await invocation(h, reported, ids[1]!)).toMatchObject({ Status: 'Success', StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: 'ran\n' });
     twin.stop();
   });
 
