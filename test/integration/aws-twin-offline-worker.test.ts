@@ -68,10 +68,11 @@ it('once its agent is back it confirms the execution\'s epoch in rds_failover.wo
   expect(o.confirmError).toBeUndefined();
   expect(o.confirmedEpoch).toBe(report.epoch);
   expect(o.confirmedAt).not.toBeNull();
-  // rows_resent counts the synced rows it re-sent because their markers lie outside the new history; a batch the
-  // kill -9 left committed but unmarked goes out as pending instead, so it is not compared with rowsOnlyOnOldPrimary:
-  // that every one of them is on the new primary is the next test's
-  expect(o.rowsResent).toEqual(expect.any(Number));
+  // the drill cut it off once it had synced and marked rows the replicas never got: only its own agent could re-send
+  // them (rows_resent counts synced rows re-sent because their markers lie outside the new history; a batch the
+  // kill -9 left committed but unmarked goes out as pending instead, so the two are not equal)
+  expect(o.rowsOnlyOnOldPrimary).toBeGreaterThan(0);
+  expect(o.rowsResent).toBeGreaterThan(0);
 });
 
 it('0 lost, 0 duplicates over every acknowledged row, including those it appended while offline', () => {

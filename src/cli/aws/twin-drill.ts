@@ -232,7 +232,9 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     let downAt = 0;
     let pingStatusWhenCutOff: string | null = null;
     if (offline) {
-      // What it synced during the last half second is on the old primary only: its own agent must re-send it.
+      // Cut it off only once it has synced rows the replicas never got, marked as synced in its buffer: only its own
+      // agent can bring those back (a batch is marked before the next one commits, so two batches are awaited).
+      await syncedBeyondReplicas(cluster, nodes, db, offline, primaryId);
       await offlineAgent.kill('SIGKILL');
       twin.ssm.setReachable(offline.workerId, false);
       downAt = Date.now();
@@ -408,6 +410,27 @@ async function streamsFrom(cluster: LocalCluster, primaryNode: string, replicaNo
 async function idsOnReplica(cluster: LocalCluster, nodes: Record<string, string>, database: string): Promise<Set<string>> {
   const replica = Object.values(nodes)[1]!;
   return new Set((await query<{ id: string }>(cluster, replica, `SELECT id FROM ${TABLE}`, database)).map((r) => r.id));
+}
+
+/**
+ * Waits (bounded) until the worker's agent has committed on the primary two batches the (cut-off) replicas do not
+ * have: the first is then marked as synced in its buffer, with a marker outside the history the promotion keeps.
+ */
+async function syncedBeyondReplicas(cluster: LocalCluster, nodes: Record<string, string>, database: string, worker: LoadWorkerSpec, primaryId: string): Promise<void> {
+  const [primary, replica] = Object.values(nodes) as [string, string];
+  const count = async (node: string) => Number((await query<{ n: string }>(cluster, node, `SELECT count(*)::text AS n FROM ${TABLE} WHERE worker = '${worker.workerId}'`, database))[0]!.n);
+  let first: number | undefined;
+  await waitFor(
+    60_000,
+    100,
+    async () => {
+      const [onPrimary, onReplica] = [await count(primary), await count(replica)];
+      if (onPrimary <= onReplica) return false;
+      first ??= onPrimary;
+      return onPrimary > first;
+    },
+    () => `${worker.workerId}'s agent did not sync two batches beyond the replicas to ${primaryId} within 60 s of their cut-off${logTail(worker)}`,
+  );
 }
 
 /** An instance's PingStatus as a caller of DescribeInstanceInformation sees it (null: not listed). */

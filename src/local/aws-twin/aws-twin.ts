@@ -69,9 +69,9 @@ export interface AwsTwinOptions {
   /**
    * How long one second of SSM's timings lasts here: a command's TimeoutSeconds and execution timeout, the delay
    * before a cut-off instance is ConnectionLost. With the defaults a drain's total timeout (SendCommand TimeoutSeconds
-   * 60 + the document's 600 s) lasts 33 s and a cut-off instance is listed Online for 30 s: a drain sent to a worker
-   * cut off during the failover is really sent, waits Pending and ends DeliveryTimedOut, and its restart finds the
-   * instance ConnectionLost, as in AWS. @default 50
+   * 60 + the document's 600 s) lasts 66 s and a cut-off instance is listed Online for 60 s: a drain sent to a worker
+   * cut off during the failover (the drain step starts 10-30 s after on a busy 2-core machine) is really sent, waits
+   * Pending and ends DeliveryTimedOut, and its restart finds the instance ConnectionLost, as in AWS. @default 100
    */
   readonly ssmSecondMs?: number;
   /** How long SSM lists a cut-off instance Online before ConnectionLost, SSM seconds (SsmTwinOptions). @default 600 */
@@ -171,7 +171,7 @@ export class AwsTwin {
       workerLayout: o.workerLayout,
       localAgentCommand: o.localAgentCommand,
       workDir: o.workDir,
-      secondMs: o.ssmSecondMs ?? 50,
+      secondMs: o.ssmSecondMs ?? 100,
       ...(o.connectionLostAfterSeconds !== undefined ? { connectionLostAfterSeconds: o.connectionLostAfterSeconds } : {}),
     });
     twin.dynamodb = new DynamoDbTwin(twin.deployed);
