@@ -11,15 +11,15 @@
  * NODE_EXTRA_CA_CERTS is read by Node only at start: run this in a process started with it naming the twin's CA
  * (runTwinDrillProcess, twin-drill-process.ts), as Lambda starts with the RDS CAs.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import pg from 'pg';
 import type { LoadWorkerMessage, LoadWorkerSpec } from '../drill/load-worker-protocol.js';
 import { writeLoadWorkerConfig } from '../drill/run-drill.js';
-import { agentLogPath, spawnAgentProcess } from '../drill/worker-fleet.js';
+import { AgentDaemon, agentLogPath, startAppender, type WorkerRecord } from '../drill/worker-fleet.js';
 import { offlineWorkerIndex, workerInstanceIds } from './twin-drill-workers.js';
 import { registerForCleanup, unregisterForCleanup } from '../../local/cleanup-registry.js';
 import { AwsTwin, type LambdaHandler, type TwinCall, type TwinDenial } from '../../local/aws-twin/aws-twin.js';
@@ -27,6 +27,7 @@ import type { CfnTemplate } from '../../local/aws-twin/cfn-template.js';
 import type { UnsupportedConditionKey } from '../../local/aws-twin/iam-policies.js';
 import type { TwinCertificates } from '../../local/aws-twin/twin-tls.js';
 import { LocalCluster } from '../../local/local-cluster.js';
+import { logTail } from '../../local/postmaster.js';
 import { decodeNotification } from '../../core/notification-envelope.js';
 import { RUNBOOK_FUNCTIONS, type RunbookFunctionName } from '../../core/runbook/lambda-environment.js';
 import type { Notification } from '../../ports/notifier.js';
@@ -35,7 +36,6 @@ import type { CliIo } from '../options.js';
 import { runCli } from '../program.js';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
-const LOAD_WORKER = path.join(REPO_ROOT, 'src', 'cli', 'drill', 'load-worker.ts');
 const TABLE = 'twin_events';
 
 export interface TwinDrillSpec {
@@ -164,7 +164,8 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
 
   const cluster = await LocalCluster.start({ replicas: ordered.length - 1 + spares, settings: spec.certificates.settings, log: (l) => log(`cluster: ${l}`) });
   const loadWorkers: ChildProcess[] = [];
-  const offlineAgent = new AgentProcess();
+  let offlineAgent: AgentDaemon | undefined;
+  const cleanup = { cleanupSync: () => offlineAgent?.kill() };
   let drainsStartedAt: number | undefined;
   let twin: AwsTwin | undefined;
   try {
@@ -184,6 +185,10 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       writeLoadWorkerConfig({ workDir: spec.workDir, workerId, writerFile, table: TABLE, stream: 'events', ratePerSecond: spec.ratePerSecond ?? 200, batchSize: 200, syncInProcess: i !== offlineIndex }),
     );
     const offline = offlineIndex === undefined ? undefined : workerSpecs[offlineIndex]!;
+    if (offline) {
+      offlineAgent = new AgentDaemon(offline);
+      registerForCleanup(cleanup); // killed with the drill if the drill dies first
+    }
     twin = await AwsTwin.start({
       template: spec.template,
       account: spec.account,
@@ -215,13 +220,20 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       log,
     });
 
-    const acked = new Map<string, Acked>();
-    await Promise.all(workerSpecs.map((w) => startLoadWorker(w, loadWorkers, acked)));
+    const acked = new Map<string, WorkerRecord>();
+    await Promise.all(
+      workerSpecs.map((w) => {
+        const { appender, record, ready } = startAppender(w);
+        loadWorkers.push(appender);
+        acked.set(w.workerId, record);
+        return ready;
+      }),
+    );
     if (offline) {
-      offlineAgent.start(offline);
+      offlineAgent!.start();
       // Its agent must have synced rows before the fault, or there is nothing above the fork for it to re-send.
       await waitFor(120_000, 250, async () => Number((await query<{ n: string }>(cluster, 'pg-0', `SELECT count(*)::text AS n FROM ${TABLE} WHERE worker = '${offline.workerId}'`, db))[0]!.n) > 0, () =>
-        `${offline.workerId}'s agent synced no row to ${primaryId} within 120 s of its start${logTail(offline)}`,
+        `${offline.workerId}'s agent synced no row to ${primaryId} within 120 s of its start${agentLogTail(offline)}`,
       );
     }
     log(`load: ${workerSpecs.length} workers through ${primaryId}${offline ? ` (${offline.workerId}'s agent runs as its own process)` : ''}`);
@@ -235,7 +247,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       // Cut it off only once it has synced rows the replicas never got, marked as synced in its buffer: only its own
       // agent can bring those back (a batch is marked before the next one commits, so two batches are awaited).
       await syncedBeyondReplicas(cluster, nodes, db, offline, primaryId);
-      await offlineAgent.kill('SIGKILL');
+      await offlineAgent!.stop('SIGKILL');
       twin.ssm.setReachable(offline.workerId, false);
       downAt = Date.now();
       pingStatusWhenCutOff = await pingStatusOf(offline.workerId, spec.region);
@@ -268,7 +280,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     if (offline) {
       pingStatusBeforeBack = await pingStatusOf(offline.workerId, spec.region);
       twin.ssm.setReachable(offline.workerId, true);
-      offlineAgent.start(offline);
+      offlineAgent!.start();
       backAt = Date.now();
       log(`offline: the execution ended; ${offline.workerId}'s agent started again after ${((backAt - downAt) / 1000).toFixed(1)} s down; waiting for its confirmation of epoch ${epoch ?? '(none recorded)'}`);
       confirmation = await awaitConfirmation(cluster, newPrimary ? nodes[newPrimary] : undefined, db, offline, epoch, spec.offlineConfirmTimeoutMs ?? 120_000);
@@ -280,7 +292,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     }
     await sleep(1_000); // load goes on against the new primary
     for (const w of loadWorkers) await stopLoadWorker(w);
-    await offlineAgent.kill('SIGTERM');
+    await offlineAgent?.stop('SIGTERM');
     await twin.settle();
     const status = await cli('status');
     log(`rds-failover status: exit ${status.code}`);
@@ -367,7 +379,8 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     };
   } finally {
     for (const w of loadWorkers) if (w.exitCode === null) w.kill('SIGKILL');
-    await offlineAgent.kill('SIGKILL');
+    await offlineAgent?.stop('SIGKILL');
+    unregisterForCleanup(cleanup);
     await twin?.stop();
     await cluster.stop();
   }
@@ -429,7 +442,7 @@ async function syncedBeyondReplicas(cluster: LocalCluster, nodes: Record<string,
       first ??= onPrimary;
       return onPrimary > first;
     },
-    () => `${worker.workerId}'s agent did not sync two batches beyond the replicas to ${primaryId} within 60 s of their cut-off${logTail(worker)}`,
+    () => `${worker.workerId}'s agent did not sync two batches beyond the replicas to ${primaryId} within 60 s of their cut-off${agentLogTail(worker)}`,
   );
 }
 
@@ -437,40 +450,6 @@ async function syncedBeyondReplicas(cluster: LocalCluster, nodes: Record<string,
 async function pingStatusOf(instanceId: string, region: string): Promise<string | null> {
   const out = await new SSMClient({ region }).send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] }));
   return out.InstanceInformationList?.find((i) => i.InstanceId === instanceId)?.PingStatus ?? null;
-}
-
-/** A worker's acknowledged ids and when each was acknowledged (ms). */
-interface Acked {
-  readonly ids: string[];
-  readonly times: number[];
-}
-
-/** The offline worker's agent process (rds-failover-agent run), killed with the drill if the drill dies first. */
-class AgentProcess {
-  private child: ChildProcess | null = null;
-  private readonly cleanup = { cleanupSync: () => void this.child?.kill('SIGKILL') };
-
-  up(): boolean {
-    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  start(spec: LoadWorkerSpec): void {
-    if (this.up()) return;
-    registerForCleanup(this.cleanup);
-    this.child = spawnAgentProcess(spec);
-  }
-
-  async kill(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
-    const child = this.child;
-    if (!child || !this.up()) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill(signal);
-    // SIGTERM lets it finish its batch; past 30 s it is killed.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    await exited;
-    clearTimeout(timer);
-    unregisterForCleanup(this.cleanup);
-  }
 }
 
 interface Confirmation {
@@ -509,7 +488,7 @@ async function awaitConfirmation(cluster: LocalCluster, node: string | undefined
     at: newest?.confirmed_at.toISOString() ?? null,
     rowsResent: newest ? Number(newest.rows_resent) : null,
     waitMs: Date.now() - started,
-    error: `${worker.workerId} did not confirm epoch ${epoch} in rds_failover.worker_epochs on the new primary within ${Math.round(timeoutMs / 1000)} s of its agent's start: ${seen}${logTail(worker)}`,
+    error: `${worker.workerId} did not confirm epoch ${epoch} in rds_failover.worker_epochs on the new primary within ${Math.round(timeoutMs / 1000)} s of its agent's start: ${seen}${agentLogTail(worker)}`,
   };
 }
 
@@ -523,30 +502,9 @@ async function waitFor(timeoutMs: number, everyMs: number, check: () => Promise<
 }
 
 /** The last lines of a worker agent's log, to say why it did not do what was awaited. */
-function logTail(worker: LoadWorkerSpec): string {
+function agentLogTail(worker: LoadWorkerSpec): string {
   const file = agentLogPath(worker);
-  if (!existsSync(file)) return '';
-  const lines = readFileSync(file, 'utf8').trim().split('\n').slice(-5);
-  return lines.length > 0 && lines[0] ? `; the end of its agent's log (${file}): ${lines.join(' | ').slice(-1500)}` : '';
-}
-
-function startLoadWorker(spec: LoadWorkerSpec, children: ChildProcess[], acked: Map<string, Acked>): Promise<void> {
-  const child = fork(LOAD_WORKER, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  children.push(child);
-  const record: Acked = { ids: [], times: [] };
-  acked.set(spec.workerId, record);
-  return new Promise((resolve, reject) => {
-    child.on('message', (m: LoadWorkerMessage) => {
-      if (m.type === 'ready') resolve();
-      if (m.type === 'acks') {
-        for (const [id, at] of m.acks) {
-          record.ids.push(id);
-          record.times.push(at);
-        }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`load worker ${spec.workerId} exited with ${code} before it was ready`)));
-  });
+  return existsSync(file) ? `; the end of its agent's log (${file}): ${logTail(file, 5).split('\n').join(' | ').slice(-1500)}` : '';
 }
 
 function stopLoadWorker(child: ChildProcess): Promise<void> {
