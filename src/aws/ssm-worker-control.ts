@@ -88,7 +88,9 @@ export class SsmWorkerControl implements WorkerControl {
     const parameters = drainParameters(request);
     const sighting = await this.sighting(workerId);
     if (sighting?.pingStatus !== undefined && sighting.pingStatus !== 'Online') {
-      // Permanent for this attempt (not RunbookTransient): the drain step reports the worker, verify waits for it.
+      // The drain step (steps/drain.ts start()) counts any error here as one failed attempt on this worker, whatever
+      // its class: restarted up to drainAttempts, then reported, and verify waits for its confirmation. The class is for
+      // other callers (the CLI's drain): a step failure, not worth retrying at once as RunbookTransient would say.
       throw new RunbookStepError(
         sighting.invalid !== undefined
           ? `SSM does not manage ${workerId} (DescribeInstanceInformation: InvalidInstanceId, ${sighting.invalid}; stopped, terminated, deregistered or not in this account): a drain command cannot reach it, so none was sent`

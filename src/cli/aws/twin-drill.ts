@@ -4,9 +4,10 @@
  * off first, so it holds rows they never received), and the synthesized state machine run with every task calling
  * the real lambda/runbook-* handler with the real src/aws adapters. It counts every acknowledged row on the new
  * primary and reports what the twin saw: calls, throttles, the IAM evaluation of every call, notifications, lock.
- * With `offlineWorker`, one worker's agent is down through the whole execution (SSM reports it ConnectionLost, no
- * drain reaches it) while its application goes on appending; once the execution ended its agent starts again and
- * the drill waits for its confirmation of the new epoch (docs/aws-twin.md, "A worker offline").
+ * With `offlineWorker`, one worker instance is cut off through the whole execution (SSM cannot reach it, its agent does
+ * not sync; SSM goes on listing it Online for a while, so the first drain is sent and never delivered) while its
+ * application goes on appending; once the execution ended it is reconnected and the drill waits for its confirmation
+ * of the new epoch (docs/aws-twin.md, "A worker offline").
  *
  * NODE_EXTRA_CA_CERTS is read by Node only at start: run this in a process started with it naming the twin's CA
  * (runTwinDrillProcess, twin-drill-process.ts), as Lambda starts with the RDS CAs.
@@ -61,13 +62,14 @@ export interface TwinDrillSpec {
   /** Load before the fault. @default 2000 */
   readonly warmupMs?: number;
   /**
-   * A worker offline through the failover: its agent (which syncs its buffer and answers SSM) is killed after the
-   * replicas were cut off and before the primary dies, stays down through the whole execution while its appends go
-   * on, and is started again once the execution ended; the drill then waits for its confirmation of the new epoch.
+   * A worker instance cut off through the failover (SSM cannot reach it; its agent, which syncs its buffer, is killed):
+   * after the replicas were cut off and its agent synced rows they never got, before the primary dies; it stays cut
+   * off through the whole execution while its appends go on, and is reconnected (its agent started again) once the
+   * execution ended; the drill then waits for its confirmation of the new epoch.
    * 1-based position among the template's worker instances, or the instance id. @default - every worker online
    */
   readonly offlineWorker?: number | string;
-  /** How long the drill waits for the offline worker's confirmation once its agent is back. @default 120000 */
+  /** How long the drill waits for the offline worker's confirmation once it is reconnected. @default 120000 */
   readonly offlineConfirmTimeoutMs?: number;
   readonly log?: (line: string) => void;
 }
@@ -84,12 +86,12 @@ export interface TwinOfflineWorkerReport {
   /** From its cut-off to the drain step's start (StartDrains), and the twin's delay before SSM reports it ConnectionLost. */
   readonly drainsStartedAfterMs: number | null;
   readonly connectionLostAfterMs: number;
-  /** How long its agent was down: killed before the primary, started again after the execution ended. */
-  readonly downMs: number;
-  /** Rows its application appended (acknowledged by its buffer) while its agent was down. */
-  readonly appendedWhileDown: number;
+  /** How long it was cut off: from before the primary's kill to after the execution's end. */
+  readonly cutOffMs: number;
+  /** Rows its application appended (acknowledged by its buffer) while it was cut off. */
+  readonly appendedWhileCutOff: number;
   /** Of those, not on the new primary at the end. */
-  readonly lostAppendedWhileDown: number;
+  readonly lostAppendedWhileCutOff: number;
   /** Of its acknowledged rows, those on no replica when the primary died (synced to the old primary only). */
   readonly rowsOnlyOnOldPrimary: number;
   /** What the execution's drain step recorded for it. */
@@ -100,12 +102,12 @@ export interface TwinOfflineWorkerReport {
   readonly reportedUnconfirmed: boolean;
   /** A warning notification of the execution named it. */
   readonly warned: boolean;
-  /** The epoch it confirmed in rds_failover.worker_epochs on the new primary once its agent was back (null: none). */
+  /** The epoch it confirmed in rds_failover.worker_epochs on the new primary once reconnected (null: none). */
   readonly confirmedEpoch: string | null;
   readonly confirmedAt: string | null;
   /** worker_epochs.rows_resent of that confirmation: rows its agent re-sent because they were outside the new history. */
   readonly rowsResent: number | null;
-  /** From its agent's start to its confirmation (or to the give-up). */
+  /** From its reconnection (its agent's start) to its confirmation (or to the give-up). */
   readonly confirmWaitMs: number;
   /** Why it did not confirm (the limit, the tail of its agent's log). */
   readonly confirmError?: string;
@@ -241,7 +243,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     // The fault: the replicas stop receiving WAL, the primary keeps acknowledging for a moment, then dies (kill -9).
     for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, false);
     await sleep(500);
-    let downAt = 0;
+    let cutOffAt = 0;
     let pingStatusWhenCutOff: string | null = null;
     if (offline) {
       // Cut it off only once it has synced rows the replicas never got, marked as synced in its buffer: only its own
@@ -249,7 +251,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       await syncedBeyondReplicas(cluster, nodes, db, offline, primaryId);
       await offlineAgent!.stop('SIGKILL');
       twin.ssm.setReachable(offline.workerId, false);
-      downAt = Date.now();
+      cutOffAt = Date.now();
       pingStatusWhenCutOff = await pingStatusOf(offline.workerId, spec.region);
       log(`offline: ${offline.workerId} cut off (its agent killed with kill -9, SSM cannot reach it); SSM still reports it ${pingStatusWhenCutOff ?? 'not listed'}; its application goes on appending`);
     }
@@ -282,11 +284,11 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       twin.ssm.setReachable(offline.workerId, true);
       offlineAgent!.start();
       backAt = Date.now();
-      log(`offline: the execution ended; ${offline.workerId}'s agent started again after ${((backAt - downAt) / 1000).toFixed(1)} s down; waiting for its confirmation of epoch ${epoch ?? '(none recorded)'}`);
+      log(`offline: the execution ended; ${offline.workerId} reconnected (its agent started again) after ${((backAt - cutOffAt) / 1000).toFixed(1)} s cut off; SSM reported it ${pingStatusBeforeBack ?? 'not listed'} just before; waiting for its confirmation of epoch ${epoch ?? '(none recorded)'}`);
       confirmation = await awaitConfirmation(cluster, newPrimary ? nodes[newPrimary] : undefined, db, offline, epoch, spec.offlineConfirmTimeoutMs ?? 120_000);
       log(
         confirmation.epoch === epoch && epoch
-          ? `offline: ${offline.workerId} confirmed ${epoch} ${(confirmation.waitMs / 1000).toFixed(1)} s after its agent was back, re-sending ${confirmation.rowsResent} rows`
+          ? `offline: ${offline.workerId} confirmed ${epoch} ${(confirmation.waitMs / 1000).toFixed(1)} s after it was reconnected, re-sending ${confirmation.rowsResent} rows`
           : `offline: ${confirmation.error}`,
       );
     }
@@ -325,18 +327,18 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     if (offline) {
       const id = offline.workerId;
       const mine = acked.get(id)!;
-      const whileDown = mine.ids.filter((_, i) => mine.times[i]! >= downAt && mine.times[i]! <= backAt);
+      const whileCutOff = mine.ids.filter((_, i) => mine.times[i]! >= cutOffAt && mine.times[i]! <= backAt);
       const drain = ((finalState.drains ?? []) as { workerId: string; status: string; attempts: number; error?: string }[]).find((d) => d.workerId === id);
       const unconfirmed: string[] = finalState.verification?.unconfirmed ?? [];
       offlineReport = {
         instanceId: id,
         pingStatusWhenCutOff,
         pingStatusBeforeBack,
-        drainsStartedAfterMs: drainsStartedAt === undefined ? null : drainsStartedAt - downAt,
+        drainsStartedAfterMs: drainsStartedAt === undefined ? null : drainsStartedAt - cutOffAt,
         connectionLostAfterMs: twin.ssm.connectionLostAfterMs,
-        downMs: backAt - downAt,
-        appendedWhileDown: whileDown.length,
-        lostAppendedWhileDown: whileDown.filter((r) => !present.has(r)).length,
+        cutOffMs: backAt - cutOffAt,
+        appendedWhileCutOff: whileCutOff.length,
+        lostAppendedWhileCutOff: whileCutOff.filter((r) => !present.has(r)).length,
         rowsOnlyOnOldPrimary: offlineOnlyOnOld,
         drain: drain ? { status: drain.status, attempts: drain.attempts, ...(drain.error ? { error: drain.error } : {}) } : null,
         unconfirmedInExecution: unconfirmed,

@@ -1,8 +1,9 @@
 /**
  * The AWS twin's stand-ins on their own, against what AWS documents: DynamoDB's condition and update expressions,
  * RDS's refusals (the gp3 IOPS rule of issue 11 defect 1, busy instances) and its gp3 baseline, a security group's
- * effect on new and established connections, SSM's view of an instance whose agent is down (ConnectionLost, a
- * command held Pending until its agent is back or its total timeout ends it as DeliveryTimedOut), and intrinsics
+ * effect on new and established connections, SSM's view of a worker instance cut off (Online with its last ping frozen,
+ * then ConnectionLost; a command held Pending until it is reachable again within TimeoutSeconds, or DeliveryTimedOut
+ * at ExpiresAfter), and intrinsics
  * resolved as CloudFormation would.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
