@@ -241,7 +241,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     log(`load: ${workerSpecs.length} workers through ${primaryId}${offline ? ` (${offline.workerId}'s agent runs as its own process)` : ''}`);
     await sleep(spec.warmupMs ?? 2_000);
     // The fault: the replicas stop receiving WAL, the primary keeps acknowledging for a moment, then dies (kill -9).
-    for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, false);
+    await cutReplicas(cluster, Object.values(nodes)[0]!, Object.values(nodes).slice(1));
     await sleep(500);
     let cutOffAt = 0;
     let pingStatusWhenCutOff: string | null = null;
@@ -413,6 +413,32 @@ async function query<T extends pg.QueryResultRow>(cluster: LocalCluster, nodeId:
 async function setReplication(cluster: LocalCluster, nodeId: string, on: boolean): Promise<void> {
   await query(cluster, nodeId, on ? 'ALTER SYSTEM RESET primary_conninfo' : `ALTER SYSTEM SET primary_conninfo = ''`);
   await query(cluster, nodeId, 'SELECT pg_reload_conf()');
+}
+
+/**
+ * Cuts the replicas off the primary and waits (bounded) until it holds: a standby notices a changed primary_conninfo
+ * only when its startup process next looks, so until the primary has no WAL sender left for them and each has replayed
+ * what it received, rows committed now may still reach them.
+ */
+async function cutReplicas(cluster: LocalCluster, primaryNode: string, replicaNodes: readonly string[]): Promise<void> {
+  for (const node of replicaNodes) await setReplication(cluster, node, false);
+  const names = replicaNodes.map((n) => `'${n}'`).join(', ');
+  let state = '';
+  await waitFor(
+    30_000,
+    50,
+    async () => {
+      const senders = Number((await query<{ n: string }>(cluster, primaryNode, `SELECT count(*)::text AS n FROM pg_stat_replication WHERE application_name IN (${names})`))[0]!.n);
+      const behind: string[] = [];
+      for (const node of replicaNodes) {
+        const [r] = await query<{ done: boolean }>(cluster, node, 'SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() AS done');
+        if (!r?.done) behind.push(node);
+      }
+      state = `${senders} WAL sender(s) of them left on ${primaryNode}; still replaying: ${behind.join(', ') || 'none'}`;
+      return senders === 0 && behind.length === 0;
+    },
+    () => `the replicas ${replicaNodes.join(', ')} were not cut off from ${primaryNode} within 30 s: ${state}`,
+  );
 }
 
 /** The replica's node streams from the primary's (its WAL receiver's application_name is its node id). */
