@@ -1,4 +1,5 @@
 import { DrainDocument, drainDocumentPropsErrors } from './drain-document.js';
+import { DRAIN_DELIVERY_TIMEOUT_SECONDS } from '../src/core/drain-parameters.js';
 import { ArnFormat, Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -483,6 +484,15 @@ function validate(id: string, props: RunbookProps): void {
   positive('timing.lockTtlSeconds', t.lockTtlSeconds);
   for (const [k, v] of Object.entries(t.pollSeconds ?? {})) positive(`timing.pollSeconds.${k}`, v);
   for (const [k, v] of Object.entries(t.timeoutSeconds ?? {})) positive(`timing.timeoutSeconds.${k}`, v);
+  const drainLimit = t.timeoutSeconds?.drain ?? 900;
+  const oneUndelivered = DRAIN_DELIVERY_TIMEOUT_SECONDS + (w.drainTimeoutSeconds ?? 600) + (t.pollSeconds?.drain ?? 5);
+  if (drainLimit <= oneUndelivered) {
+    errors.push(
+      `timing.timeoutSeconds.drain (${drainLimit} s) must exceed ${oneUndelivered} s: a drain sent to a worker cut off just before (SSM still lists it Online for minutes) ` +
+        `stays Pending for its SendCommand timeout (${DRAIN_DELIVERY_TIMEOUT_SECONDS} s) + workers.drainTimeoutSeconds (${w.drainTimeoutSeconds ?? 600} s) before SSM reports it DeliveryTimedOut, ` +
+        `plus one poll (${t.pollSeconds?.drain ?? 5} s) to restart it; a drain step that gives up first fails the failover after the writer was repointed. Raise it or lower workers.drainTimeoutSeconds`,
+    );
+  }
   if (t.maxLagOnFailoverBytes !== undefined && (!Number.isInteger(t.maxLagOnFailoverBytes) || t.maxLagOnFailoverBytes < 0)) {
     errors.push(`timing.maxLagOnFailoverBytes must be a whole number of bytes >= 0, got ${t.maxLagOnFailoverBytes}`);
   }

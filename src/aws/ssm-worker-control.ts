@@ -10,6 +10,12 @@
  * execution timeout) and then report it TimedOut / DeliveryTimedOut, never run — minutes per attempt for nothing.
  * startDrain fails at once instead, naming the instance and its PingStatus; the runbook reports that drain failed
  * and verify waits for the worker's own confirmation (its agent re-sends by itself when it reconnects).
+ *
+ * This fail-fast covers only instances SSM already reports not Online. SSM notices a lost instance minutes late (its
+ * agent checks in about every 5 minutes; amazon-ssm-agent#210): a drain sent to an instance cut off just before is
+ * accepted, waits Pending its whole total timeout (DRAIN_DELIVERY_TIMEOUT_SECONDS + the document's execution timeout)
+ * and ends DeliveryTimedOut; only the restarted drain, which asks SSM again, fails at once (lib/runbook.ts requires
+ * the drain stage's limit to outlast that first attempt).
  */
 import {
   DescribeInstanceInformationCommand,
@@ -17,7 +23,7 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import { drainParameters } from '../core/drain-parameters.js';
+import { DRAIN_DELIVERY_TIMEOUT_SECONDS, drainParameters } from '../core/drain-parameters.js';
 import { ResourceTag, WORKER_ROLE } from '../core/resource-tags.js';
 import { classifyError, RunbookStepError, RunbookTransientError } from '../core/runbook/errors.js';
 import { parseDrainSummary } from '../core/drain-summary.js';
@@ -45,6 +51,8 @@ interface Sighting {
   /** Online, ConnectionLost, ...; NotListed: asked about this instance, SSM did not list it; undefined: not said. */
   readonly pingStatus?: string;
   readonly lastPing?: Date;
+  /** NotListed because SSM answered InvalidInstanceId (its message). */
+  readonly invalid?: string;
   readonly at: number;
 }
 
@@ -80,9 +88,13 @@ export class SsmWorkerControl implements WorkerControl {
     const parameters = drainParameters(request);
     const sighting = await this.sighting(workerId);
     if (sighting?.pingStatus !== undefined && sighting.pingStatus !== 'Online') {
-      // Permanent for this attempt (not RunbookTransient): the drain step reports the worker, verify waits for it.
+      // The drain step (steps/drain.ts start()) counts any error here as one failed attempt on this worker, whatever
+      // its class: restarted up to drainAttempts, then reported, and verify waits for its confirmation. The class is for
+      // other callers (the CLI's drain): a step failure, not worth retrying at once as RunbookTransient would say.
       throw new RunbookStepError(
-        sighting.pingStatus === 'NotListed'
+        sighting.invalid !== undefined
+          ? `SSM does not manage ${workerId} (DescribeInstanceInformation: InvalidInstanceId, ${sighting.invalid}; stopped, terminated, deregistered or not in this account): a drain command cannot reach it, so none was sent`
+          : sighting.pingStatus === 'NotListed'
           ? `SSM no longer lists ${workerId} (stopped, terminated or deregistered): a drain command cannot reach it, so none was sent`
           : `SSM reports ${workerId} PingStatus ${sighting.pingStatus}${sighting.lastPing ? ` (last ping ${sighting.lastPing.toISOString()})` : ''}: ` +
               'a drain command would wait out its delivery timeout undelivered, so none was sent',
@@ -94,7 +106,7 @@ export class SsmWorkerControl implements WorkerControl {
         DocumentName: this.o.documentName,
         DocumentVersion: '$LATEST', // what the last deploy wrote, whichever version is the default
         Comment: 'rds-failover: drain the write buffer after failover',
-        TimeoutSeconds: 60,
+        TimeoutSeconds: DRAIN_DELIVERY_TIMEOUT_SECONDS,
         Parameters: parameters,
         ...(this.o.outputLogGroupName ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: this.o.outputLogGroupName } } : {}),
       }),
@@ -137,11 +149,20 @@ export class SsmWorkerControl implements WorkerControl {
     let out;
     try {
       out = await this.o.ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [workerId] }] }));
-    } catch {
-      return undefined; // unknown: send, and let SSM's own statuses tell
+    } catch (error) {
+      const e = error as Error;
+      // SSM does not manage this instance (any more): as not listed.
+      if (e.name === 'InvalidInstanceId') return this.remember(workerId, { pingStatus: 'NotListed', invalid: e.message || 'no message', at: this.now() });
+      // Throttled or unanswered: nothing said about the instance; send, and let SSM's own statuses tell.
+      if (classifyError(error) instanceof RunbookTransientError) return undefined;
+      // Anything else (AccessDenied...) fails this worker's drain with AWS's words.
+      throw new RunbookStepError(`could not ask SSM whether ${workerId} is Online (DescribeInstanceInformation ${e.name}: ${e.message}), so no drain was sent`);
     }
     const info = (out?.InstanceInformationList ?? []).find((i) => i.InstanceId === workerId);
-    const sighting: Sighting = info ? { pingStatus: info.PingStatus, lastPing: info.LastPingDateTime, at: this.now() } : { pingStatus: 'NotListed', at: this.now() };
+    return this.remember(workerId, info ? { pingStatus: info.PingStatus, lastPing: info.LastPingDateTime, at: this.now() } : { pingStatus: 'NotListed', at: this.now() });
+  }
+
+  private remember(workerId: string, sighting: Sighting): Sighting {
     this.seen.set(workerId, sighting);
     return sighting;
   }

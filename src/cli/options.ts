@@ -163,12 +163,17 @@ export function addTargetOptions(command: Command, options: { workers: boolean; 
   return command;
 }
 
+/** The command-line flag of an option key: stateMachineArn -> --state-machine-arn. */
+export function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
 /** Local and AWS flags do not mix: say so before anything is done. */
 export function checkTargetFlags(flags: TargetFlags): 'local' | 'aws' {
   const awsFlags = (['region', 'profile', 'stack', 'clusterId', 'stateMachineArn'] as const).filter((k) => flags[k] !== undefined);
   if (flags.local !== undefined) {
     if (awsFlags.length > 0) {
-      throw new CliError(`--local cannot be combined with AWS options (${awsFlags.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')})`);
+      throw new CliError(`--local cannot be combined with AWS options (${awsFlags.map(flagName).join(', ')})`);
     }
     return 'local';
   }

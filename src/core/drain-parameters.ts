@@ -7,6 +7,13 @@ export function drainDocumentName(clusterId: string): string {
 }
 
 /**
+ * SendCommand TimeoutSeconds of a drain: a drain not started on the instance within this does not run. With the
+ * document's execution timeout (the stack's drainTimeoutSeconds) it makes the command's total timeout: how long a
+ * drain sent to an instance SSM still lists Online but cannot reach stays Pending before it ends DeliveryTimedOut.
+ */
+export const DRAIN_DELIVERY_TIMEOUT_SECONDS = 60;
+
+/**
  * The drain document's parameters, each empty or a value: SSM refuses any other text (the document's
  * allowedPattern), and drainParameters checks the same before anything is sent.
  */

@@ -281,6 +281,7 @@ describe('Runbook: props validation', () => {
     [{ timing: { maxLagOnFailoverBytes: -1 } }, 'timing.maxLagOnFailoverBytes must be a whole number of bytes >= 0, got -1'],
     [{ fenceDatabases: ['app; drop'] }, 'fenceDatabases must be PostgreSQL database names, got ["app; drop"]'],
     [{ autoFailover: { eventCategories: [] } }, 'autoFailover.eventCategories must not be empty'],
+    [{ timing: { timeoutSeconds: { drain: 665 } } }, 'timing.timeoutSeconds.drain (665 s) must exceed 665 s: a drain sent to a worker cut off just before'],
   ])('%j is refused: %s', (overrides, message) => {
     expect(() => buildRunbookStack(overrides as never)).toThrow(`Runbook Runbook: ${message}`);
   });

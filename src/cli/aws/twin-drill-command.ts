@@ -15,7 +15,7 @@ export interface TwinDrillFlags {
   readonly throttle: number;
   readonly rate: number;
   readonly seed: number;
-  /** Keep this worker offline through the failover: a 1-based position among the template's worker instances, or its instance id. */
+  /** Cut this worker instance off through the failover (TwinDrillSpec.offlineWorker): a 1-based position among the template's worker instances, or its instance id. */
   readonly offlineWorker?: number | string;
   readonly json?: boolean;
 }

@@ -27,7 +27,7 @@ export function twinDrillVerdict(r: TwinDrillReport): { ok: boolean; text: strin
   return { ok: problems.length === 0, text: text.join('\n') };
 }
 
-/** With a worker offline: the execution must report it unconfirmed, and once back it must confirm the execution's epoch. */
+/** With a worker cut off: the execution must report it unconfirmed, and once reconnected it must confirm the execution's epoch. */
 function offlineProblems(r: TwinDrillReport): string[] {
   const o = r.offlineWorker;
   if (!o || r.outcome !== 'succeeded') return [];
@@ -40,11 +40,12 @@ function offlineProblems(r: TwinDrillReport): string[] {
 function offlineLines(o: NonNullable<TwinDrillReport['offlineWorker']>, epoch: string | undefined): string[] {
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   return [
-    `offline worker ${o.instanceId}: agent down ${s(o.downMs)} (SSM: ${o.pingStatusWhileDown ?? 'not listed'}); its drain: ${o.drain ? `${o.drain.status}${o.drain.error ? ` (${o.drain.error})` : ''}` : 'none'}`,
+    `offline worker ${o.instanceId}: cut off ${s(o.cutOffMs)}; SSM reported it ${o.pingStatusWhenCutOff ?? 'not listed'} when cut off, ${o.pingStatusBeforeBack ?? 'not listed'} before it was reconnected (ConnectionLost after ${s(o.connectionLostAfterMs)})`,
+    `  the drain step started ${o.drainsStartedAfterMs === null ? 'never' : `${s(o.drainsStartedAfterMs)} after the cut-off`}${o.drainsStartedAfterMs !== null && o.drainsStartedAfterMs >= o.connectionLostAfterMs ? ' (SSM already reported it ConnectionLost: no drain was sent to it)' : ''}; its drain: ${o.drain ? `${o.drain.status} after ${o.drain.attempts} attempt(s)${o.drain.error ? ` (${o.drain.error})` : ''}` : 'none'}`,
     `  reported unconfirmed by the execution: ${o.reportedUnconfirmed ? 'yes' : 'NO'} (unconfirmed: ${o.unconfirmedInExecution.join(', ') || 'none'}; warned: ${o.warned ? 'yes' : 'no'})`,
     o.confirmedEpoch === epoch && epoch
-      ? `  confirmed ${epoch} ${s(o.confirmWaitMs)} after its agent was back, re-sent ${o.rowsResent} rows (${o.rowsOnlyOnOldPrimary} of its rows were only on the old primary)`
+      ? `  confirmed ${epoch} ${s(o.confirmWaitMs)} after it was reconnected, re-sent ${o.rowsResent} rows (${o.rowsOnlyOnOldPrimary} of its rows were only on the old primary)`
       : `  did not confirm ${epoch ?? '(no epoch)'}: ${o.confirmError ?? `confirmed ${o.confirmedEpoch ?? 'nothing'}`}`,
-    `  ${o.appendedWhileDown} rows appended while its agent was down, ${o.lostAppendedWhileDown} of them lost`,
+    `  ${o.appendedWhileCutOff} rows appended while it was cut off, ${o.lostAppendedWhileCutOff} of them lost`,
   ];
 }

@@ -4,21 +4,23 @@
  * off first, so it holds rows they never received), and the synthesized state machine run with every task calling
  * the real lambda/runbook-* handler with the real src/aws adapters. It counts every acknowledged row on the new
  * primary and reports what the twin saw: calls, throttles, the IAM evaluation of every call, notifications, lock.
- * With `offlineWorker`, one worker's agent is down through the whole execution (SSM reports it ConnectionLost, no
- * drain reaches it) while its application goes on appending; once the execution ended its agent starts again and
- * the drill waits for its confirmation of the new epoch (docs/aws-twin.md, "A worker offline").
+ * With `offlineWorker`, one worker instance is cut off through the whole execution (SSM cannot reach it, its agent does
+ * not sync; SSM goes on listing it Online for a while, so the first drain is sent and never delivered) while its
+ * application goes on appending; once the execution ended it is reconnected and the drill waits for its confirmation
+ * of the new epoch (docs/aws-twin.md, "A worker offline").
  *
  * NODE_EXTRA_CA_CERTS is read by Node only at start: run this in a process started with it naming the twin's CA
  * (runTwinDrillProcess, twin-drill-process.ts), as Lambda starts with the RDS CAs.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import pg from 'pg';
 import type { LoadWorkerMessage, LoadWorkerSpec } from '../drill/load-worker-protocol.js';
 import { writeLoadWorkerConfig } from '../drill/run-drill.js';
-import { agentLogPath, spawnAgentProcess } from '../drill/worker-fleet.js';
+import { AgentDaemon, agentLogPath, startAppender, type WorkerRecord } from '../drill/worker-fleet.js';
 import { offlineWorkerIndex, workerInstanceIds } from './twin-drill-workers.js';
 import { registerForCleanup, unregisterForCleanup } from '../../local/cleanup-registry.js';
 import { AwsTwin, type LambdaHandler, type TwinCall, type TwinDenial } from '../../local/aws-twin/aws-twin.js';
@@ -26,6 +28,7 @@ import type { CfnTemplate } from '../../local/aws-twin/cfn-template.js';
 import type { UnsupportedConditionKey } from '../../local/aws-twin/iam-policies.js';
 import type { TwinCertificates } from '../../local/aws-twin/twin-tls.js';
 import { LocalCluster } from '../../local/local-cluster.js';
+import { logTail } from '../../local/postmaster.js';
 import { decodeNotification } from '../../core/notification-envelope.js';
 import { RUNBOOK_FUNCTIONS, type RunbookFunctionName } from '../../core/runbook/lambda-environment.js';
 import type { Notification } from '../../ports/notifier.js';
@@ -34,7 +37,6 @@ import type { CliIo } from '../options.js';
 import { runCli } from '../program.js';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
-const LOAD_WORKER = path.join(REPO_ROOT, 'src', 'cli', 'drill', 'load-worker.ts');
 const TABLE = 'twin_events';
 
 export interface TwinDrillSpec {
@@ -60,13 +62,14 @@ export interface TwinDrillSpec {
   /** Load before the fault. @default 2000 */
   readonly warmupMs?: number;
   /**
-   * A worker offline through the failover: its agent (which syncs its buffer and answers SSM) is killed after the
-   * replicas were cut off and before the primary dies, stays down through the whole execution while its appends go
-   * on, and is started again once the execution ended; the drill then waits for its confirmation of the new epoch.
+   * A worker instance cut off through the failover (SSM cannot reach it; its agent, which syncs its buffer, is killed):
+   * after the replicas were cut off and its agent synced rows they never got, before the primary dies; it stays cut
+   * off through the whole execution while its appends go on, and is reconnected (its agent started again) once the
+   * execution ended; the drill then waits for its confirmation of the new epoch.
    * 1-based position among the template's worker instances, or the instance id. @default - every worker online
    */
   readonly offlineWorker?: number | string;
-  /** How long the drill waits for the offline worker's confirmation once its agent is back. @default 120000 */
+  /** How long the drill waits for the offline worker's confirmation once it is reconnected. @default 120000 */
   readonly offlineConfirmTimeoutMs?: number;
   readonly log?: (line: string) => void;
 }
@@ -74,14 +77,21 @@ export interface TwinDrillSpec {
 /** The worker kept offline through the failover (TwinDrillSpec.offlineWorker): a stable part of the report (docs/aws-twin.md). */
 export interface TwinOfflineWorkerReport {
   readonly instanceId: string;
-  /** What SSM's DescribeInstanceInformation reported for it while its agent was down. */
-  readonly pingStatusWhileDown: string | null;
-  /** How long its agent was down: killed before the primary, started again after the execution ended. */
-  readonly downMs: number;
-  /** Rows its application appended (acknowledged by its buffer) while its agent was down. */
-  readonly appendedWhileDown: number;
+  /**
+   * Its PingStatus as DescribeInstanceInformation reported it just after it was cut off (SSM does not notice at once:
+   * Online) and when the execution had ended, before it was reconnected (ConnectionLost by then); null: not listed.
+   */
+  readonly pingStatusWhenCutOff: string | null;
+  readonly pingStatusBeforeBack: string | null;
+  /** From its cut-off to the drain step's start (StartDrains), and the twin's delay before SSM reports it ConnectionLost. */
+  readonly drainsStartedAfterMs: number | null;
+  readonly connectionLostAfterMs: number;
+  /** How long it was cut off: from before the primary's kill to after the execution's end. */
+  readonly cutOffMs: number;
+  /** Rows its application appended (acknowledged by its buffer) while it was cut off. */
+  readonly appendedWhileCutOff: number;
   /** Of those, not on the new primary at the end. */
-  readonly lostAppendedWhileDown: number;
+  readonly lostAppendedWhileCutOff: number;
   /** Of its acknowledged rows, those on no replica when the primary died (synced to the old primary only). */
   readonly rowsOnlyOnOldPrimary: number;
   /** What the execution's drain step recorded for it. */
@@ -92,12 +102,12 @@ export interface TwinOfflineWorkerReport {
   readonly reportedUnconfirmed: boolean;
   /** A warning notification of the execution named it. */
   readonly warned: boolean;
-  /** The epoch it confirmed in rds_failover.worker_epochs on the new primary once its agent was back (null: none). */
+  /** The epoch it confirmed in rds_failover.worker_epochs on the new primary once reconnected (null: none). */
   readonly confirmedEpoch: string | null;
   readonly confirmedAt: string | null;
   /** worker_epochs.rows_resent of that confirmation: rows its agent re-sent because they were outside the new history. */
   readonly rowsResent: number | null;
-  /** From its agent's start to its confirmation (or to the give-up). */
+  /** From its reconnection (its agent's start) to its confirmation (or to the give-up). */
   readonly confirmWaitMs: number;
   /** Why it did not confirm (the limit, the tail of its agent's log). */
   readonly confirmError?: string;
@@ -156,7 +166,9 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
 
   const cluster = await LocalCluster.start({ replicas: ordered.length - 1 + spares, settings: spec.certificates.settings, log: (l) => log(`cluster: ${l}`) });
   const loadWorkers: ChildProcess[] = [];
-  const offlineAgent = new AgentProcess();
+  let offlineAgent: AgentDaemon | undefined;
+  const cleanup = { cleanupSync: () => offlineAgent?.kill() };
+  let drainsStartedAt: number | undefined;
   let twin: AwsTwin | undefined;
   try {
     const nodes = Object.fromEntries(ordered.map((id, i) => [id, `pg-${i}`]));
@@ -175,6 +187,10 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       writeLoadWorkerConfig({ workDir: spec.workDir, workerId, writerFile, table: TABLE, stream: 'events', ratePerSecond: spec.ratePerSecond ?? 200, batchSize: 200, syncInProcess: i !== offlineIndex }),
     );
     const offline = offlineIndex === undefined ? undefined : workerSpecs[offlineIndex]!;
+    if (offline) {
+      offlineAgent = new AgentDaemon(offline);
+      registerForCleanup(cleanup); // killed with the drill if the drill dies first
+    }
     twin = await AwsTwin.start({
       template: spec.template,
       account: spec.account,
@@ -183,7 +199,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       cluster,
       nodes,
       spareNodes,
-      workers: workerSpecs.map((w) => ({ bufferPath: w.bufferPath, configPath: w.configPath, ...(w === offline ? { agentUp: () => offlineAgent.up() } : {}) })),
+      workers: workerSpecs.map((w) => ({ bufferPath: w.bufferPath, configPath: w.configPath })),
       workerLayout: spec.workerLayout,
       localAgentCommand: [process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'bin', 'rds-failover-agent.ts')],
       secretValues: { [spec.dbSecretLogicalId]: JSON.stringify({ username: superuser.user, password: superuser.password, dbname: db, engine: 'postgres' }) },
@@ -195,6 +211,7 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       seed: spec.seed,
       execution: {
         afterTask: async (state, output) => {
+          if (state === 'StartDrains') drainsStartedAt ??= Date.now();
           // Once promoted, the former replicas may stream again (a replica cloned later must not inherit the cut).
           if (state === 'PromotionStatus' && (output as { poll?: { done?: boolean } }).poll?.done) {
             for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, true).catch(() => undefined);
@@ -205,28 +222,38 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
       log,
     });
 
-    const acked = new Map<string, Acked>();
-    await Promise.all(workerSpecs.map((w) => startLoadWorker(w, loadWorkers, acked)));
+    const acked = new Map<string, WorkerRecord>();
+    await Promise.all(
+      workerSpecs.map((w) => {
+        const { appender, record, ready } = startAppender(w);
+        loadWorkers.push(appender);
+        acked.set(w.workerId, record);
+        return ready;
+      }),
+    );
     if (offline) {
-      offlineAgent.start(offline);
+      offlineAgent!.start();
       // Its agent must have synced rows before the fault, or there is nothing above the fork for it to re-send.
       await waitFor(120_000, 250, async () => Number((await query<{ n: string }>(cluster, 'pg-0', `SELECT count(*)::text AS n FROM ${TABLE} WHERE worker = '${offline.workerId}'`, db))[0]!.n) > 0, () =>
-        `${offline.workerId}'s agent synced no row to ${primaryId} within 120 s of its start${logTail(offline)}`,
+        `${offline.workerId}'s agent synced no row to ${primaryId} within 120 s of its start${agentLogTail(offline)}`,
       );
     }
     log(`load: ${workerSpecs.length} workers through ${primaryId}${offline ? ` (${offline.workerId}'s agent runs as its own process)` : ''}`);
     await sleep(spec.warmupMs ?? 2_000);
     // The fault: the replicas stop receiving WAL, the primary keeps acknowledging for a moment, then dies (kill -9).
-    for (const node of Object.values(nodes).slice(1)) await setReplication(cluster, node, false);
+    await cutReplicas(cluster, Object.values(nodes)[0]!, Object.values(nodes).slice(1));
     await sleep(500);
-    let downAt = 0;
-    let pingStatusWhileDown: string | null = null;
+    let cutOffAt = 0;
+    let pingStatusWhenCutOff: string | null = null;
     if (offline) {
-      // What it synced during the last half second is on the old primary only: its own agent must re-send it.
-      await offlineAgent.kill('SIGKILL');
-      downAt = Date.now();
-      pingStatusWhileDown = twin.ssm.pingStatus(offline.workerId) ?? null;
-      log(`offline: ${offline.workerId}'s agent killed (kill -9); SSM reports it ${pingStatusWhileDown ?? 'not listed'}; its application goes on appending`);
+      // Cut it off only once it has synced rows the replicas never got, marked as synced in its buffer: only its own
+      // agent can bring those back (a batch is marked before the next one commits, so two batches are awaited).
+      await syncedBeyondReplicas(cluster, nodes, db, offline, primaryId);
+      await offlineAgent!.stop('SIGKILL');
+      twin.ssm.setReachable(offline.workerId, false);
+      cutOffAt = Date.now();
+      pingStatusWhenCutOff = await pingStatusOf(offline.workerId, spec.region);
+      log(`offline: ${offline.workerId} cut off (its agent killed with kill -9, SSM cannot reach it); SSM still reports it ${pingStatusWhenCutOff ?? 'not listed'}; its application goes on appending`);
     }
     await cluster.stopNode('pg-0', 'kill');
     const onReplica = await idsOnReplica(cluster, nodes, db);
@@ -251,20 +278,23 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
 
     let confirmation: Confirmation | undefined;
     let backAt = 0;
+    let pingStatusBeforeBack: string | null = null;
     if (offline) {
-      offlineAgent.start(offline);
+      pingStatusBeforeBack = await pingStatusOf(offline.workerId, spec.region);
+      twin.ssm.setReachable(offline.workerId, true);
+      offlineAgent!.start();
       backAt = Date.now();
-      log(`offline: the execution ended; ${offline.workerId}'s agent started again after ${((backAt - downAt) / 1000).toFixed(1)} s down; waiting for its confirmation of epoch ${epoch ?? '(none recorded)'}`);
+      log(`offline: the execution ended; ${offline.workerId} reconnected (its agent started again) after ${((backAt - cutOffAt) / 1000).toFixed(1)} s cut off; SSM reported it ${pingStatusBeforeBack ?? 'not listed'} just before; waiting for its confirmation of epoch ${epoch ?? '(none recorded)'}`);
       confirmation = await awaitConfirmation(cluster, newPrimary ? nodes[newPrimary] : undefined, db, offline, epoch, spec.offlineConfirmTimeoutMs ?? 120_000);
       log(
         confirmation.epoch === epoch && epoch
-          ? `offline: ${offline.workerId} confirmed ${epoch} ${(confirmation.waitMs / 1000).toFixed(1)} s after its agent was back, re-sending ${confirmation.rowsResent} rows`
+          ? `offline: ${offline.workerId} confirmed ${epoch} ${(confirmation.waitMs / 1000).toFixed(1)} s after it was reconnected, re-sending ${confirmation.rowsResent} rows`
           : `offline: ${confirmation.error}`,
       );
     }
     await sleep(1_000); // load goes on against the new primary
     for (const w of loadWorkers) await stopLoadWorker(w);
-    await offlineAgent.kill('SIGTERM');
+    await offlineAgent?.stop('SIGTERM');
     await twin.settle();
     const status = await cli('status');
     log(`rds-failover status: exit ${status.code}`);
@@ -297,15 +327,18 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     if (offline) {
       const id = offline.workerId;
       const mine = acked.get(id)!;
-      const whileDown = mine.ids.filter((_, i) => mine.times[i]! >= downAt && mine.times[i]! <= backAt);
+      const whileCutOff = mine.ids.filter((_, i) => mine.times[i]! >= cutOffAt && mine.times[i]! <= backAt);
       const drain = ((finalState.drains ?? []) as { workerId: string; status: string; attempts: number; error?: string }[]).find((d) => d.workerId === id);
       const unconfirmed: string[] = finalState.verification?.unconfirmed ?? [];
       offlineReport = {
         instanceId: id,
-        pingStatusWhileDown,
-        downMs: backAt - downAt,
-        appendedWhileDown: whileDown.length,
-        lostAppendedWhileDown: whileDown.filter((r) => !present.has(r)).length,
+        pingStatusWhenCutOff,
+        pingStatusBeforeBack,
+        drainsStartedAfterMs: drainsStartedAt === undefined ? null : drainsStartedAt - cutOffAt,
+        connectionLostAfterMs: twin.ssm.connectionLostAfterMs,
+        cutOffMs: backAt - cutOffAt,
+        appendedWhileCutOff: whileCutOff.length,
+        lostAppendedWhileCutOff: whileCutOff.filter((r) => !present.has(r)).length,
         rowsOnlyOnOldPrimary: offlineOnlyOnOld,
         drain: drain ? { status: drain.status, attempts: drain.attempts, ...(drain.error ? { error: drain.error } : {}) } : null,
         unconfirmedInExecution: unconfirmed,
@@ -348,7 +381,8 @@ export async function runTwinDrill(spec: TwinDrillSpec): Promise<TwinDrillReport
     };
   } finally {
     for (const w of loadWorkers) if (w.exitCode === null) w.kill('SIGKILL');
-    await offlineAgent.kill('SIGKILL');
+    await offlineAgent?.stop('SIGKILL');
+    unregisterForCleanup(cleanup);
     await twin?.stop();
     await cluster.stop();
   }
@@ -381,6 +415,32 @@ async function setReplication(cluster: LocalCluster, nodeId: string, on: boolean
   await query(cluster, nodeId, 'SELECT pg_reload_conf()');
 }
 
+/**
+ * Cuts the replicas off the primary and waits (bounded) until it holds: a standby notices a changed primary_conninfo
+ * only when its startup process next looks, so until the primary has no WAL sender left for them and each has replayed
+ * what it received, rows committed now may still reach them.
+ */
+async function cutReplicas(cluster: LocalCluster, primaryNode: string, replicaNodes: readonly string[]): Promise<void> {
+  for (const node of replicaNodes) await setReplication(cluster, node, false);
+  const names = replicaNodes.map((n) => `'${n}'`).join(', ');
+  let state = '';
+  await waitFor(
+    30_000,
+    50,
+    async () => {
+      const senders = Number((await query<{ n: string }>(cluster, primaryNode, `SELECT count(*)::text AS n FROM pg_stat_replication WHERE application_name IN (${names})`))[0]!.n);
+      const behind: string[] = [];
+      for (const node of replicaNodes) {
+        const [r] = await query<{ done: boolean }>(cluster, node, 'SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() AS done');
+        if (!r?.done) behind.push(node);
+      }
+      state = `${senders} WAL sender(s) of them left on ${primaryNode}; still replaying: ${behind.join(', ') || 'none'}`;
+      return senders === 0 && behind.length === 0;
+    },
+    () => `the replicas ${replicaNodes.join(', ')} were not cut off from ${primaryNode} within 30 s: ${state}`,
+  );
+}
+
 /** The replica's node streams from the primary's (its WAL receiver's application_name is its node id). */
 async function streamsFrom(cluster: LocalCluster, primaryNode: string, replicaNode: string): Promise<boolean> {
   const rows = await query<{ n: string }>(cluster, primaryNode, `SELECT count(*)::text AS n FROM pg_stat_replication WHERE state = 'streaming' AND application_name = '${replicaNode}'`);
@@ -393,38 +453,31 @@ async function idsOnReplica(cluster: LocalCluster, nodes: Record<string, string>
   return new Set((await query<{ id: string }>(cluster, replica, `SELECT id FROM ${TABLE}`, database)).map((r) => r.id));
 }
 
-/** A worker's acknowledged ids and when each was acknowledged (ms). */
-interface Acked {
-  readonly ids: string[];
-  readonly times: number[];
+/**
+ * Waits (bounded) until the worker's agent has committed on the primary two batches the (cut-off) replicas do not
+ * have: the first is then marked as synced in its buffer, with a marker outside the history the promotion keeps.
+ */
+async function syncedBeyondReplicas(cluster: LocalCluster, nodes: Record<string, string>, database: string, worker: LoadWorkerSpec, primaryId: string): Promise<void> {
+  const [primary, replica] = Object.values(nodes) as [string, string];
+  const count = async (node: string) => Number((await query<{ n: string }>(cluster, node, `SELECT count(*)::text AS n FROM ${TABLE} WHERE worker = '${worker.workerId}'`, database))[0]!.n);
+  let first: number | undefined;
+  await waitFor(
+    60_000,
+    100,
+    async () => {
+      const [onPrimary, onReplica] = [await count(primary), await count(replica)];
+      if (onPrimary <= onReplica) return false;
+      first ??= onPrimary;
+      return onPrimary > first;
+    },
+    () => `${worker.workerId}'s agent did not sync two batches beyond the replicas to ${primaryId} within 60 s of their cut-off${agentLogTail(worker)}`,
+  );
 }
 
-/** The offline worker's agent process (rds-failover-agent run), killed with the drill if the drill dies first. */
-class AgentProcess {
-  private child: ChildProcess | null = null;
-  private readonly cleanup = { cleanupSync: () => void this.child?.kill('SIGKILL') };
-
-  up(): boolean {
-    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  start(spec: LoadWorkerSpec): void {
-    if (this.up()) return;
-    registerForCleanup(this.cleanup);
-    this.child = spawnAgentProcess(spec);
-  }
-
-  async kill(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
-    const child = this.child;
-    if (!child || !this.up()) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill(signal);
-    // SIGTERM lets it finish its batch; past 30 s it is killed.
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    await exited;
-    clearTimeout(timer);
-    unregisterForCleanup(this.cleanup);
-  }
+/** An instance's PingStatus as a caller of DescribeInstanceInformation sees it (null: not listed). */
+async function pingStatusOf(instanceId: string, region: string): Promise<string | null> {
+  const out = await new SSMClient({ region }).send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] }));
+  return out.InstanceInformationList?.find((i) => i.InstanceId === instanceId)?.PingStatus ?? null;
 }
 
 interface Confirmation {
@@ -463,7 +516,7 @@ async function awaitConfirmation(cluster: LocalCluster, node: string | undefined
     at: newest?.confirmed_at.toISOString() ?? null,
     rowsResent: newest ? Number(newest.rows_resent) : null,
     waitMs: Date.now() - started,
-    error: `${worker.workerId} did not confirm epoch ${epoch} in rds_failover.worker_epochs on the new primary within ${Math.round(timeoutMs / 1000)} s of its agent's start: ${seen}${logTail(worker)}`,
+    error: `${worker.workerId} did not confirm epoch ${epoch} in rds_failover.worker_epochs on the new primary within ${Math.round(timeoutMs / 1000)} s of its agent's start: ${seen}${agentLogTail(worker)}`,
   };
 }
 
@@ -477,30 +530,9 @@ async function waitFor(timeoutMs: number, everyMs: number, check: () => Promise<
 }
 
 /** The last lines of a worker agent's log, to say why it did not do what was awaited. */
-function logTail(worker: LoadWorkerSpec): string {
+function agentLogTail(worker: LoadWorkerSpec): string {
   const file = agentLogPath(worker);
-  if (!existsSync(file)) return '';
-  const lines = readFileSync(file, 'utf8').trim().split('\n').slice(-5);
-  return lines.length > 0 && lines[0] ? `; the end of its agent's log (${file}): ${lines.join(' | ').slice(-1500)}` : '';
-}
-
-function startLoadWorker(spec: LoadWorkerSpec, children: ChildProcess[], acked: Map<string, Acked>): Promise<void> {
-  const child = fork(LOAD_WORKER, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  children.push(child);
-  const record: Acked = { ids: [], times: [] };
-  acked.set(spec.workerId, record);
-  return new Promise((resolve, reject) => {
-    child.on('message', (m: LoadWorkerMessage) => {
-      if (m.type === 'ready') resolve();
-      if (m.type === 'acks') {
-        for (const [id, at] of m.acks) {
-          record.ids.push(id);
-          record.times.push(at);
-        }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`load worker ${spec.workerId} exited with ${code} before it was ready`)));
-  });
+  return existsSync(file) ? `; the end of its agent's log (${file}): ${logTail(file, 5).split('\n').join(' | ').slice(-1500)}` : '';
 }
 
 function stopLoadWorker(child: ChildProcess): Promise<void> {

@@ -8,7 +8,7 @@ import { FAULT_NAMES, FAULTS, faultByName, faultSettingsProblem } from '../drill
 import { ms, renderDrillTable, renderRunsTable, summarizeRuns, type DrillResult } from '../drill/report.js';
 import { formatDurationMs } from '../../core/duration.js';
 import { runDrill, type DrillOptions } from '../drill/run-drill.js';
-import { CliError, durationOption, ExitCode, nonNegativeIntegerOption, positiveIntegerOption, positiveNumberOption } from '../options.js';
+import { CliError, durationOption, ExitCode, flagName, nonNegativeIntegerOption, positiveIntegerOption, positiveNumberOption } from '../options.js';
 import { consoleProgress } from '../progress.js';
 import { runAwsTwinDrill } from '../aws/twin-drill-command.js';
 
@@ -45,7 +45,7 @@ export function registerDrillCommand(program: Command): Command {
     .option('--throttle <share>', "aws-twin: share of the functions' AWS calls answered with throttling (default 0.02)", shareOption('--throttle'))
     .option(
       '--offline-worker <which>',
-      "aws-twin: keep one worker offline through the failover (its agent down: SSM reports it ConnectionLost, no drain reaches it) and check it is reported unconfirmed, then confirms once back; a 1-based position among the template's worker instances or an instance id",
+      "aws-twin: cut one worker instance off through the failover (SSM cannot reach it, its agent does not sync, its application goes on appending; SSM notices minutes late, so its first drain waits out its timeout) and check it is reported unconfirmed, then confirms once reconnected; a 1-based position among the template's worker instances or an instance id",
       offlineWorkerOption,
     )
     .addOption(new Option('--fault <kind>', `what fails: ${FAULTS.map((f) => `${f.name} (${f.summary})`).join('; ')}`).choices([...FAULT_NAMES]).default('kill-primary'))
@@ -66,11 +66,11 @@ export function registerDrillCommand(program: Command): Command {
     .action(async (flags: DrillFlags, command: Command) => {
       if (flags.target === 'aws-twin') return awsTwin(flags, command);
       for (const flag of ['config', 'throttle', 'offlineWorker'] as const) {
-        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag === 'offlineWorker' ? 'offline-worker' : flag} goes with --target aws-twin${flag === 'offlineWorker' ? ' (the local drill: --fault worker-down)' : ''}`);
+        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`${flagName(flag)} goes with --target aws-twin${flag === 'offlineWorker' ? ' (the local drill: --fault worker-down)' : ''}`);
       }
       if (flags.battery) return battery(flags, command);
       for (const flag of ['faults', 'runsPerFault'] as const) {
-        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`--${flag === 'faults' ? 'faults' : 'runs-per-fault'} goes with --battery`);
+        if (command.getOptionValueSource(flag) === 'cli') throw new CliError(`${flagName(flag)} goes with --battery`);
       }
       checkSettings([flags.fault], flags.replicas);
       const baseSeed = flags.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -107,7 +107,7 @@ async function awsTwin(flags: DrillFlags, command: Command): Promise<void> {
   const localOnly = ['fault', 'replicas', 'workers', 'warmup', 'jitter', 'after', 'confirm', 'runs', 'report', 'battery', 'runsPerFault', 'faults'] as const;
   const given = localOnly.filter((flag) => command.getOptionValueSource(flag) === 'cli');
   if (given.length > 0) {
-    throw new CliError(`${given.map((f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${given.length > 1 ? 'do' : 'does'} not go with --target aws-twin (it runs one failover of the synthesized stack; see docs/aws-twin.md)`);
+    throw new CliError(`${given.map(flagName).join(', ')} ${given.length > 1 ? 'do' : 'does'} not go with --target aws-twin (it runs one failover of the synthesized stack; see docs/aws-twin.md)`);
   }
   await runAwsTwinDrill(
     { config: flags.config ?? 'config/default.json', throttle: flags.throttle ?? 0.02, rate: flags.rate, seed: flags.seed ?? 1, json: flags.json, ...(flags.offlineWorker !== undefined ? { offlineWorker: flags.offlineWorker } : {}) },

@@ -50,7 +50,8 @@ export interface WorkerRecord {
 interface Worker {
   readonly spec: LoadWorkerSpec;
   readonly appender: ChildProcess;
-  agent: ChildProcess | null;
+  /** Its agent process (agents 'daemon'); null: the appender syncs. */
+  readonly agent: AgentDaemon | null;
   readonly record: WorkerRecord;
 }
 
@@ -100,23 +101,16 @@ export class WorkerFleet {
 
   /** Stops a worker's agent process (SIGTERM finishes its batch; SIGKILL is a crash). Its appends go on. */
   async stopAgent(workerId: string, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
-    const worker = this.daemonWorker(workerId);
-    const agent = worker.agent;
-    if (agent === null || agent.exitCode !== null || agent.signalCode !== null) return;
-    agent.kill(signal);
-    await waitForExit([agent.pid!], 30_000);
-    worker.agent = null;
+    await this.daemonWorker(workerId).agent!.stop(signal);
   }
 
   startAgent(workerId: string): void {
-    const worker = this.daemonWorker(workerId);
-    if (worker.agent !== null && worker.agent.exitCode === null && worker.agent.signalCode === null) return;
-    worker.agent = this.spawnAgent(worker.spec);
+    this.daemonWorker(workerId).agent!.start();
   }
 
   agentRunning(workerId: string): boolean {
     const agent = this.worker(workerId).agent;
-    return this.options.agents === 'in-process' || (agent !== null && agent.exitCode === null && agent.signalCode === null);
+    return this.options.agents === 'in-process' || agent!.running();
   }
 
   /** Each worker's buffer as `rds-failover-agent status` shows it (read from the file; the agents may be stopped). */
@@ -149,7 +143,8 @@ export class WorkerFleet {
   killAll(): void {
     unregisterForCleanup(this);
     for (const w of this.workers) {
-      for (const child of [w.appender, w.agent]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (w.appender.exitCode === null && w.appender.signalCode === null) w.appender.kill('SIGKILL');
+      w.agent?.kill();
     }
   }
 
@@ -171,51 +166,88 @@ export class WorkerFleet {
   }
 
   private startWorker(spec: LoadWorkerSpec): Promise<void> {
-    const appender = fork(LOAD_WORKER, [], {
-      execArgv: ['--import', 'tsx'],
-      env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) },
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    });
-    const record: WorkerRecord = { ids: [], times: [], latenciesUs: [], refused: [], firstRefusal: null };
-    const worker: Worker = { spec, appender, agent: null, record };
-    this.workers.push(worker);
-    if (this.options.agents === 'daemon') worker.agent = this.spawnAgent(spec);
-    return new Promise((resolve, reject) => {
-      appender.on('message', (message: LoadWorkerMessage) => {
-        if (message.type === 'ready') resolve();
-        if (message.type === 'acks') {
-          for (const [id, at, us] of message.acks) {
-            record.ids.push(id);
-            record.times.push(at);
-            record.latenciesUs.push(us);
-          }
-        }
-        if (message.type === 'refused') {
-          record.refused.push(...message.refused);
-          record.firstRefusal ??= message.error;
-        }
-      });
-      appender.once('exit', (code) => reject(new Error(`worker ${spec.workerId} exited with code ${code} before it was ready`)));
-    });
-  }
-
-  private spawnAgent(spec: LoadWorkerSpec): ChildProcess {
-    return spawnAgentProcess(spec);
+    const { appender, record, ready } = startAppender(spec);
+    const agent = this.options.agents === 'daemon' ? new AgentDaemon(spec) : null;
+    this.workers.push({ spec, appender, agent, record });
+    agent?.start();
+    return ready;
   }
 }
 
-/** `rds-failover-agent run` of a worker, as the systemd unit runs it; its JSON log lines appended to <worker>.agent.log next to the buffer. */
-export function spawnAgentProcess(spec: LoadWorkerSpec): ChildProcess {
-  const log = openSync(agentLogPath(spec), 'a');
-  try {
-    const [command, ...args] = AGENT;
-    return spawn(command!, [...args, 'run', '--buffer', spec.bufferPath, '--config', spec.configPath], { cwd: REPO_ROOT, stdio: ['ignore', log, log] });
-  } finally {
-    closeSync(log);
+/**
+ * Forks a worker's appender (load-worker.ts: its application appending into its buffer, and syncing it when the
+ * spec says so) and records every id it acknowledges or refuses; `ready` resolves once it appends.
+ */
+export function startAppender(spec: LoadWorkerSpec): { readonly appender: ChildProcess; readonly record: WorkerRecord; readonly ready: Promise<void> } {
+  const appender = fork(LOAD_WORKER, [], {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, DRILL_WORKER_SPEC: JSON.stringify(spec) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const record: WorkerRecord = { ids: [], times: [], latenciesUs: [], refused: [], firstRefusal: null };
+  const ready = new Promise<void>((resolve, reject) => {
+    appender.on('message', (message: LoadWorkerMessage) => {
+      if (message.type === 'ready') resolve();
+      if (message.type === 'acks') {
+        for (const [id, at, us] of message.acks) {
+          record.ids.push(id);
+          record.times.push(at);
+          record.latenciesUs.push(us);
+        }
+      }
+      if (message.type === 'refused') {
+        record.refused.push(...message.refused);
+        record.firstRefusal ??= message.error;
+      }
+    });
+    appender.once('exit', (code) => reject(new Error(`worker ${spec.workerId} exited with code ${code} before it was ready`)));
+  });
+  return { appender, record, ready };
+}
+
+/**
+ * A worker's `rds-failover-agent run` process, as the systemd unit runs it on an instance (its JSON log lines appended
+ * to agentLogPath): started, stopped (SIGTERM finishes its batch; SIGKILL is a crash; one that has not exited 30 s
+ * after SIGTERM is killed), started again.
+ */
+export class AgentDaemon {
+  private child: ChildProcess | null = null;
+
+  constructor(private readonly spec: LoadWorkerSpec) {}
+
+  running(): boolean {
+    return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  start(): void {
+    if (this.running()) return;
+    const log = openSync(agentLogPath(this.spec), 'a');
+    try {
+      const [command, ...args] = AGENT;
+      this.child = spawn(command!, [...args, 'run', '--buffer', this.spec.bufferPath, '--config', this.spec.configPath], { cwd: REPO_ROOT, stdio: ['ignore', log, log] });
+    } finally {
+      closeSync(log);
+    }
+  }
+
+  async stop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    if (child === null || !this.running()) return;
+    child.kill(signal);
+    if (!(await waitForExit([child.pid!], 30_000))) {
+      child.kill('SIGKILL');
+      await waitForExit([child.pid!], 30_000);
+    }
+    this.child = null;
+  }
+
+  /** SIGKILL now, without waiting (cleanup). */
+  kill(): void {
+    if (this.running()) this.child!.kill('SIGKILL');
   }
 }
 
-/** Where spawnAgentProcess writes the agent's log. */
+/** Where an AgentDaemon writes its agent's log. */
 export function agentLogPath(spec: Pick<LoadWorkerSpec, 'bufferPath' | 'workerId'>): string {
   return path.join(path.dirname(spec.bufferPath), `${spec.workerId}.agent.log`);
 }

@@ -66,6 +66,16 @@ export interface AwsTwinOptions {
   readonly seed?: number;
   /** Duration of each RDS transitional state. @default 300 */
   readonly phaseMs?: number;
+  /**
+   * How long one second of SSM's timings lasts here: a command's TimeoutSeconds and execution timeout, the delay
+   * before a cut-off instance is ConnectionLost. With the defaults a drain's total timeout (SendCommand TimeoutSeconds
+   * 60 + the document's 600 s) lasts 66 s and a cut-off instance is listed Online for 60 s: a drain sent to a worker
+   * cut off during the failover (the drain step starts 10-30 s after on a busy 2-core machine) is really sent, waits
+   * Pending and ends DeliveryTimedOut, and its restart finds the instance ConnectionLost, as in AWS. @default 100
+   */
+  readonly ssmSecondMs?: number;
+  /** How long SSM lists a cut-off instance Online before ConnectionLost, SSM seconds (SsmTwinOptions). @default 600 */
+  readonly connectionLostAfterSeconds?: number;
   /** How executions started with StartExecution run (waits, retry intervals). */
   readonly execution?: TwinExecutionOptions;
   readonly workDir: string;
@@ -156,7 +166,14 @@ export class AwsTwin {
     const twin = new AwsTwin(o);
     // The DB instances first: other resources name their endpoints (the writer record, the topology parameter).
     await twin.rds.deploy();
-    twin.ssm = new SsmTwin(twin.deployed, { workers: o.workers, workerLayout: o.workerLayout, localAgentCommand: o.localAgentCommand, workDir: o.workDir });
+    twin.ssm = new SsmTwin(twin.deployed, {
+      workers: o.workers,
+      workerLayout: o.workerLayout,
+      localAgentCommand: o.localAgentCommand,
+      workDir: o.workDir,
+      secondMs: o.ssmSecondMs ?? 100,
+      ...(o.connectionLostAfterSeconds !== undefined ? { connectionLostAfterSeconds: o.connectionLostAfterSeconds } : {}),
+    });
     twin.dynamodb = new DynamoDbTwin(twin.deployed);
     twin.route53 = new Route53Twin(twin.deployed, (change) => twin.onRecordChange(change.name, change.type, change.values));
     twin.sns = new SnsTwin(twin.deployed);

@@ -7,13 +7,21 @@
  * machine has no worker units). GetCommandInvocation reports Pending / InProgress / Success / Failed / TimedOut with the
  * output truncated as SSM truncates it.
  *
- * A worker whose agent is down (TwinWorker.agentUp() false: it neither syncs nor answers SSM) is what SSM shows of a
- * running instance whose SSM Agent lost its connection: DescribeInstanceInformation still lists it, with PingStatus
- * ConnectionLost and its last ping time; SendCommand to it is accepted and its invocation stays Pending until the agent
- * is back (then it runs) or until the command's total timeout (TimeoutSeconds + the document's execution timeout)
- * passes: then TimedOut, StatusDetails DeliveryTimedOut, and it never runs (docs/aws-twin.md cites the AWS documentation).
+ * An instance cut off (setReachable(id, false): its SSM Agent cannot be reached, its rds-failover agent does not sync)
+ * is what SSM shows of a running instance whose SSM Agent stopped checking in: SSM does not notice at once (the agent
+ * checks in about every 5 minutes; amazon-ssm-agent#210: "several minutes" before it shows offline), so
+ * DescribeInstanceInformation keeps listing it Online, its LastPingDateTime frozen at the moment it was cut off, for
+ * connectionLostAfterSeconds, then ConnectionLost. A command sent to it meanwhile is accepted and stays Pending. As
+ * AWS documents it: a command not started within its TimeoutSeconds does not run (SendCommand TimeoutSeconds), and at
+ * the command's ExpiresAfter (sent + TimeoutSeconds + the execution timeout, the document step's timeoutSeconds) every
+ * invocation still Pending or InProgress becomes TimedOut, StatusDetails DeliveryTimedOut (Command.ExpiresAfter; the
+ * user guide's "Understanding command statuses": Pending past TimeoutSeconds + Execution timeout is Delivery Timed
+ * Out). A command that started and runs past its execution timeout is TimedOut, StatusDetails ExecutionTimedOut.
+ * An instance cut off while a command runs on it runs it on, but cannot report: the invocation stays InProgress until
+ * it is reachable again (then its result is reported) or the command expires. Not modeled: Delayed, Cancelled. The
+ * durations are SSM's seconds times secondMs (AwsTwin shortens them).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DeployedTemplate } from './cfn-template.js';
@@ -23,11 +31,6 @@ import { awsError } from './twin-errors.js';
 export interface TwinWorker {
   readonly bufferPath: string;
   readonly configPath: string;
-  /**
-   * Whether the worker's agent is up (it syncs and answers SSM). Down: SSM lists the instance as ConnectionLost and
-   * cannot deliver commands to it. @default - always up
-   */
-  readonly agentUp?: () => boolean;
 }
 
 export interface SsmTwinOptions {
@@ -39,8 +42,13 @@ export interface SsmTwinOptions {
   readonly localAgentCommand: readonly string[];
   /** Scratch directory (the systemctl stand-in and its record). */
   readonly workDir: string;
-  /** How long one second of a command's timeouts lasts here (tests shorten it). @default 1000 */
+  /** How long one second of SSM's timings (a command's timeouts, connectionLostAfterSeconds) lasts here. @default 1000 */
   readonly secondMs?: number;
+  /**
+   * How long SSM keeps listing a cut-off instance Online (its last ping frozen) before ConnectionLost, in SSM's
+   * seconds. @default 600
+   */
+  readonly connectionLostAfterSeconds?: number;
 }
 
 interface Parameter {
@@ -56,6 +64,32 @@ interface Invocation {
   stdout: string;
   stderr: string;
   code: number;
+  /** The command's process while it runs (killed if the command expires first). */
+  child?: ChildProcess;
+}
+
+/** A command's deadlines (ms, Date.now() time) and its execution timeout. */
+interface CommandTimes {
+  /** Sent + TimeoutSeconds: not started by then, it never runs. */
+  readonly startBy: number;
+  readonly executionMs: number;
+  /** Sent + TimeoutSeconds + the execution timeout (Command.ExpiresAfter). */
+  readonly expiresAfter: number;
+}
+
+interface Sighting {
+  readonly pingStatus: 'Online' | 'ConnectionLost';
+  readonly lastPing: Date;
+}
+
+/** A managed instance: its tags, the local worker behind it (none: no SSM Agent ever registered it), reachability. */
+interface Instance {
+  readonly tags: Record<string, string>;
+  readonly worker?: TwinWorker;
+  /** When it was cut off (its last ping); undefined while reachable. */
+  cutOffAt?: number;
+  /** Deliveries and results waiting for it to be reachable again. */
+  readonly waiting: Set<() => void>;
 }
 
 const STDOUT_LIMIT = 24_000;
@@ -65,13 +99,12 @@ export class SsmTwin implements ServiceTwin {
   readonly service = 'ssm';
   private readonly parameters = new Map<string, Parameter>();
   private readonly documents = new Map<string, Record<string, any>>();
-  /** instance id -> tags, worker (undefined: no SSM Agent ever registered it: SSM does not list it), last ping. */
-  private readonly instances = new Map<string, { tags: Record<string, string>; worker?: TwinWorker; lastPing: Date }>();
+  private readonly instances = new Map<string, Instance>();
   private readonly invocations = new Map<string, Invocation>();
   /** Commands delivered and running on a worker (settle() waits for them). */
   private readonly running = new Set<Promise<void>>();
-  /** Commands waiting for an agent that is down: the timer that delivers or times them out (stop() cancels them). */
-  private readonly undelivered = new Set<NodeJS.Timeout>();
+  /** Each command's expiry (stop() cancels them). */
+  private readonly expiries = new Set<NodeJS.Timeout>();
   private nextCommand = 1;
   private readonly shimDir: string;
 
@@ -88,7 +121,7 @@ export class SsmTwin implements ServiceTwin {
     }
     deployed.ofType('AWS::EC2::Instance').forEach((id, index) => {
       const tags = Object.fromEntries(((deployed.property<{ Key: string; Value: string }[]>(id, 'Tags')) ?? []).map((t) => [t.Key, t.Value]));
-      this.instances.set(deployed.ref(id), { tags, worker: o.workers[index], lastPing: new Date() });
+      this.instances.set(deployed.ref(id), { tags, worker: o.workers[index], waiting: new Set() });
     });
     this.shimDir = path.join(o.workDir, 'ssm-bin');
     mkdirSync(this.shimDir, { recursive: true });
@@ -96,24 +129,27 @@ export class SsmTwin implements ServiceTwin {
     chmodSync(path.join(this.shimDir, 'systemctl'), 0o755);
   }
 
-  /** Instance ids of the template's workers that are online (bound to a local buffer, agent up). */
-  onlineInstances(): string[] {
-    return [...this.instances].filter(([id]) => this.pingStatus(id) === 'Online').map(([id]) => id);
-  }
-
-  /** What DescribeInstanceInformation says of an instance: Online, ConnectionLost, or undefined (not listed). */
-  pingStatus(instanceId: string): 'Online' | 'ConnectionLost' | undefined {
+  /**
+   * Cuts a worker instance off (its SSM Agent cannot be reached, its rds-failover agent does not sync) or reconnects
+   * it: SSM goes on listing it Online with the last ping of this moment for connectionLostAfterSeconds, then
+   * ConnectionLost; a command waiting for it is delivered on reconnection if its TimeoutSeconds has not passed.
+   */
+  setReachable(instanceId: string, reachable: boolean): void {
     const instance = this.instances.get(instanceId);
-    if (!instance?.worker) return undefined;
-    if (instance.worker.agentUp?.() === false) return 'ConnectionLost';
-    instance.lastPing = new Date();
-    return 'Online';
+    if (!instance?.worker) throw new Error(`SsmTwin.setReachable: ${instanceId} is not a worker instance of the template bound to a local worker`);
+    if (!reachable) {
+      instance.cutOffAt ??= Date.now();
+      return;
+    }
+    instance.cutOffAt = undefined;
+    for (const deliver of [...instance.waiting]) deliver();
   }
 
-  /** Cancels the deliveries still waiting for an agent (the twin is going away). */
+  /** Cancels the commands' expiries (the twin is going away). */
   stop(): void {
-    for (const timer of this.undelivered) clearTimeout(timer);
-    this.undelivered.clear();
+    for (const timer of this.expiries) clearTimeout(timer);
+    this.expiries.clear();
+    for (const instance of this.instances.values()) instance.waiting.clear();
   }
 
   parameter(name: string): string | undefined {
@@ -141,17 +177,22 @@ export class SsmTwin implements ServiceTwin {
       },
       DescribeInstanceInformation: async (input: { Filters?: { Key: string; Values: string[] }[]; NextToken?: string }) => {
         const filters = input.Filters ?? [];
+        // "If you specify a node ID that isn't valid or a node that you don't own, you receive an error" (the API
+        // reference); AWS's InvalidInstanceId often comes with no message at all (aws/aws-cli#3646).
+        const unknown = filters.filter((f) => f.Key === 'InstanceIds').flatMap((f) => f.Values).filter((id) => !this.instances.get(id)?.worker);
+        if (unknown.length > 0) throw awsError('InvalidInstanceId', '');
         const list = [...this.instances]
-          .filter(([id]) => this.pingStatus(id) !== undefined)
-          .filter(([id, i]) =>
+          .map(([id, i]) => ({ id, i, seen: this.sighting(i) }))
+          .filter((x): x is { id: string; i: Instance; seen: Sighting } => x.seen !== undefined)
+          .filter(({ id, i, seen }) =>
             filters.every((f) => {
               if (f.Key === 'InstanceIds') return f.Values.includes(id);
-              if (f.Key === 'PingStatus') return f.Values.includes(this.pingStatus(id)!);
+              if (f.Key === 'PingStatus') return f.Values.includes(seen.pingStatus);
               if (!f.Key.startsWith('tag:')) throw awsError('InvalidFilterKey', `The twin filters instance information by tag:<key>, InstanceIds and PingStatus only, got ${f.Key}`);
               return f.Values.includes(i.tags[f.Key.slice(4)] ?? '\u0000');
             }),
           )
-          .map(([id, i]) => ({ InstanceId: id, PingStatus: this.pingStatus(id)!, LastPingDateTime: i.lastPing, PlatformType: 'Linux', ResourceType: 'EC2Instance' }));
+          .map(({ id, seen }) => ({ InstanceId: id, PingStatus: seen.pingStatus, LastPingDateTime: seen.lastPing, PlatformType: 'Linux', ResourceType: 'EC2Instance' }));
         return { InstanceInformationList: list };
       },
       SendCommand: async (input: { InstanceIds: string[]; DocumentName: string; Parameters?: Record<string, string[]>; TimeoutSeconds?: number }) => this.sendCommand(input),
@@ -216,39 +257,66 @@ export class SsmTwin implements ServiceTwin {
     for (const id of input.InstanceIds) if (!this.instances.get(id)?.worker) throw awsError('InvalidInstanceId', `Instances [[${id}]] not in a valid state for account ${this.deployed.account}`);
     const commandId = `twin-cmd-${String(this.nextCommand++).padStart(8, '0')}`;
     const step = (document.mainSteps as { inputs?: { timeoutSeconds?: string } }[] | undefined)?.[0];
-    // Total timeout: the delivery timeout (TimeoutSeconds, default 3600) plus the execution timeout.
-    const totalMs = ((input.TimeoutSeconds ?? 3600) + Number(step?.inputs?.timeoutSeconds ?? 3600)) * (this.o.secondMs ?? 1000);
-    const deadline = Date.now() + totalMs;
+    const timeoutSeconds = input.TimeoutSeconds ?? 3600;
+    // The execution timeout: the step's timeoutSeconds (3600 when it gives none).
+    const executionMs = Number(step?.inputs?.timeoutSeconds ?? 3600) * this.second;
+    const sentAt = Date.now();
+    const times: CommandTimes = { startBy: sentAt + timeoutSeconds * this.second, executionMs, expiresAfter: sentAt + timeoutSeconds * this.second + executionMs };
     for (const id of input.InstanceIds) {
       const inv: Invocation = { status: 'Pending', details: 'Pending', stdout: '', stderr: '', code: -1 };
       this.invocations.set(`${commandId}/${id}`, inv);
-      this.deliver(document, values, id, inv, deadline);
+      this.deliver(document, values, this.instances.get(id)!, inv, times);
     }
-    return { Command: { CommandId: commandId, DocumentName: input.DocumentName, InstanceIds: input.InstanceIds, Status: 'Pending', TimeoutSeconds: input.TimeoutSeconds ?? 3600 } };
+    return {
+      Command: { CommandId: commandId, DocumentName: input.DocumentName, InstanceIds: input.InstanceIds, Status: 'Pending', TimeoutSeconds: timeoutSeconds, ExpiresAfter: new Date(times.expiresAfter) },
+    };
   }
 
-  /** Runs the command once the instance's agent is up; an agent that stays down past the deadline never gets it. */
-  private deliver(document: Record<string, any>, values: Record<string, string>, instanceId: string, inv: Invocation, deadline: number): void {
-    const worker = this.instances.get(instanceId)!.worker!;
-    if (worker.agentUp?.() !== false) {
-      const run = this.run(document, values, worker, inv);
+  /**
+   * Runs the command now if the instance is reachable, else when it is reachable again before its TimeoutSeconds
+   * passed (later, it never runs). At ExpiresAfter an invocation still Pending or InProgress is DeliveryTimedOut.
+   */
+  private deliver(document: Record<string, any>, values: Record<string, string>, instance: Instance, inv: Invocation, times: CommandTimes): void {
+    const start = () => {
+      instance.waiting.delete(start);
+      if (Date.now() > times.startBy) return; // "If this time is reached and the command hasn't already started running, it won't run."
+      const run = this.run(document, values, instance, inv, times.executionMs);
       this.running.add(run);
       void run.finally(() => this.running.delete(run));
-      return;
-    }
-    if (Date.now() >= deadline) {
+    };
+    const expiry = setTimeout(() => {
+      this.expiries.delete(expiry);
+      instance.waiting.delete(start);
+      if (inv.status !== 'Pending' && inv.status !== 'InProgress') return;
       inv.status = 'TimedOut';
       inv.details = 'DeliveryTimedOut';
-      return;
-    }
-    const timer = setTimeout(() => {
-      this.undelivered.delete(timer);
-      this.deliver(document, values, instanceId, inv, deadline);
-    }, Math.min(100, Math.max(1, deadline - Date.now())));
-    this.undelivered.add(timer);
+      inv.child?.kill('SIGKILL');
+    }, Math.max(0, times.expiresAfter - Date.now()));
+    this.expiries.add(expiry);
+    if (instance.cutOffAt === undefined) start();
+    else instance.waiting.add(start);
   }
 
-  private async run(document: Record<string, any>, values: Record<string, string>, worker: TwinWorker, inv: Invocation): Promise<void> {
+  /** What DescribeInstanceInformation says of an instance (undefined: not listed, no SSM Agent ever registered it). */
+  private sighting(instance: Instance): Sighting | undefined {
+    if (!instance.worker) return undefined;
+    const now = Date.now();
+    if (instance.cutOffAt === undefined) return { pingStatus: 'Online', lastPing: new Date(now) };
+    const lost = now - instance.cutOffAt >= this.connectionLostAfterMs;
+    return { pingStatus: lost ? 'ConnectionLost' : 'Online', lastPing: new Date(instance.cutOffAt) };
+  }
+
+  /** How long a cut-off instance is still listed Online here, ms. */
+  get connectionLostAfterMs(): number {
+    return (this.o.connectionLostAfterSeconds ?? 600) * this.second;
+  }
+
+  private get second(): number {
+    return this.o.secondMs ?? 1000;
+  }
+
+  private async run(document: Record<string, any>, values: Record<string, string>, instance: Instance, inv: Invocation, executionMs: number): Promise<void> {
+    const worker = instance.worker!;
     const step = (document.mainSteps as { action: string; inputs: { runCommand: string[]; timeoutSeconds?: string } }[])[0];
     if (!step || step.action !== 'aws:runShellScript') {
       inv.status = 'Failed';
@@ -265,20 +333,31 @@ export class SsmTwin implements ServiceTwin {
       .join('\n');
     inv.status = 'InProgress';
     inv.details = 'InProgress';
-    const timeoutMs = Number(step.inputs.timeoutSeconds ?? 3600) * (this.o.secondMs ?? 1000);
     await new Promise<void>((resolve) => {
       const child = spawn('sh', ['-c', script], { env: { ...process.env, PATH: `${this.shimDir}:${process.env.PATH}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+      inv.child = child;
+      let timedOut = false;
       const timer = setTimeout(() => {
-        inv.status = 'TimedOut';
-        inv.details = 'ExecutionTimedOut';
+        timedOut = true;
         child.kill('SIGKILL');
-      }, timeoutMs);
+      }, executionMs);
       child.stdout.on('data', (d: Buffer) => (inv.stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (inv.stderr += d.toString()));
       child.on('close', (code) => {
         clearTimeout(timer);
-        inv.code = code ?? -1;
-        if (inv.status !== 'TimedOut') inv.status = inv.details = code === 0 ? 'Success' : 'Failed';
+        inv.child = undefined;
+        const report = () => {
+          instance.waiting.delete(report);
+          if (inv.status !== 'InProgress') return; // expired meanwhile
+          inv.code = code ?? -1;
+          if (timedOut) {
+            inv.status = 'TimedOut';
+            inv.details = 'ExecutionTimedOut';
+          } else inv.status = inv.details = code === 0 ? 'Success' : 'Failed';
+        };
+        // An agent that cannot be reached cannot report: the result waits for it (or the command expires first).
+        if (instance.cutOffAt === undefined) report();
+        else instance.waiting.add(report);
         resolve();
       });
     });

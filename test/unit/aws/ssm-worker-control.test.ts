@@ -145,6 +145,30 @@ describe('SsmWorkerControl', () => {
     expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(2);
   });
 
+  it('an instance SSM answers InvalidInstanceId for is not sent the drain: it fails at once, as not managed by SSM', async () => {
+    ssm.on(DescribeInstanceInformationCommand).rejects(Object.assign(new Error(''), { name: 'InvalidInstanceId', $metadata: { httpStatusCode: 400 } }));
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    const refused = await control().startDrain('i-0aaa', { epochId: EPOCH }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(refused?.message).toBe(
+      'SSM does not manage i-0aaa (DescribeInstanceInformation: InvalidInstanceId, no message; stopped, terminated, deregistered or not in this account): a drain command cannot reach it, so none was sent',
+    );
+    expect(classifyError(refused).name).toBe(RunbookErrorName.StepFailed);
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it('any other error of the PingStatus question (AccessDenied) fails that drain with AWS\'s message, and nothing is sent', async () => {
+    const denied = 'User: arn:aws:sts::123456789012:assumed-role/drain/fn is not authorized to perform: ssm:DescribeInstanceInformation';
+    ssm.on(DescribeInstanceInformationCommand).rejects(Object.assign(new Error(denied), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } }));
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    await expect(control().startDrain('i-0aaa', { epochId: EPOCH })).rejects.toThrow(
+      `could not ask SSM whether i-0aaa is Online (DescribeInstanceInformation AccessDeniedException: ${denied}), so no drain was sent`,
+    );
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
   it('says which timeout ended a drain and whether it ran', async () => {
     ssm
       .on(GetCommandInvocationCommand)

@@ -77,6 +77,9 @@ describe('bad arguments: a message naming the flag, exit 2, nothing started', ()
     ['zero drill rate', ['drill', '--rate', '0'], /--rate: '0' must be a number greater than 0/],
     ['bad drill duration', ['drill', '--warmup', '4 seconds'], /--warmup: '4 seconds' is not a duration/],
     ['unknown drill fault', ['drill', '--fault', 'meteor'], /--fault <kind>.*'meteor' is invalid/],
+    ['twin flag on the local drill', ['drill', '--offline-worker', '2'], /--offline-worker goes with --target aws-twin \(the local drill: --fault worker-down\)/],
+    ['battery flag without --battery', ['drill', '--runs-per-fault', '2'], /--runs-per-fault goes with --battery/],
+    ['local flags on the twin drill', ['drill', '--target', 'aws-twin', '--runs-per-fault', '2', '--warmup', '1s'], /--warmup, --runs-per-fault do not go with --target aws-twin/],
     ['unknown command', ['promote'], /unknown command 'promote'/],
   ];
 

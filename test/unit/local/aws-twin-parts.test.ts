@@ -1,8 +1,9 @@
 /**
  * The AWS twin's stand-ins on their own, against what AWS documents: DynamoDB's condition and update expressions,
  * RDS's refusals (the gp3 IOPS rule of issue 11 defect 1, busy instances) and its gp3 baseline, a security group's
- * effect on new and established connections, SSM's view of an instance whose agent is down (ConnectionLost, a
- * command held Pending until its agent is back or its total timeout ends it as DeliveryTimedOut), and intrinsics
+ * effect on new and established connections, SSM's view of a worker instance cut off (Online with its last ping frozen,
+ * then ConnectionLost; a command held Pending until it is reachable again within TimeoutSeconds, or DeliveryTimedOut
+ * at ExpiresAfter), and intrinsics
  * resolved as CloudFormation would.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DeployedTemplate, type CfnTemplate } from '../../../src/local/aws-twin/cfn-template.js';
 import { applyUpdate, evaluateCondition, project } from '../../../src/local/aws-twin/dynamodb-expressions.js';
 import { InstanceProxy } from '../../../src/local/aws-twin/instance-proxy.js';
@@ -116,11 +117,15 @@ describe('an instance endpoint under a security group', () => {
   });
 });
 
-describe('SSM stand-in: a worker whose agent is down', () => {
+describe('SSM stand-in: a worker instance cut off', () => {
   let dir: string;
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => {
+    vi.useRealTimers();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
-  function ssm(agentUp: () => boolean) {
+  // one second of SSM's timings lasts 10 ms here: a cut-off instance is Online for 40 s = 400 ms, then ConnectionLost
+  function ssm() {
     dir = mkdtempSync(path.join(os.tmpdir(), 'ssm-twin-'));
     const template: CfnTemplate = {
       Resources: {
@@ -135,9 +140,13 @@ describe('SSM stand-in: a worker whose agent is down', () => {
     };
     const deployed = new DeployedTemplate(template, { account: '123456789012', region: 'eu-west-1', stackName: 'S' });
     const worker = (n: number) => ({ bufferPath: path.join(dir, `w${n}.sqlite`), configPath: path.join(dir, `w${n}.json`) });
-    // one second of a command's timeouts lasts 10 ms here: TimeoutSeconds 30 + execution 20 s = 500 ms
-    const twin = new SsmTwin(deployed, { workers: [worker(1), { ...worker(2), agentUp }], workerLayout: { agentCommand: '/usr/local/bin/agent', bufferPath: '/var/lib/buffer' }, localAgentCommand: ['true'], workDir: dir, secondMs: 10 });
+    const twin = new SsmTwin(deployed, { workers: [worker(1), worker(2)], workerLayout: { agentCommand: '/usr/local/bin/agent', bufferPath: '/var/lib/buffer' }, localAgentCommand: ['true'], workDir: dir, secondMs: 10, connectionLostAfterSeconds: 40 });
     return { twin, h: twin.handlers(), ids: ['W1', 'W2', 'Unbound'].map((id) => deployed.ref(id)) };
+  }
+
+  type Info = { InstanceId: string; PingStatus: string; LastPingDateTime: Date };
+  async function list(h: ReturnType<SsmTwin['handlers']>, filters: { Key: string; Values: string[] }[] = []): Promise<Info[]> {
+    return ((await h.DescribeInstanceInformation!({ Filters: filters })) as { InstanceInformationList: Info[] }).InstanceInformationList;
   }
 
   async function invocation(h: ReturnType<SsmTwin['handlers']>, CommandId: string, InstanceId: string) {
@@ -148,40 +157,99 @@ describe('SSM stand-in: a worker whose agent is down', () => {
     while (!(await check())) await sleep(20);
   }
 
-  it('is still listed, as ConnectionLost with its last ping; an instance no agent registered is not listed', async () => {
-    let up = true;
-    const { twin, h, ids } = ssm(() => up);
-    const list = async (filters: { Key: string; Values: string[] }[] = []) =>
-      ((await h.DescribeInstanceInformation!({ Filters: filters })) as { InstanceInformationList: { InstanceId: string; PingStatus: string; LastPingDateTime: Date }[] }).InstanceInformationList;
-    expect((await list()).map((i) => [i.InstanceId, i.PingStatus])).toEqual([[ids[0], 'Online'], [ids[1], 'Online']]);
-    const lastSeen = (await list()).find((i) => i.InstanceId === ids[1])!.LastPingDateTime;
-    up = false;
-    const down = await list([{ Key: 'tag:rds-failover:role', Values: ['worker'] }]);
-    expect(down.map((i) => [i.InstanceId, i.PingStatus])).toEqual([[ids[0], 'Online'], [ids[1], 'ConnectionLost']]);
-    expect(down[1]!.LastPingDateTime.getTime()).toBeLessThanOrEqual(lastSeen.getTime());
-    expect((await list([{ Key: 'PingStatus', Values: ['ConnectionLost'] }])).map((i) => i.InstanceId)).toEqual([ids[1]]);
-    expect((await list([{ Key: 'InstanceIds', Values: [ids[2]!] }]))).toEqual([]);
-    expect(twin.onlineInstances()).toEqual([ids[0]]);
+  it('is listed Online with its last ping frozen at the cut-off for connectionLostAfterSeconds, then ConnectionLost; Online again once reconnected', async () => {
+    vi.useFakeTimers({ now: new Date('2026-01-01T00:00:00.000Z'), toFake: ['Date'] });
+    const { twin, h, ids } = ssm();
+    expect((await list(h)).map((i) => [i.InstanceId, i.PingStatus])).toEqual([[ids[0], 'Online'], [ids[1], 'Online']]);
+    vi.setSystemTime(new Date('2026-01-01T00:01:00.000Z'));
+    twin.setReachable(ids[1]!, false);
+    vi.setSystemTime(new Date('2026-01-01T00:01:00.399Z'));
+    const justBefore = await list(h, [{ Key: 'tag:rds-failover:role', Values: ['worker'] }]);
+    expect(justBefore.map((i) => [i.InstanceId, i.PingStatus, i.LastPingDateTime.toISOString()])).toEqual([
+      [ids[0], 'Online', '2026-01-01T00:01:00.399Z'],
+      [ids[1], 'Online', '2026-01-01T00:01:00.000Z'],
+    ]);
+    vi.setSystemTime(new Date('2026-01-01T00:01:00.400Z'));
+    const lost = await list(h, [{ Key: 'PingStatus', Values: ['ConnectionLost'] }]);
+    expect(lost.map((i) => [i.InstanceId, i.PingStatus, i.LastPingDateTime.toISOString()])).toEqual([[ids[1], 'ConnectionLost', '2026-01-01T00:01:00.000Z']]);
+    vi.setSystemTime(new Date('2026-01-01T00:05:00.000Z'));
+    twin.setReachable(ids[1]!, true);
+    expect((await list(h, [{ Key: 'InstanceIds', Values: [ids[1]!] }])).map((i) => [i.PingStatus, i.LastPingDateTime.toISOString()])).toEqual([['Online', '2026-01-01T00:05:00.000Z']]);
+  });
+
+  it('refuses an InstanceIds filter naming an instance SSM does not manage (no agent registered, or unknown) with InvalidInstanceId, as AWS does', async () => {
+    const { h, ids } = ssm();
+    for (const id of [ids[2]!, 'i-0123456789abcdef0']) {
+      await expect(list(h, [{ Key: 'InstanceIds', Values: [ids[0]!, id] }])).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    }
+    expect((await list(h, [{ Key: 'InstanceIds', Values: [ids[0]!] }])).map((i) => i.InstanceId)).toEqual([ids[0]]);
   });
 
   it('accepts a command for it and holds it Pending; past TimeoutSeconds + the execution timeout it is TimedOut / DeliveryTimedOut and never runs', async () => {
-    const { twin, h, ids } = ssm(() => false);
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    const { twin, h, ids } = ssm();
+    twin.setReachable(ids[1]!, false);
+    // TimeoutSeconds 30 + the document's execution timeout 20 s = 500 ms here
     const sent = (await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 30 })) as { Command: { CommandId: string; Status: string } };
     expect(sent.Command.Status).toBe('Pending');
     expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StatusDetails: 'Pending', ResponseCode: -1 });
-    await until(async () => (await invocation(h, sent.Command.CommandId, ids[1]!)).Status !== 'Pending');
+    // past TimeoutSeconds alone it is still Pending (it will not run any more, but SSM says so only at ExpiresAfter)
+    await vi.advanceTimersByTimeAsync(301);
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StatusDetails: 'Pending' });
+    await vi.advanceTimersByTimeAsync(198);
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StatusDetails: 'Pending' });
+    await vi.advanceTimersByTimeAsync(1);
     expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toEqual(expect.objectContaining({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', ResponseCode: -1, StandardOutputContent: '' }));
+    twin.setReachable(ids[1]!, true);
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', StandardOutputContent: '' });
     await expect(h.SendCommand!({ InstanceIds: [ids[2]!], DocumentName: 'drain' })).rejects.toThrow(`Instances [[${ids[2]}]] not in a valid state`);
     twin.stop();
   });
 
-  it('delivers a pending command when the agent comes back before the timeout', async () => {
-    let up = false;
-    const { twin, h, ids } = ssm(() => up);
+  it('reachable again after TimeoutSeconds but before ExpiresAfter: the command does not run, and is DeliveryTimedOut at ExpiresAfter', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    const { twin, h, ids } = ssm();
+    twin.setReachable(ids[1]!, false);
+    const sent = (await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 30 })) as { Command: { CommandId: string; ExpiresAfter: Date } };
+    expect(sent.Command.ExpiresAfter.getTime()).toBe(Date.now() + 500);
+    await vi.advanceTimersByTimeAsync(301);
+    twin.setReachable(ids[1]!, true);
+    await twin.settle();
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'Pending', StandardOutputContent: '' });
+    await vi.advanceTimersByTimeAsync(199);
+    expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut', StandardOutputContent: '' });
+    twin.stop();
+  });
+
+  it('an invocation InProgress at ExpiresAfter (it ran, but its instance was cut off and could not report) is DeliveryTimedOut; reconnected before, its result is reported', async () => {
+    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
+    const { twin, h, ids } = ssm();
+    const send = async () => ((await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 30 })) as { Command: { CommandId: string } }).Command.CommandId;
+    const lost = await send();
+    twin.setReachable(ids[1]!, false); // cut off while the command runs
+    await twin.settle();
+    expect(await invocation(h, lost, ids[1]!)).toMatchObject({ Status: 'InProgress', StatusDetails: 'InProgress', ResponseCode: -1 });
+    await vi.advanceTimersByTimeAsync(500);
+    expect(await invocation(h, lost, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut' });
+    twin.setReachable(ids[1]!, true);
+    expect(await invocation(h, lost, ids[1]!)).toMatchObject({ Status: 'TimedOut', StatusDetails: 'DeliveryTimedOut' });
+
+    const reported = await send();
+    twin.setReachable(ids[1]!, false);
+    await twin.settle();
+    expect((await invocation(h, reported, ids[1]!)).Status).toBe('InProgress');
+    twin.setReachable(ids[1]!, true);
+    expect(await invocation(h, reported, ids[1]!)).toMatchObject({ Status: 'Success', StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: 'ran\n' });
+    twin.stop();
+  });
+
+  it('delivers a pending command when it is reachable again before the timeout', async () => {
+    const { twin, h, ids } = ssm();
+    twin.setReachable(ids[1]!, false);
     const sent = (await h.SendCommand!({ InstanceIds: [ids[1]!], DocumentName: 'drain', TimeoutSeconds: 3000 })) as { Command: { CommandId: string } };
     await sleep(100);
     expect((await invocation(h, sent.Command.CommandId, ids[1]!)).Status).toBe('Pending');
-    up = true;
+    twin.setReachable(ids[1]!, true);
     await until(async () => (await invocation(h, sent.Command.CommandId, ids[1]!)).Status === 'Success');
     expect(await invocation(h, sent.Command.CommandId, ids[1]!)).toMatchObject({ StatusDetails: 'Success', ResponseCode: 0, StandardOutputContent: 'ran\n' });
     await twin.settle();

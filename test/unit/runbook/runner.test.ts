@@ -326,6 +326,26 @@ describe('runRunbook: failover with fake ports', () => {
     expect(published).toEqual([['c1', result.state.epoch!.id, { confirmed: ['w-1'], unconfirmed: ['w-2'] }]]);
   });
 
+  it('a restarted drain that cannot be started keeps the error of the attempt before (never delivered, then the instance is offline)', async () => {
+    const f = fakes();
+    f.workers.script.set('w-2', [{ state: 'pending' }, { state: 'failed', error: 'drain on w-2 was never delivered (TimedOut, DeliveryTimedOut)' }]);
+    const drainStatus = f.workers.drainStatus.bind(f.workers);
+    f.workers.drainStatus = async (workerId, handle) => {
+      const status = await drainStatus(workerId, handle);
+      if (status.state === 'failed') f.workers.down.add(workerId); // by the restart, the instance is known to be offline
+      return status;
+    };
+    const result = await run(f, { mode: 'failover' }, { events: [] });
+    expect(result.outcome).toBe('succeeded');
+    expect(result.state.drains?.find((d) => d.workerId === 'w-2')).toEqual(
+      expect.objectContaining({
+        status: 'failed',
+        attempts: 2,
+        error: 'could not be started: worker w-2 is down; the attempt before: drain on w-2 was never delivered (TimedOut, DeliveryTimedOut)',
+      }),
+    );
+  });
+
   it('verify waits for a worker that confirms late (its agent healed by itself) and finishes without a warning', async () => {
     const f = fakes();
     f.workers.down.add('w-2'); // the drain cannot be delivered at all

@@ -109,8 +109,9 @@ async function start(workerId: string, request: DrainRequest, previous: DrainPro
     const handle = await env.ports.workers.startDrain(workerId, request);
     return { workerId, handle, startedBy: state.executionId, attempts, status: 'pending', ...(previous?.error ? { error: previous.error } : {}) };
   } catch (error) {
-    const failed: DrainProgress = { workerId, handle: '', startedBy: state.executionId, attempts, status: 'failed', error: `could not be started: ${errorMessage(error)}` };
-    return failed;
+    // The previous attempt's error stays in the record (e.g. a drain never delivered, then an instance SSM reports offline).
+    const before = previous?.error ? `; the attempt before: ${previous.error}` : '';
+    return { workerId, handle: '', startedBy: state.executionId, attempts, status: 'failed', error: `could not be started: ${errorMessage(error)}${before}` };
   }
 }
 
