@@ -490,7 +490,7 @@ function validate(id: string, props: RunbookProps): void {
     errors.push(
       `timing.timeoutSeconds.drain (${drainLimit} s) must exceed ${oneUndelivered} s: a drain sent to a worker cut off just before (SSM still lists it Online for minutes) ` +
         `stays Pending for its SendCommand timeout (${DRAIN_DELIVERY_TIMEOUT_SECONDS} s) + workers.drainTimeoutSeconds (${w.drainTimeoutSeconds ?? 600} s) before SSM reports it DeliveryTimedOut, ` +
-        `plus one poll (${t.pollSeconds?.drain ?? 5} s) to restart it; a drain step that gives up first fails the failover after the writer was repointed. Raise it or lower workers.drainTimeoutSeconds`,
+        `plus one poll (${t.pollSeconds?.drain ?? 5} s) to restart it; a drain step that gives up first reports every such worker (and every drain slower than that) unreachable before SSM could tell. Raise it or lower workers.drainTimeoutSeconds`,
     );
   }
   if (t.maxLagOnFailoverBytes !== undefined && (!Number.isInteger(t.maxLagOnFailoverBytes) || t.maxLagOnFailoverBytes < 0)) {

@@ -79,7 +79,7 @@ export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> =
   }
   for (const [i, d] of drains.entries()) {
     if (d.status !== 'pending') continue;
-    drains[i] = { ...d, status: 'failed', error: `no answer within the drain limit (${Math.round(limitMs / 1000)} s)${d.error ? `; before: ${d.error}` : ''}` };
+    drains[i] = { ...d, status: 'failed', error: `no answer within the drain limit (${Math.round(limitMs / 1000)} s)${d.error ? `; the attempt before: ${d.error}` : ''}` };
     warnings.push(unreachableWarning(drains[i]!));
   }
   return { state: next, done: true, warnings, figures: { ...drainTotals(drains), failed: drains.filter((d) => d.status === 'failed').length } };
