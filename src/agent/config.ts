@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { METRIC_NAMESPACE } from '../core/metric-names.js';
 
+/** The smallest maxBufferBytes the config accepts (a smaller buffer could not hold one batch of rows). */
+export const MIN_MAX_BUFFER_BYTES = 64 * 1024;
+
 /** Where the agent finds the PostgreSQL writer. */
 export type WriterSourceConfig =
   | { readonly kind: 'url'; readonly url: string }
@@ -169,7 +172,7 @@ export function parseConfig(raw: unknown, baseDir = process.cwd(), options: { al
     batchSize: int(root.batchSize, 'batchSize', 1000, 1, 50_000),
     pollIntervalMs: int(root.pollIntervalMs, 'pollIntervalMs', 200, 1),
     busyTimeoutMs: int(root.busyTimeoutMs, 'busyTimeoutMs', 5000, 0),
-    ...(root.maxBufferBytes === undefined ? {} : { maxBufferBytes: int(root.maxBufferBytes, 'maxBufferBytes', 0, 64 * 1024) }),
+    ...(root.maxBufferBytes === undefined ? {} : { maxBufferBytes: int(root.maxBufferBytes, 'maxBufferBytes', 0, MIN_MAX_BUFFER_BYTES) }),
     appendSocket: parseAppendSocket(root.appendSocket, baseDir),
     connectTimeoutMs: int(root.connectTimeoutMs, 'connectTimeoutMs', 5000, 1),
     queryTimeoutMs: int(root.queryTimeoutMs, 'queryTimeoutMs', 60_000, 1),

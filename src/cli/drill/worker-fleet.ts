@@ -5,8 +5,9 @@
  * and start a worker's agent, or fill and free its buffer's volume, while the appends go on.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, writeFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { MIN_MAX_BUFFER_BYTES } from '../../agent/config.js';
 import { Outbox } from '../../agent/outbox.js';
 import { bufferStatus, type BufferStatus } from '../../agent/status.js';
 import type { LocalWorker } from '../../local/local-worker-control.js';
@@ -125,10 +126,23 @@ export class WorkerFleet {
     });
   }
 
-  /** 'full': the worker's buffer gets no room beyond what it holds now; null: room again. */
+  /**
+   * 'full': the worker's buffer volume gets no room beyond what the buffer holds now; null: room again. Full for
+   * every process of the worker, as a volume is: the application's own connection (it appends directly while no
+   * daemon answers) and the agent daemon, which commits the application's appends over its socket (the same cap as
+   * its maxBufferBytes, set in its config and re-read on SIGHUP, so an agent restarted meanwhile is full too).
+   */
   setDiskSpace(workerId: string, space: 'full' | null): void {
+    const worker = this.worker(workerId);
     const command: LoadWorkerCommand = { type: 'disk', space };
-    this.worker(workerId).appender.send(command);
+    worker.appender.send(command);
+    if (worker.agent === null) return;
+    const config = JSON.parse(readFileSync(worker.spec.configPath, 'utf8')) as Record<string, unknown>;
+    if (space === 'full') config.maxBufferBytes = Math.max(statSync(worker.spec.bufferPath).size, MIN_MAX_BUFFER_BYTES);
+    else delete config.maxBufferBytes;
+    writeFileSync(`${worker.spec.configPath}.tmp`, JSON.stringify(config, null, 2));
+    renameSync(`${worker.spec.configPath}.tmp`, worker.spec.configPath);
+    worker.agent.reload();
   }
 
   /** Stops appending everywhere, lets every buffer sync what is pending, stops the agents. */
@@ -239,6 +253,11 @@ export class AgentDaemon {
       await waitForExit([child.pid!], 30_000);
     }
     this.child = null;
+  }
+
+  /** SIGHUP: the agent re-reads its config and its writer. */
+  reload(): void {
+    if (this.running()) this.child!.kill('SIGHUP');
   }
 
   /** SIGKILL now, without waiting (cleanup). */
