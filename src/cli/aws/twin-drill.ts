@@ -417,8 +417,8 @@ async function setReplication(cluster: LocalCluster, nodeId: string, on: boolean
 
 /**
  * Cuts the replicas off the primary and waits (bounded) until it holds: a standby notices a changed primary_conninfo
- * only when its startup process next looks, so until the primary has no WAL sender left for them and each has replayed
- * what it received, rows committed now may still reach them.
+ * only when its startup process next looks, so until the primary has no WAL sender left for them, none has a WAL
+ * receiver running and each has replayed what it received, rows committed now may still reach them.
  */
 async function cutReplicas(cluster: LocalCluster, primaryNode: string, replicaNodes: readonly string[]): Promise<void> {
   for (const node of replicaNodes) await setReplication(cluster, node, false);
@@ -430,12 +430,19 @@ async function cutReplicas(cluster: LocalCluster, primaryNode: string, replicaNo
     async () => {
       const senders = Number((await query<{ n: string }>(cluster, primaryNode, `SELECT count(*)::text AS n FROM pg_stat_replication WHERE application_name IN (${names})`))[0]!.n);
       const behind: string[] = [];
+      const receiving: string[] = [];
       for (const node of replicaNodes) {
-        const [r] = await query<{ done: boolean }>(cluster, node, 'SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() AS done');
+        // pg_stat_wal_receiver has a row while the standby's WAL receiver runs: the cut holds only once it is gone
+        const [r] = await query<{ done: boolean; receiver: boolean }>(
+          cluster,
+          node,
+          'SELECT pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() AS done, EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AS receiver',
+        );
         if (!r?.done) behind.push(node);
+        if (r?.receiver !== false) receiving.push(node);
       }
-      state = `${senders} WAL sender(s) of them left on ${primaryNode}; still replaying: ${behind.join(', ') || 'none'}`;
-      return senders === 0 && behind.length === 0;
+      state = `${senders} WAL sender(s) of them left on ${primaryNode}; still receiving: ${receiving.join(', ') || 'none'}; still replaying: ${behind.join(', ') || 'none'}`;
+      return senders === 0 && receiving.length === 0 && behind.length === 0;
     },
     () => `the replicas ${replicaNodes.join(', ')} were not cut off from ${primaryNode} within 30 s: ${state}`,
   );

@@ -13,7 +13,7 @@ describe('drill faults', () => {
   it('each has its own name and a summary, and the registry finds it', () => {
     const names = FAULTS.map((f) => f.name);
     expect(new Set(names).size).toBe(names.length);
-    expect(names).toEqual(['kill-primary', 'switchover', 'replica-lag', 'double-failover', 'kill-during-drain', 'controller-crash', 'partition', 'slack-down', 'disk-full']);
+    expect(names).toEqual(['kill-primary', 'switchover', 'replica-lag', 'double-failover', 'kill-during-drain', 'controller-crash', 'partition', 'slack-down', 'disk-full', 'pause-primary', 'stale-replica', 'worker-down']);
     for (const f of FAULTS) {
       expect(f.summary.length).toBeGreaterThan(20);
       expect(faultByName(f.name)).toBe(f);
