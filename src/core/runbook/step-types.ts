@@ -36,11 +36,15 @@ export function nowIso(env: RunbookEnv): string {
   return new Date(env.ports.clock.now()).toISOString();
 }
 
+/** How long a step has been running (0 before its first action completed and recorded its start). */
+export function stepElapsedMs(state: RunbookState, env: RunbookEnv, step: StepName): number {
+  const startedAt = state.steps?.[step]?.startedAt;
+  return startedAt === undefined ? 0 : env.ports.clock.now() - Date.parse(startedAt);
+}
+
 /** Throws RunbookTimeoutError once a wait loop ran longer than its limit (measured from the step's start). */
 export function checkTimeout(state: RunbookState, env: RunbookEnv, step: StepName, limitMs: number, waitingFor: string): void {
-  const startedAt = state.steps?.[step]?.startedAt;
-  if (!startedAt) return;
-  const elapsed = env.ports.clock.now() - Date.parse(startedAt);
+  const elapsed = stepElapsedMs(state, env, step);
   if (elapsed > limitMs) {
     throw new RunbookTimeoutError(`${step}: still waiting for ${waitingFor} after ${Math.round(elapsed / 1000)} s (limit ${Math.round(limitMs / 1000)} s)`);
   }

@@ -343,6 +343,19 @@ describe('runRunbook: failover with fake ports', () => {
     expect(events.some((e) => e.step === 'verify' && e.phase === 'warning')).toBe(false);
   });
 
+  it('a drain that never answers (SSM holding a command for an instance it still lists online) ends at the drain limit as a failed drain, not a failed failover', async () => {
+    const f = fakes();
+    f.workers.script.set('w-2', [{ state: 'pending' }]);
+    const events: RunbookEvent[] = [];
+    const result = await run(f, { mode: 'failover' }, { events, config: { ...config, timeoutMs: { ...config.timeoutMs, drain: 2_000 } } });
+    expect(result.outcome).toBe('succeeded');
+    const limit = 2;
+    expect(result.state.drains?.find((d) => d.workerId === 'w-2')).toMatchObject({ status: 'failed', attempts: 1, error: `no answer within the drain limit (${limit} s)` });
+    const warnings = events.filter((e) => e.phase === 'warning').map((e) => `${e.step}: ${e.message}`);
+    expect(warnings).toContain(`drain: drain failed on w-2 after 1 attempts (no answer within the drain limit (${limit} s)): its agent re-sends on its own when it reconnects (the lineage check); verify waits for its confirmation`);
+    expect(result.state.verification).toMatchObject({ confirmed: ['w-1'], unconfirmed: ['w-2'] });
+  });
+
   it('a throttled drain status call is asked again at the next poll, not a failed drain', async () => {
     const f = fakes();
     const status = f.workers.drainStatus.bind(f.workers);

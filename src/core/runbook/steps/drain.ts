@@ -3,13 +3,15 @@
  * plus everything pending (src/agent/drain.ts). The fast path and the report, not the only safety net: every agent
  * checks the lineage on every batch and heals by itself when it reconnects. So a worker whose drain cannot be
  * delivered or keeps failing (down, unreachable) does not fail the failover: it is reported, and verify waits for
- * its own confirmation. A failed drain is restarted up to config.drainAttempts times; drains are idempotent.
+ * its own confirmation. A failed drain is restarted up to config.drainAttempts times; drains are idempotent. A drain
+ * still unanswered at the stage's limit (AWS: SSM holds a command for an instance it still lists Online although it
+ * is gone) is failed and reported the same way: the limit ends the wait, never the failover.
  */
 import type { DrainRequest, DrainSummary } from '../../../ports/worker-control.js';
 import { classifyError, errorMessage, RunbookErrorName, RunbookStepError } from '../errors.js';
 import type { RunbookEnv } from '../env.js';
 import type { DrainProgress, RunbookState } from '../state.js';
-import { checkTimeout, requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
+import { requirePlan, stepElapsedMs, type ActionFn, type ActionResult } from '../step-types.js';
 
 export const startDrains: ActionFn = async (state, env): Promise<ActionResult> => {
   requirePlan(state);
@@ -71,9 +73,14 @@ export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> =
   }
   const next: RunbookState = { ...state, drains };
   const pending = drains.filter((d) => d.status === 'pending');
-  if (pending.length > 0) {
-    checkTimeout(state, env, 'drain', env.config.timeoutMs.drain, `the drain on ${pending.map((d) => d.workerId).join(', ')}`);
+  const limitMs = env.config.timeoutMs.drain;
+  if (pending.length > 0 && stepElapsedMs(state, env, 'drain') <= limitMs) {
     return { state: next, done: false, persist: changed, warnings, figures: { pending: pending.length } };
+  }
+  for (const [i, d] of drains.entries()) {
+    if (d.status !== 'pending') continue;
+    drains[i] = { ...d, status: 'failed', error: `no answer within the drain limit (${Math.round(limitMs / 1000)} s)${d.error ? `; before: ${d.error}` : ''}` };
+    warnings.push(unreachableWarning(drains[i]!));
   }
   return { state: next, done: true, warnings, figures: { ...drainTotals(drains), failed: drains.filter((d) => d.status === 'failed').length } };
 };

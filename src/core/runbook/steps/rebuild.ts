@@ -10,7 +10,7 @@
 import { classifyError, errorMessage, RunbookTransientError } from '../errors.js';
 import type { RunbookEnv } from '../env.js';
 import type { RebuildProgress, RunbookState } from '../state.js';
-import { requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
+import { requirePlan, stepElapsedMs, type ActionFn, type ActionResult } from '../step-types.js';
 
 export const startRebuilds: ActionFn = async (state, env): Promise<ActionResult> => {
   const plan = requirePlan(state);
@@ -24,8 +24,7 @@ export const startRebuilds: ActionFn = async (state, env): Promise<ActionResult>
 
 export const rebuildStatus: ActionFn = async (state, env): Promise<ActionResult> => {
   const plan = requirePlan(state);
-  const startedAt = state.steps?.rebuild?.startedAt;
-  const timedOut = startedAt !== undefined && env.ports.clock.now() - Date.parse(startedAt) > env.config.timeoutMs.rebuild;
+  const timedOut = stepElapsedMs(state, env, 'rebuild') > env.config.timeoutMs.rebuild;
   const limit = `${Math.round(env.config.timeoutMs.rebuild / 1000)} s`;
   const rebuilds: RebuildProgress[] = [];
   for (const r of state.rebuilds ?? []) {

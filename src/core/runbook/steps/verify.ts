@@ -9,7 +9,7 @@ import { descendsFrom } from '../../lineage.js';
 import { RunbookStepError } from '../errors.js';
 import type { RunbookEnv } from '../env.js';
 import type { RunbookState } from '../state.js';
-import { requirePlan, type ActionFn, type ActionResult } from '../step-types.js';
+import { requirePlan, stepElapsedMs, type ActionFn, type ActionResult } from '../step-types.js';
 import { drainTotals } from './drain.js';
 
 export const verify: ActionFn = async (state, env): Promise<ActionResult> => {
@@ -24,8 +24,7 @@ export const verify: ActionFn = async (state, env): Promise<ActionResult> => {
   const expected = env.config.expectedWorkers;
   const unconfirmed = workers.filter((w) => !confirmed.has(w));
   const enough = expected === undefined || confirmed.size >= expected;
-  const startedAt = state.steps?.verify?.startedAt;
-  const waited = startedAt === undefined ? 0 : env.ports.clock.now() - Date.parse(startedAt);
+  const waited = stepElapsedMs(state, env, 'verify');
   const withConfirmations = (state: RunbookState): RunbookState => ({
     ...state,
     verification: { ...verification, confirmed: [...confirmed].sort(), unconfirmed },
