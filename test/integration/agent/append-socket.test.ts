@@ -240,3 +240,48 @@ describe('the synchronous client (AppendClient) on the real daemon', () => {
     expect(storedIds(file)).toEqual(['late-1', 'late-2']);
   });
 });
+
+describe('WriteBuffer.appendAsync', () => {
+  it('many appends in flight from one process share commits, each resolves with its id once committed', async () => {
+    const file = freshBuffer();
+    const { server } = await serve(file);
+    const buffer = WriteBuffer.open({ bufferPath: file, config });
+    cleanups.push(() => buffer.close());
+    expect(await buffer.appendAsync('events', { id: 'warm' })).toBe('warm'); // connected
+    const before = { ...server.stats };
+    const ids = await Promise.all(Array.from({ length: 50 }, (_, i) => buffer.appendAsync('events', { id: `a${i}`, n: i })));
+    expect(ids).toEqual(Array.from({ length: 50 }, (_, i) => `a${i}`));
+    expect(server.stats.requests - before.requests).toBe(50);
+    expect(server.stats.commits - before.commits).toBeLessThan(50);
+    await expect(buffer.appendAsync('events', { id: 'a1', n: 2 })).rejects.toThrow("id 'a1' is already in the buffer for stream 'events' with a different payload");
+    expect(await buffer.appendManyAsync('events', [{ id: 'b1' }, { id: 'b2', colour: 'red' }])).toEqual({
+      ids: ['b1'],
+      rejected: { index: 1, error: new RowRejectedError("field 'colour' is not a column of stream 'events' (columns: id, body, n)") },
+    });
+    expect(storedIds(file).sort()).toEqual(['warm', ...ids, 'b1'].sort());
+  });
+
+  it('goes directly while no daemon serves the socket, and when the daemon never answers (after busyTimeoutMs)', async () => {
+    const file = freshBuffer();
+    const buffer = WriteBuffer.open({ bufferPath: file, config: { ...config, busyTimeoutMs: 200 } });
+    cleanups.push(() => buffer.close());
+    expect(await buffer.appendAsync('events', { id: 'none-1' })).toBe('none-1');
+    await expect(buffer.appendAsync('events', { id: 1n })).rejects.toThrow(/^row cannot be serialized to JSON/);
+    const silent = net.createServer((socket) => socket.resume()); // reads and never answers
+    await new Promise<void>((resolve) => silent.listen(`${file}.sock`, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    await sleep(RECONNECT_AFTER_MS);
+    expect(await Promise.all([buffer.appendAsync('events', { id: 'silent-1' }), buffer.appendAsync('events', { id: 'silent-2' })])).toEqual(['silent-1', 'silent-2']);
+    expect(storedIds(file)).toEqual(['none-1', 'silent-1', 'silent-2']);
+  });
+
+  it('in the daemon’s own process it goes directly too', async () => {
+    const file = freshBuffer();
+    const withDaemon = WriteBuffer.open({ bufferPath: file, config });
+    const running = withDaemon.startDaemon();
+    const server = (await running.appendServer)!;
+    cleanups.push(() => withDaemon.close(), () => running.stop());
+    expect(await withDaemon.appendAsync('events', { id: 'own-async' })).toBe('own-async');
+    expect(server.stats.requests).toBe(0);
+  });
+});
