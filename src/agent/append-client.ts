@@ -32,9 +32,9 @@ export const FdState = { NONE: 0, OPEN: 1, WRITING: 2, CLOSED: 3 } as const;
 /**
  * The socket side of a synchronous append (WriteBuffer.append returns once the row is durable, as a direct
  * SQLite commit does). Node has no blocking socket call, so a small worker thread owns the connection and reads
- * the daemon's answers; the caller's thread writes its request straight onto the connection's descriptor
- * (fs.writeSync) and blocks in Atomics.wait until the worker has copied the answer into shared memory and
- * woken it. Per append: one write by the caller, one wake-up and one read in the worker, no message between
+ * the daemon's answers (net's `onread`: into one reused buffer, past the stream machinery); the caller's thread
+ * writes its request straight onto the connection's descriptor (fs.writeSync) and blocks in Atomics.wait until
+ * the worker has copied the answer into shared memory and woken it. Per append: one write by the caller, one wake-up and one read in the worker, no message between
  * the threads (the first version posted each request and answer as a message: two more wake-ups and two
  * structured clones per append, which cost the appender more CPU than the rest; docs/buffer.md).
  * Plain JavaScript evaluated in the worker: no module to locate under tsx, vitest or the esbuild bundle.
@@ -79,8 +79,26 @@ function answer(line) {
     Atomics.add(words, POSTED, 1);
   }
 }
+// Reads land in one reused buffer and go to onRead, past the stream machinery (net's onread option).
+const readBuffer = Buffer.allocUnsafe(64 * 1024);
+function onRead(length, buffer) {
+  const data = buffer.subarray(0, length);
+  let start = 0;
+  for (let end = data.indexOf(10); end >= 0; end = data.indexOf(10, start)) {
+    let line = data.subarray(start, end);
+    if (partial.length > 0) {
+      partial.push(line);
+      line = Buffer.concat(partial);
+      partial = [];
+    }
+    answer(line);
+    start = end + 1;
+  }
+  if (start < length) partial.push(Buffer.from(data.subarray(start))); // a copy: the buffer is reused
+  wake();
+}
 function connect() {
-  const s = net.createConnection(socketPath);
+  const s = net.createConnection({ path: socketPath, onread: { buffer: readBuffer, callback: onRead } });
   const destroy = s.destroy;
   // every way the socket closes its descriptor goes through destroy()
   s.destroy = function (...args) {
@@ -92,21 +110,6 @@ function connect() {
     Atomics.store(words, FD, s._handle.fd);
     Atomics.store(words, FD_STATE, OPEN);
     tell({ type: 'connected' });
-  });
-  s.on('data', (chunk) => {
-    let start = 0;
-    for (let end = chunk.indexOf(10); end >= 0; end = chunk.indexOf(10, start)) {
-      let line = chunk.subarray(start, end);
-      if (partial.length > 0) {
-        partial.push(line);
-        line = Buffer.concat(partial);
-        partial = [];
-      }
-      answer(line);
-      start = end + 1;
-    }
-    if (start < chunk.length) partial.push(chunk.subarray(start));
-    wake();
   });
   s.on('error', () => undefined);
   s.on('close', () => {
