@@ -23,7 +23,8 @@ export interface WindowResult {
 /**
  * Children that each run one command at a time from stdin and answer one JSON line:
  *   prepare <config>           open the buffer and append one row (the socket connection, the worker thread)
- *   append <config> <tag> <ms> append rows until `ms` passed
+ *   append <config> <tag> <ms> append rows until `ms` passed (WriteBuffer.append)
+ *   appendAsync <config> <tag> <ms> the same with `await WriteBuffer.appendAsync`, one append in flight at a time
  *   fdatasync <file> <ms>      write(4 KiB)+fdatasync until `ms` passed (the disk's limit, same filesystem)
  */
 export class AppenderPool {
@@ -130,6 +131,15 @@ function appenderMain(worker: string): void {
       const buffer = open(target!);
       const [tag, ms] = rest;
       answer = timed(Number(ms), (n) => buffer.append('events', { id: `${worker}-${tag}-${n}`, body: BODY, n }));
+    } else if (command === 'appendAsync') {
+      // one append in flight per process, awaited before the next (as the synchronous `append`): the latency of each
+      const buffer = open(target!);
+      const [tag, ms] = rest;
+      void timedAsync(Number(ms), (n) => buffer.appendAsync('events', { id: `${worker}-${tag}-${n}`, body: BODY, n })).then(
+        (result) => process.stdout.write(`${JSON.stringify(result)}\n`),
+        (error: unknown) => process.stdout.write(`${JSON.stringify({ error: String(error) })}\n`),
+      );
+      return;
     } else if (command === 'fdatasync') {
       const fd = openSync(target!, 'a');
       const page = Buffer.alloc(4096, 0x61);
@@ -153,6 +163,21 @@ function timed(ms: number, op: (n: number) => void): WindowResult & { cpuMs: num
   while (Date.now() < end) {
     const t = process.hrtime.bigint();
     op(n);
+    latencies.push(Math.round(Number(process.hrtime.bigint() - t) / 1e3) / 1e3);
+    n += 1;
+  }
+  const used = process.cpuUsage(cpu);
+  return { count: n, latencies, cpuMs: (used.user + used.system) / 1000 };
+}
+
+async function timedAsync(ms: number, op: (n: number) => Promise<unknown>): Promise<WindowResult & { cpuMs: number }> {
+  const cpu = process.cpuUsage();
+  const latencies: number[] = [];
+  const end = Date.now() + ms;
+  let n = 0;
+  while (Date.now() < end) {
+    const t = process.hrtime.bigint();
+    await op(n);
     latencies.push(Math.round(Number(process.hrtime.bigint() - t) / 1e3) / 1e3);
     n += 1;
   }

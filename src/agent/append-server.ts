@@ -139,15 +139,19 @@ export class AppendServer {
     } catch (error) {
       // Nothing of the batch is committed (the transaction rolled back): each caller appends directly.
       this.options.log('error', 'append socket: group commit failed', { error: errorMessage(error), requests: batch.length });
-      for (const { socket, request } of batch) answer(socket, { n: request.n, error: errorMessage(error) });
+      const answers = new Answers();
+      for (const { socket, request } of batch) answers.add(socket, { n: request.n, error: errorMessage(error) });
+      answers.send();
       return;
     }
     let rows = 0;
+    const answers = new Answers();
     batch.forEach(({ socket, request }, i) => {
       const { ids, rejected } = results[i]!;
       rows += ids.length;
-      answer(socket, rejected ? { n: request.n, ids, rejected: { index: rejected.index, message: rejected.error.message } } : { n: request.n, ids });
+      answers.add(socket, rejected ? { n: request.n, ids, rejected: { index: rejected.index, message: rejected.error.message } } : { n: request.n, ids });
     });
+    answers.send();
     this.stats.commits += 1;
     this.stats.requests += batch.length;
     this.stats.rows += rows;
@@ -155,8 +159,20 @@ export class AppendServer {
   }
 }
 
-function answer(socket: net.Socket, value: AppendAnswer): void {
-  if (socket.writable) socket.write(`${JSON.stringify(value)}\n`);
+/**
+ * The answers of one commit, in request order, sent with one write per connection: a connection with several
+ * requests in the commit (a client with appends in flight, appendAsync) gets them all in one system call.
+ */
+export class Answers {
+  private readonly lines = new Map<net.Socket, string>();
+
+  add(socket: net.Socket, value: AppendAnswer): void {
+    this.lines.set(socket, `${this.lines.get(socket) ?? ''}${JSON.stringify(value)}\n`);
+  }
+
+  send(): void {
+    for (const [socket, text] of this.lines) if (socket.writable) socket.write(text);
+  }
 }
 
 /** Binds `server` to `socketPath`; false when a live daemon answers there. A stale socket file is replaced. */

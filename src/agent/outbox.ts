@@ -5,7 +5,7 @@ import type { StreamConfig } from './config.js';
 import { PAYLOAD_SEPARATOR } from './copy-rows.js';
 import { historyOf, isInHistory, newestEpoch, type Epoch, type HistorySpan } from '../core/lineage.js';
 import { ADDED_COLUMNS, SCHEMA_SQL, SCHEMA_VERSION } from './outbox-schema.js';
-import { isSqliteBusy, openSqlite, type SqliteDatabase, type SqliteStatement } from './sqlite.js';
+import { isSqliteBusy, openSqlite, type SqliteDatabase, type SqliteStatement, type SqliteTransaction } from './sqlite.js';
 import { RowRejectedError, validateRow } from './row-validation.js';
 
 /** Where a batch was committed: the writer's epoch and timeline, and an upper bound of the commit's LSN. */
@@ -78,6 +78,10 @@ export class Outbox {
 
   /** Set while appends are capped (maxBufferBytes): [max_page_count for appends, the connection's own limit]. */
   private appendPageLimit: readonly [number, number] | null = null;
+  private readonly statements = new Map<string, SqliteStatement<never, unknown>>();
+  /** The append transaction, made once (appendGroups' input is in `appending` while it runs). */
+  private readonly appendTransaction: SqliteTransaction<AppendResult[]>;
+  private appending: { readonly groups: readonly AppendGroup[]; readonly nowMs: number } | undefined;
 
   static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean; maxBytes?: number } = {}): Outbox {
     if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
@@ -123,6 +127,24 @@ export class Outbox {
       'SELECT * FROM (SELECT * FROM outbox_resync WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1) WHERE last_seq >= ?',
     );
     this.nextRangeStart = db.prepare('SELECT first_seq FROM outbox_resync WHERE first_seq > ? ORDER BY first_seq LIMIT 1');
+    this.appendTransaction = db.transaction(() => {
+      const { groups, nowMs } = this.appending!;
+      return groups.map((group) => this.insertRows(group, nowMs));
+    });
+  }
+
+  /**
+   * The statement for `sql`, prepared once per connection (preparing costs more than running most of these;
+   * the sync loop runs the same few statements on every pass).
+   */
+  private prepared<P extends unknown[] = unknown[], R = unknown>(sql: string): SqliteStatement<P, R> {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      if (this.statements.size >= 256) this.statements.clear(); // SQL built from a config or a drain's selection: bounded anyway
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement as SqliteStatement<P, R>;
   }
 
   /** Runs `fn` (one statement or one transaction), retrying while another process holds the lock. */
@@ -170,22 +192,19 @@ export class Outbox {
    * rules; a rejected row stops only its own group.
    */
   appendGroups(groups: readonly AppendGroup[], nowMs = Date.now()): AppendResult[] {
-    let results: AppendResult[] = [];
-    const write = this.db.transaction(() => {
-      results = groups.map((group) => this.insertRows(group, nowMs)); // recomputed if a busy retry reruns it
-    });
     const limit = this.appendPageLimit;
     if (limit !== null) this.db.pragma(`max_page_count = ${limit[0]}`);
+    this.appending = { groups, nowMs };
     try {
-      this.locked(() => write.immediate());
+      return this.locked(() => this.appendTransaction.immediate()); // recomputed if a busy retry reruns it
     } catch (error) {
       if (!isSqliteFull(error)) throw error;
       const cap = limit === null ? '' : ` or the buffer reached maxBufferBytes (${this.maxBytes} bytes)`;
       throw new BufferFullError(`buffer ${this.file} is full (the volume has no space left${cap}): the append was refused and nothing of it was stored; appends succeed again once there is room (synced rows pruned, the volume grown${limit === null ? '' : ', or maxBufferBytes raised'})`);
     } finally {
+      this.appending = undefined;
       if (limit !== null) this.db.pragma(`max_page_count = ${limit[1]}`);
     }
-    return results;
   }
 
   private insertRows({ streamName, stream, rows }: AppendGroup, nowMs: number): AppendResult {
@@ -221,8 +240,8 @@ export class Outbox {
   pendingBatch(streams: readonly string[], limit: number, afterSeq = 0): OutboxRow[] {
     if (streams.length === 0) return [];
     return this.locked(() =>
-      this.db
-        .prepare(
+      this
+        .prepared(
           `SELECT seq, stream, id, payload FROM outbox
            WHERE state = 'pending' AND seq > ? AND +stream IN (${streams.map(() => '?').join(', ')})
            ORDER BY seq LIMIT ?`,
@@ -296,8 +315,8 @@ export class Outbox {
 
   /** Writes a range's marker into the synced rows it covers and drops it (inside a transaction). */
   private foldRange(range: ResyncRange): void {
-    this.db
-      .prepare("UPDATE outbox SET synced_at_ms = ?, marker_epoch = ?, marker_timeline = ?, marker_lsn = ? WHERE seq BETWEEN ? AND ? AND state = 'synced'")
+    this
+      .prepared("UPDATE outbox SET synced_at_ms = ?, marker_epoch = ?, marker_timeline = ?, marker_lsn = ? WHERE seq BETWEEN ? AND ? AND state = 'synced'")
       .run(range.synced_at_ms, range.marker_epoch, range.marker_timeline, range.marker_lsn, range.first_seq, range.last_seq);
     this.deleteRange.run(range.first_seq);
   }
@@ -309,10 +328,10 @@ export class Outbox {
   foldResyncRanges(): number {
     let folded = 0;
     for (;;) {
-      const range = this.locked(() => this.db.prepare<[], ResyncRange>('SELECT * FROM outbox_resync ORDER BY first_seq LIMIT 1').get());
+      const range = this.locked(() => this.prepared<[], ResyncRange>('SELECT * FROM outbox_resync ORDER BY first_seq LIMIT 1').get());
       if (range === undefined) return folded;
       const write = this.db.transaction(() => {
-        const current = this.db.prepare<[number], ResyncRange>('SELECT * FROM outbox_resync WHERE first_seq = ?').get(range.first_seq);
+        const current = this.prepared<[number], ResyncRange>('SELECT * FROM outbox_resync WHERE first_seq = ?').get(range.first_seq);
         if (current) this.foldRange(current);
       });
       this.locked(() => write.immediate());
@@ -325,19 +344,19 @@ export class Outbox {
    * row too (a drain re-sent it and the new writer refused it): it is no longer on the current writer.
    */
   markRejected(seq: number, error: string): void {
-    this.locked(() => this.db.prepare("UPDATE outbox SET state = 'rejected', error = ? WHERE seq = ? AND state IN ('pending', 'synced')").run(error, seq));
+    this.locked(() => this.prepared("UPDATE outbox SET state = 'rejected', error = ? WHERE seq = ? AND state IN ('pending', 'synced')").run(error, seq));
   }
 
   maxSeq(): number {
-    return this.locked(() => this.db.prepare<[], { m: number | null }>('SELECT max(seq) AS m FROM outbox').get()!.m ?? 0);
+    return this.locked(() => this.prepared<[], { m: number | null }>('SELECT max(seq) AS m FROM outbox').get()!.m ?? 0);
   }
 
   /** Rows a drain examines: every pending or synced row up to `maxSeq` (counted on the two partial indexes). */
   countExamined(maxSeq: number): number {
     return this.locked(
       () =>
-        this.db
-          .prepare<[number, number], { n: number }>(
+        this
+          .prepared<[number, number], { n: number }>(
             `SELECT (SELECT count(*) FROM outbox INDEXED BY outbox_pending WHERE state = 'pending' AND seq <= ?)
                   + (SELECT count(*) FROM outbox INDEXED BY outbox_synced_at WHERE state = 'synced' AND seq <= ?) AS n`,
           )
@@ -366,15 +385,15 @@ export class Outbox {
     const streamIndex = `CASE stream ${streams.map(() => 'WHEN ? THEN ?').join(' ')} ELSE ${streams.length} END`;
     const streamParams = streams.flatMap((name, index) => [name, index]);
     const codes = (syncedChoice: string) =>
-      this.db
-        .prepare(
+      this
+        .prepared(
           `SELECT ((seq * ${width} + ${streamIndex}) * 4) + CASE state WHEN 'pending' THEN ${selection.pending === false ? 1 : 3} WHEN 'synced' THEN 2 * (${syncedChoice}) ELSE 0 END
              FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
         )
         .pluck();
     const payloads = (syncedChoice: string) =>
-      this.db
-        .prepare(
+      this
+        .prepared(
           // in rowid order in practice, but not ordered on purpose (that sorts): only the set matters
           `SELECT CAST(group_concat(payload, char(${PAYLOAD_SEPARATOR.charCodeAt(0)})) AS BLOB)
              FROM outbox WHERE seq > ? AND seq <= ? AND +stream = ? AND state = 'synced' AND ${syncedChoice}`,
@@ -385,8 +404,8 @@ export class Outbox {
       resent: { codes: codes('1'), payloads: payloads('1'), params: [] as (string | number)[] },
       kept: { codes: codes('0'), payloads: payloads('0'), params: [] as (string | number)[] },
     };
-    const pendingRows = this.db
-      .prepare(
+    const pendingRows = this
+      .prepared(
         `SELECT seq, stream, id, payload FROM outbox
           WHERE state = 'pending' AND seq > ? AND seq <= ? AND +stream IN (${streams.map(() => '?').join(', ')}) ORDER BY seq`,
       )
@@ -465,8 +484,8 @@ export class Outbox {
   /** The rows with these seqs that are still in the buffer, in seq order. */
   rowsBySeq(seqs: readonly number[]): OutboxRow[] {
     return this.locked(() =>
-      this.db
-        .prepare('SELECT seq, stream, id, payload FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq')
+      this
+        .prepared('SELECT seq, stream, id, payload FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq')
         .raw(true)
         .all(JSON.stringify(seqs))
         .map(toRow),
@@ -474,7 +493,7 @@ export class Outbox {
   }
 
   pendingCount(): number {
-    return this.locked(() => this.db.prepare<[], { n: number }>("SELECT count(*) AS n FROM outbox WHERE state = 'pending'").get()!.n);
+    return this.locked(() => this.prepared<[], { n: number }>("SELECT count(*) AS n FROM outbox WHERE state = 'pending'").get()!.n);
   }
 
   /** Deletes up to `limit` synced rows synced before `beforeMs` whose marker lies in `history`; returns how many. */
@@ -485,8 +504,8 @@ export class Outbox {
     // Walks the synced_at index (rows past retention), then checks their markers.
     return this.locked(
       () =>
-        this.db
-          .prepare(
+        this
+          .prepared(
             `DELETE FROM outbox WHERE seq IN (
                SELECT seq FROM outbox WHERE state = 'synced' AND synced_at_ms < ? AND (${sql}) LIMIT ?)`,
           )
@@ -499,15 +518,15 @@ export class Outbox {
   }
 
   private readCounts(syncedBeforeMs: number): OutboxCounts {
-    const pending = this.db
-      .prepare<[], { stream: string; n: number; oldest: number }>(
+    const pending = this
+      .prepared<[], { stream: string; n: number; oldest: number }>(
         "SELECT stream, count(*) AS n, min(created_at_ms) AS oldest FROM outbox WHERE state = 'pending' GROUP BY stream",
       )
       .all();
     const pendingByStream: Record<string, number> = {};
     for (const p of pending) pendingByStream[p.stream] = p.n;
     const oldest = pending.length === 0 ? null : Math.min(...pending.map((p) => p.oldest));
-    const count = (sql: string, ...params: (number | string)[]) => this.db.prepare<(number | string)[], { n: number }>(sql).get(...params)!.n;
+    const count = (sql: string, ...params: (number | string)[]) => this.prepared<(number | string)[], { n: number }>(sql).get(...params)!.n;
     const history = historyPredicate(this.currentHistory(), 'coalesce(r.marker_epoch, o.marker_epoch)', 'coalesce(r.marker_lsn, o.marker_lsn)');
     return {
       pendingRows: pending.reduce((sum, p) => sum + p.n, 0),
@@ -529,8 +548,8 @@ export class Outbox {
   }
 
   private readRows(): AuditedRow[] {
-    return this.db
-      .prepare<[], { seq: number; stream: string; id: string; state: string; marker_epoch: string | null; marker_timeline: number | null; marker_lsn: number | null; error: string | null }>(
+    return this
+      .prepared<[], { seq: number; stream: string; id: string; state: string; marker_epoch: string | null; marker_timeline: number | null; marker_lsn: number | null; error: string | null }>(
         `SELECT o.seq, o.stream, o.id, o.state, coalesce(r.marker_epoch, o.marker_epoch) AS marker_epoch,
            coalesce(r.marker_timeline, o.marker_timeline) AS marker_timeline,
            coalesce(r.marker_lsn, o.marker_lsn) AS marker_lsn, o.error FROM outbox o ${EFFECTIVE_JOIN} ORDER BY o.seq`,
@@ -569,7 +588,7 @@ export class Outbox {
   }
 
   private writeState(values: Record<string, unknown>): void {
-    const upsert = this.db.prepare('INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    const upsert = this.prepared('INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     for (const [key, value] of Object.entries(values)) upsert.run(key, JSON.stringify(value ?? null));
   }
 
@@ -591,7 +610,7 @@ export class Outbox {
     let added = 0;
     let version = 0;
     const write = this.db.transaction(() => {
-      const insert = this.db.prepare(
+      const insert = this.prepared(
         `INSERT INTO lineage (epoch, parent_epoch, generation, fork_lsn, timeline, node_id, execution_id, created_at, learned_at_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (epoch) DO NOTHING`,
       );
@@ -611,8 +630,8 @@ export class Outbox {
   }
 
   private readLineage(): Epoch[] {
-    return this.db
-      .prepare<[], { epoch: string; parent_epoch: string | null; generation: number; fork_lsn: string | null; timeline: number; node_id: string; execution_id: string | null; created_at: string }>(
+    return this
+      .prepared<[], { epoch: string; parent_epoch: string | null; generation: number; fork_lsn: string | null; timeline: number; node_id: string; execution_id: string | null; created_at: string }>(
         'SELECT epoch, parent_epoch, generation, fork_lsn, timeline, node_id, execution_id, created_at FROM lineage',
       )
       .all()
@@ -629,7 +648,7 @@ export class Outbox {
   }
 
   private readState<T>(key: string): T | undefined {
-    const row = this.db.prepare<[string], { value: string }>('SELECT value FROM agent_state WHERE key = ?').get(key);
+    const row = this.prepared<[string], { value: string }>('SELECT value FROM agent_state WHERE key = ?').get(key);
     return row === undefined ? undefined : (JSON.parse(row.value) as T);
   }
 

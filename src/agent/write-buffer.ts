@@ -1,8 +1,9 @@
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { DrainRequest, DrainSummary } from '../ports/worker-control.js';
+import { AsyncAppendClient } from './append-async-client.js';
 import { AppendClient } from './append-client.js';
-import { appendSocketPath } from './append-protocol.js';
+import { appendSocketPath, type AppendCommitted } from './append-protocol.js';
 import { AppendServer } from './append-server.js';
 import { checkpoint, type CheckpointResult } from './checkpoint.js';
 import { checkSocketPathLength, parseWriterUrl, type AgentConfig, type WriterSourceConfig } from './config.js';
@@ -55,6 +56,7 @@ export class WriteBuffer {
   private writerGeneration = 0;
   private loop: SyncLoop | null = null;
   private appendClient: AppendClient | null | undefined;
+  private asyncAppendClient: AsyncAppendClient | null | undefined;
   private readonly log: AgentLog;
 
   static open(options: WriteBufferOptions): WriteBuffer {
@@ -80,29 +82,53 @@ export class WriteBuffer {
 
   /** Stores rows in one durable transaction up to the first rejected row (see AppendResult). */
   appendMany(stream: string, rows: readonly unknown[]): AppendResult {
-    const result = this.appendThroughDaemon(stream, rows) ?? this.outbox.appendMany(stream, this.config.streams[stream], rows);
+    return this.appendThroughDaemon(stream, rows) ?? this.appendDirect(stream, rows);
+  }
+
+  private appendDirect(stream: string, rows: readonly unknown[]): AppendResult {
+    const result = this.outbox.appendMany(stream, this.config.streams[stream], rows);
     if (result.ids.length > 0) this.loop?.wake();
     return result;
   }
 
+  /**
+   * `append` without blocking the thread: resolves with the row's id once it is durable, as `append` returns it
+   * (the same rules, errors and fallback to a direct append). Through the daemon's socket the caller's thread
+   * does the socket I/O itself, so it costs less CPU than `append` (which hands the socket to a worker thread
+   * and waits for it), and a process may have many appends in flight, which the daemon commits together.
+   * A direct append (no daemon) is the same synchronous commit as `append`'s.
+   */
+  async appendAsync(stream: string, row: unknown): Promise<string> {
+    const result = await this.appendManyAsync(stream, [row]);
+    if (result.rejected) throw result.rejected.error;
+    return result.ids[0]!;
+  }
+
+  /** `appendMany` without blocking the thread (see appendAsync). */
+  async appendManyAsync(stream: string, rows: readonly unknown[]): Promise<AppendResult> {
+    const texts = this.loop === null ? rowTexts(rows) : undefined;
+    if (texts !== undefined) {
+      if (this.asyncAppendClient === undefined) {
+        const socket = appendSocketPath(this.config, this.outbox.file);
+        this.asyncAppendClient = socket === undefined ? null : new AsyncAppendClient(socket, this.config.busyTimeoutMs);
+      }
+      const answer = await this.asyncAppendClient?.append(stream, texts);
+      if (answer !== undefined) return appendResult(answer);
+    }
+    return this.appendDirect(stream, rows);
+  }
+
   /** The daemon's answer, or undefined to append directly (no daemon, or it runs in this very process). */
   private appendThroughDaemon(stream: string, rows: readonly unknown[]): AppendResult | undefined {
-    if (this.loop !== null || rows.length === 0) return undefined;
+    if (this.loop !== null) return undefined;
+    const texts = rowTexts(rows);
+    if (texts === undefined) return undefined;
     if (this.appendClient === undefined) {
       const socket = appendSocketPath(this.config, this.outbox.file);
       this.appendClient = socket === undefined ? null : new AppendClient(socket, this.config.busyTimeoutMs);
     }
-    if (this.appendClient === null) return undefined;
-    let texts: string[];
-    try {
-      texts = rows.map(rowText);
-    } catch {
-      return undefined; // the direct append stores the rows before it and names the error
-    }
-    const answer = this.appendClient.append(stream, texts);
-    if (answer === undefined) return undefined;
-    const { ids, rejected } = answer;
-    return rejected ? { ids: [...ids], rejected: { index: rejected.index, error: new RowRejectedError(rejected.message) } } : { ids: [...ids] };
+    const answer = this.appendClient?.append(stream, texts);
+    return answer === undefined ? undefined : appendResult(answer);
   }
 
   /** Sends every pending row once; a failure is recorded in the buffer (status) and thrown. */
@@ -205,6 +231,7 @@ export class WriteBuffer {
     await this.loop?.stop();
     this.loop = null;
     await this.appendClient?.close();
+    this.asyncAppendClient?.close();
     this.outbox.close();
   }
 
@@ -259,4 +286,18 @@ export class WriteBuffer {
       invalidate: () => this.writerImpl?.invalidate(),
     };
   }
+}
+
+/** The rows' texts for the socket, or undefined when there are none or one has none (a direct append names the error). */
+function rowTexts(rows: readonly unknown[]): string[] | undefined {
+  if (rows.length === 0) return undefined;
+  try {
+    return rows.map(rowText);
+  } catch {
+    return undefined;
+  }
+}
+
+function appendResult({ ids, rejected }: AppendCommitted): AppendResult {
+  return rejected ? { ids: [...ids], rejected: { index: rejected.index, error: new RowRejectedError(rejected.message) } } : { ids: [...ids] };
 }

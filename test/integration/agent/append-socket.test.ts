@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RECONNECT_AFTER_MS } from '../../../src/agent/append-client.js';
+import { ANSWER_SLOT_BYTES, DIRECT_WRITE_MAX, RECONNECT_AFTER_MS } from '../../../src/agent/append-client.js';
 import type { AppendAnswer } from '../../../src/agent/append-protocol.js';
 import { AppendServer } from '../../../src/agent/append-server.js';
 import { loadConfig, type AgentConfig } from '../../../src/agent/config.js';
@@ -207,5 +207,81 @@ describe('WriteBuffer.append through the daemon', () => {
     cleanups.push(() => buffer.close(), () => running.stop());
     expect(await running.appendServer).toBeUndefined();
     expect(buffer.append('events', { id: 'off-1' })).toBe('off-1');
+  });
+});
+
+describe('the synchronous client (AppendClient) on the real daemon', () => {
+  it('a request too long to write from the calling thread and an answer too long for the shared slot still go through', async () => {
+    const file = freshBuffer();
+    const agent = await daemon(file);
+    const buffer = WriteBuffer.open({ bufferPath: file, config });
+    cleanups.push(() => buffer.close());
+    const body = 'x'.repeat(DIRECT_WRITE_MAX); // one row longer than the calling thread writes itself
+    expect(buffer.append('events', { id: 'long-1', body })).toBe('long-1');
+    // an answer of 2,000 ids of 40 characters: longer than the shared answer slot
+    const ids = Array.from({ length: 2000 }, (_, i) => `many-${String(i).padStart(34, '0')}`);
+    expect(JSON.stringify(ids).length).toBeGreaterThan(ANSWER_SLOT_BYTES);
+    expect(buffer.appendMany('events', ids.map((id) => ({ id })))).toEqual({ ids });
+    expect(buffer.append('events', { id: 'after' })).toBe('after'); // and the next short one as usual
+    expect(await agent.stop()).toEqual({ commits: 3, requests: 3, rows: 2002 });
+    expect(storedIds(file)).toEqual(['long-1', ...ids, 'after']);
+  });
+
+  it('a daemon that takes the request and never answers: the append goes directly after busyTimeoutMs', async () => {
+    const file = freshBuffer();
+    // accepts connections (the kernel does, even while this thread is blocked), reads and never answers
+    const silent = net.createServer((socket) => socket.resume());
+    await new Promise<void>((resolve) => silent.listen(`${file}.sock`, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    const buffer = WriteBuffer.open({ bufferPath: file, config: { ...config, busyTimeoutMs: 200 } });
+    cleanups.push(() => buffer.close());
+    expect(buffer.append('events', { id: 'late-1' })).toBe('late-1');
+    expect(buffer.append('events', { id: 'late-2' })).toBe('late-2'); // directly, without waiting again
+    expect(storedIds(file)).toEqual(['late-1', 'late-2']);
+  });
+});
+
+describe('WriteBuffer.appendAsync', () => {
+  it('many appends in flight from one process share commits, each resolves with its id once committed', async () => {
+    const file = freshBuffer();
+    const { server } = await serve(file);
+    const buffer = WriteBuffer.open({ bufferPath: file, config });
+    cleanups.push(() => buffer.close());
+    expect(await buffer.appendAsync('events', { id: 'warm' })).toBe('warm'); // connected
+    const before = { ...server.stats };
+    const ids = await Promise.all(Array.from({ length: 50 }, (_, i) => buffer.appendAsync('events', { id: `a${i}`, n: i })));
+    expect(ids).toEqual(Array.from({ length: 50 }, (_, i) => `a${i}`));
+    expect(server.stats.requests - before.requests).toBe(50);
+    expect(server.stats.commits - before.commits).toBeLessThan(50);
+    await expect(buffer.appendAsync('events', { id: 'a1', n: 2 })).rejects.toThrow("id 'a1' is already in the buffer for stream 'events' with a different payload");
+    expect(await buffer.appendManyAsync('events', [{ id: 'b1' }, { id: 'b2', colour: 'red' }])).toEqual({
+      ids: ['b1'],
+      rejected: { index: 1, error: new RowRejectedError("field 'colour' is not a column of stream 'events' (columns: id, body, n)") },
+    });
+    expect(storedIds(file).sort()).toEqual(['warm', ...ids, 'b1'].sort());
+  });
+
+  it('goes directly while no daemon serves the socket, and when the daemon never answers (after busyTimeoutMs)', async () => {
+    const file = freshBuffer();
+    const buffer = WriteBuffer.open({ bufferPath: file, config: { ...config, busyTimeoutMs: 200 } });
+    cleanups.push(() => buffer.close());
+    expect(await buffer.appendAsync('events', { id: 'none-1' })).toBe('none-1');
+    await expect(buffer.appendAsync('events', { id: 1n })).rejects.toThrow(/^row cannot be serialized to JSON/);
+    const silent = net.createServer((socket) => socket.resume()); // reads and never answers
+    await new Promise<void>((resolve) => silent.listen(`${file}.sock`, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    await sleep(RECONNECT_AFTER_MS);
+    expect(await Promise.all([buffer.appendAsync('events', { id: 'silent-1' }), buffer.appendAsync('events', { id: 'silent-2' })])).toEqual(['silent-1', 'silent-2']);
+    expect(storedIds(file)).toEqual(['none-1', 'silent-1', 'silent-2']);
+  });
+
+  it('in the daemon’s own process it goes directly too', async () => {
+    const file = freshBuffer();
+    const withDaemon = WriteBuffer.open({ bufferPath: file, config });
+    const running = withDaemon.startDaemon();
+    const server = (await running.appendServer)!;
+    cleanups.push(() => withDaemon.close(), () => running.stop());
+    expect(await withDaemon.appendAsync('events', { id: 'own-async' })).toBe('own-async');
+    expect(server.stats.requests).toBe(0);
   });
 });
