@@ -71,18 +71,19 @@ export const drainStatus: ActionFn = async (state, env): Promise<ActionResult> =
       warnings.push(unreachableWarning(drains[i]!));
     }
   }
-  const next: RunbookState = { ...state, drains };
   const pending = drains.filter((d) => d.status === 'pending');
   const limitMs = env.config.timeoutMs.drain;
   if (pending.length > 0 && stepElapsedMs(state, env, 'drain') <= limitMs) {
-    return { state: next, done: false, persist: changed, warnings, figures: { pending: pending.length } };
+    return { state: { ...state, drains }, done: false, persist: changed, warnings, figures: { pending: pending.length } };
   }
-  for (const [i, d] of drains.entries()) {
-    if (d.status !== 'pending') continue;
-    drains[i] = { ...d, status: 'failed', error: `no answer within the drain limit (${Math.round(limitMs / 1000)} s)${d.error ? `; the attempt before: ${d.error}` : ''}` };
-    warnings.push(unreachableWarning(drains[i]!));
-  }
-  return { state: next, done: true, warnings, figures: { ...drainTotals(drains), failed: drains.filter((d) => d.status === 'failed').length } };
+  // Past the limit: a drain still unanswered is reported like one that could not be delivered.
+  const ended = drains.map((d): DrainProgress => {
+    if (d.status !== 'pending') return d;
+    const failed: DrainProgress = { ...d, status: 'failed', error: `no answer within the drain limit (${Math.round(limitMs / 1000)} s)${d.error ? `; the attempt before: ${d.error}` : ''}` };
+    warnings.push(unreachableWarning(failed));
+    return failed;
+  });
+  return { state: { ...state, drains: ended }, done: true, warnings, figures: { ...drainTotals(ended), failed: ended.filter((d) => d.status === 'failed').length } };
 };
 
 export function drainTotals(drains: readonly DrainProgress[]) {
