@@ -18,9 +18,9 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { appendSocketAnswers } from '../src/agent/append-server.js';
 import { LocalCluster } from '../src/local/local-cluster.js';
+import { CLOCK_TICK_US } from './append-processes.js';
 
 const STREAM = { table: 'bench_events', key: ['id'], columns: ['id', 'body', 'n'] };
-const CLOCK_TICK_US = 1e6 / 100; // USER_HZ
 
 interface Window {
   readonly count: number;

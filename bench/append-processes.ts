@@ -12,6 +12,8 @@ import { loadConfig } from '../src/agent/config.js';
 import { WriteBuffer } from '../src/agent/write-buffer.js';
 
 export const BODY = 'payload '.repeat(10); // ~100-byte rows (python-appender.py uses the same)
+/** One clock tick of /proc's CPU times, µs (USER_HZ is 100 on Linux). */
+export const CLOCK_TICK_US = 1e6 / 100;
 const REPO = path.join(__dirname, '..');
 
 /** One child's window: rows appended and every append's latency (ms). */

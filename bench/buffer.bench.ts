@@ -11,7 +11,7 @@
  */
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -21,7 +21,7 @@ import { WriteBuffer } from '../src/agent/write-buffer.js';
 import { renderTable } from '../src/core/format-table.js';
 import { LocalCluster } from '../src/local/local-cluster.js';
 import { recordChildEpoch } from '../src/pg/lineage.js';
-import { AppenderPool, BODY, startDaemon, type WindowResult } from './append-processes.js';
+import { AppenderPool, BODY, CLOCK_TICK_US, startDaemon, type WindowResult } from './append-processes.js';
 
 const ROUNDS = 40;
 const SAMPLES_PER_ROUND = 50;
@@ -101,17 +101,41 @@ export interface AppendFigures {
   readonly p99: number;
   /** The worst single process's p99. */
   readonly worstProcessP99: number;
+  /** Share of the machine's CPU time (every CPU) that was busy during these windows, 0..1. */
+  readonly machineCpuBusy: number;
+  /** Busy CPU time of the whole machine per row appended, µs: appenders, daemon, PostgreSQL, kernel, this bench. */
+  readonly machineCpuUsPerRow: number;
+}
+
+/** Busy and total CPU time of the machine so far, in clock ticks, from the first line of /proc/stat. */
+function machineCpuTicks(): { busy: number; total: number } {
+  // cpu  user nice system idle iowait irq softirq steal (guest time is already in user and nice)
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number) as number[];
+  const busy = user! + nice! + system! + irq! + softirq! + steal!;
+  return { busy, total: busy + idle! + iowait! };
+}
+
+/** One window: every process's appends and the machine's CPU ticks while they ran. */
+interface Window {
+  readonly results: WindowResult[];
+  readonly busyTicks: number;
+  readonly totalTicks: number;
 }
 
 /** Every window of one kind pooled: rows over the total window time, percentiles over every append. */
-function pooled(windows: WindowResult[][]): AppendFigures {
-  const all = windows.flat();
+function pooled(windows: Window[]): AppendFigures {
+  const all = windows.flatMap((w) => w.results);
   const latency = stats(all.flatMap((w) => w.latencies));
+  const rows = all.reduce((sum, w) => sum + w.count, 0);
+  const busy = windows.reduce((sum, w) => sum + w.busyTicks, 0);
+  const total = windows.reduce((sum, w) => sum + w.totalTicks, 0);
   return {
-    rowsPerSecond: all.reduce((sum, w) => sum + w.count, 0) / ((windows.length * WINDOW_MS) / 1000),
+    rowsPerSecond: rows / ((windows.length * WINDOW_MS) / 1000),
     p50: latency.p50,
     p99: latency.p99,
     worstProcessP99: Math.max(...all.map((w) => stats(w.latencies).p99)),
+    machineCpuBusy: busy / total,
+    machineCpuUsPerRow: (busy * CLOCK_TICK_US) / rows,
   };
 }
 
@@ -135,7 +159,7 @@ export async function measureAppendProcesses(dir: string, writerUrl: string): Pr
   const daemon = await startDaemon(viaDaemon);
   const node = new AppenderPool('node', 8);
   const python = new AppenderPool('python', 8);
-  const windows = Object.fromEntries(KINDS.map((k) => [k, [] as WindowResult[][]])) as Record<Kind, WindowResult[][]>;
+  const windows = Object.fromEntries(KINDS.map((k) => [k, [] as Window[]])) as Record<Kind, Window[]>;
   try {
     const run: Record<Kind, (tag: string) => Promise<WindowResult[]>> = {
       raw: async () => (await node.run(1, `fdatasync ${rawFile} ${WINDOW_MS}`)) as WindowResult[],
@@ -149,7 +173,10 @@ export async function measureAppendProcesses(dir: string, writerUrl: string): Pr
     for (let round = 0; round < WINDOW_ROUNDS; round++) {
       for (let i = 0; i < KINDS.length; i++) {
         const kind = KINDS[(i + round) % KINDS.length]!;
-        windows[kind].push(await run[kind](`r${round}-${kind}`));
+        const before = machineCpuTicks();
+        const results = await run[kind](`r${round}-${kind}`);
+        const after = machineCpuTicks();
+        windows[kind].push({ results, busyTicks: after.busy - before.busy, totalTicks: after.total - before.total });
       }
     }
   } finally {
@@ -274,6 +301,9 @@ async function main(): Promise<void> {
     // against the better one-process figure, so that a slower single path cannot flatter the ratio
     const eightVsOne = f.eight.rowsPerSecond / Math.max(f.one.rowsPerSecond, f.oneDirect.rowsPerSecond);
     const drainVsNaive = drain / naive;
+    // What 8 processes through the daemon could reach if the CPU were the only limit: all CPUs busy at this cost per row.
+    const cpus = os.cpus().length;
+    const cpuCeiling = (cpus * 1e6) / f.eight.machineCpuUsPerRow;
     const vsRaw = (v: AppendFigures) => `p99 ${(v.p99 / raw.p99).toFixed(2)}x raw; worst process p99 ${round(v.worstProcessP99, 2)} ms`;
     const rows = [
       { what: 'raw write(4 KiB)+fdatasync in one process, ms', a: round(latency.raw.p50), b: round(latency.raw.p99), note: `${latency.raw.n} samples, interleaved with the next row` },
@@ -281,6 +311,7 @@ async function main(): Promise<void> {
       { what: 'raw write(4 KiB)+fdatasync windows, writes/s', a: Math.round(raw.rowsPerSecond), b: round(raw.p99), note: `p50 ${round(raw.p50)} ms; the disk's limit in section 2` },
       { what: 'appends, 1 Node.js process, via the daemon, rows/s', a: Math.round(f.one.rowsPerSecond), b: round(f.one.p99), note: `${vsRaw(f.one)} (target p99 <= 2x)` },
       { what: 'appends, 8 Node.js processes, via the daemon, rows/s', a: Math.round(f.eight.rowsPerSecond), b: round(f.eight.p99), note: `${eightVsOne.toFixed(2)}x of 1 process (>= 3x); ${vsRaw(f.eight)} (<= 3x)` },
+      { what: '  the machine\'s CPU during those windows', a: `${Math.round(f.eight.machineCpuBusy * 100)}%`, b: null, note: `${Math.round(f.eight.machineCpuUsPerRow)} µs busy per row (every process and the kernel): ${Math.round(cpuCeiling)} rows/s with all ${cpus} CPUs busy` },
       { what: 'appends, 1 Node.js process, direct (no daemon), rows/s', a: Math.round(f.oneDirect.rowsPerSecond), b: round(f.oneDirect.p99), note: vsRaw(f.oneDirect) },
       { what: 'appends, 8 Node.js processes, direct (no daemon), rows/s', a: Math.round(f.eightDirect.rowsPerSecond), b: round(f.eightDirect.p99), note: `${(f.eightDirect.rowsPerSecond / f.oneDirect.rowsPerSecond).toFixed(2)}x of 1 process; ${vsRaw(f.eightDirect)}` },
       { what: 'appends, 1 Python process, via the daemon, rows/s', a: Math.round(f.pythonOne.rowsPerSecond), b: round(f.pythonOne.p99), note: vsRaw(f.pythonOne) },
@@ -324,6 +355,9 @@ async function main(): Promise<void> {
         appendRowsPerSecond: per((v) => v.rowsPerSecond, 0),
         appendP99Ms: per((v) => v.p99, 3),
         appendP50Ms: per((v) => v.p50, 3),
+        machineCpuBusy: per((v) => v.machineCpuBusy, 2),
+        machineCpuUsPerRow: per((v) => v.machineCpuUsPerRow, 0),
+        cpuCeilingRowsPerSecond: { eightProcesses: Math.round(cpuCeiling) },
         eightVsOneProcess: round(eightVsOne, 2),
         rowsPerGroupCommit: round(rowsPerCommit, 2),
         inProcessAppendMs: { p50: round(latency.append.p50), p99: round(latency.append.p99) },
