@@ -194,7 +194,9 @@ class Buffer:
                 if not received.endswith(b"\n"):
                     raise OSError("the daemon closed the connection")
                 answer = json.loads(received)
-                if answer.get("n") == n:
+                if not isinstance(answer, dict) or not isinstance(answer.get("n"), int):
+                    raise ValueError("not an answer of the agent daemon")
+                if answer["n"] == n:
                     break
         except (OSError, ValueError, UnicodeError):
             # Gone, timed out or garbled: whatever it committed, a direct re-append acknowledges it again.

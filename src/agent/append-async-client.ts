@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { RECONNECT_AFTER_MS } from './append-client.js';
-import { MAX_REQUEST_LENGTH, type AppendAnswer, type AppendCommitted } from './append-protocol.js';
+import { MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
 
 interface Pending {
   readonly n: number;
@@ -94,12 +94,8 @@ export class AsyncAppendClient {
     for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
       const line = text.slice(start, end);
       start = end + 1;
-      let answer: AppendAnswer;
-      try {
-        answer = JSON.parse(line) as AppendAnswer;
-      } catch {
-        return this.fail(this.socket); // not the daemon we know: append directly
-      }
+      const answer = parseAnswer(line);
+      if (answer === undefined) return this.fail(this.socket); // not the daemon we know: append directly
       const waiting = this.pending.get(answer.n);
       if (waiting === undefined) continue; // a request that timed out (its caller appended directly)
       this.pending.delete(answer.n);

@@ -1,7 +1,7 @@
 import { existsSync, writeSync } from 'node:fs';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { isServedByThisProcess } from './append-server.js';
-import { MAX_REQUEST_LENGTH, type AppendAnswer, type AppendCommitted } from './append-protocol.js';
+import { MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
 
 /** After the daemon was found down, how long appends go directly before the socket is tried again. */
 export const RECONNECT_AFTER_MS = 1000;
@@ -162,7 +162,8 @@ export class AppendClient {
     for (;;) {
       const message = this.receive(deadline);
       if (message === undefined || message.type !== 'answer') return this.lost(message === undefined);
-      const answer = JSON.parse(message.line) as AppendAnswer;
+      const answer = parseAnswer(message.line);
+      if (answer === undefined) return this.lost(true); // not the daemon we know: append directly
       if (answer.n !== n) continue; // a late answer to a request that timed out
       return 'error' in answer ? undefined : answer;
     }
@@ -263,3 +264,4 @@ export class AppendClient {
     Atomics.store(this.words, Word.SLOT, 0);
   }
 }
+

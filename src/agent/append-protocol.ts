@@ -49,3 +49,13 @@ export function parseAppendRequest(line: string): AppendRequest {
   if (!Array.isArray(r.rows) || !r.rows.every((row) => typeof row === 'string')) throw new Error("request field 'rows' must be an array of strings");
   return r as AppendRequest;
 }
+
+/** The daemon's answer, or undefined when the line is not one (then the caller appends directly). */
+export function parseAnswer(line: string): AppendAnswer | undefined {
+  try {
+    const answer = JSON.parse(line) as AppendAnswer;
+    return typeof answer === 'object' && answer !== null && typeof answer.n === 'number' ? answer : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -187,6 +189,42 @@ class Config(BufferTestCase):
         self.assertEqual(rfb.append("events", {"id": "env-1"}), "env-1")
         self.assertEqual(rfb.append_many("events", [{"id": "env-2"}, {"id": "env-3"}]), ["env-2", "env-3"])
         self.assertEqual([r[1] for r in rows_in(self.buffer_path)], ["env-1", "env-2", "env-3"])
+
+
+class NotTheDaemon(BufferTestCase):
+    """Something else answers on the socket: every append goes directly at once, none is lost or raises."""
+
+    REPLIES = [b"not json", b"null", b"[1]", b'{"ids": ["x"]}']
+
+    def setUp(self):
+        super().setUp()
+        create_buffer(self.config)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(self.socket_path)
+        server.listen()
+        self.addCleanup(server.close)
+
+        def answer_wrongly():
+            for reply in self.REPLIES:
+                connection, _ = server.accept()
+                connection.recv(65536)
+                connection.sendall(reply + b"\n")
+                self.addCleanup(connection.close)
+
+        threading.Thread(target=answer_wrongly, daemon=True).start()
+
+    def test_each_wrong_answer_sends_the_append_directly(self):
+        buffer = self.open()
+        buffer.timeout = 60.0  # far longer than the test: only the answer's check sends them directly in time
+        started = time.monotonic()
+        ids = []
+        for i in range(len(self.REPLIES)):
+            buffer._last_attempt = float("-inf")  # connect again at once (to the next wrong answer)
+            ids.append(buffer.append("events", {"id": f"w{i}"}))
+            self.assertIsNone(buffer._socket)  # the connection was dropped
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertEqual(ids, [f"w{i}" for i in range(len(self.REPLIES))])
+        self.assertEqual([r[1] for r in rows_in(self.buffer_path)], ids)
 
 
 class FastPath(BufferTestCase):

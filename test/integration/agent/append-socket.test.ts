@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -239,6 +240,37 @@ describe('the synchronous client (AppendClient) on the real daemon', () => {
     expect(buffer.append('events', { id: 'late-2' })).toBe('late-2'); // directly, without waiting again
     expect(storedIds(file)).toEqual(['late-1', 'late-2']);
   });
+
+  it('an answer that is not the daemon\'s (not JSON, or no request number): append and appendAsync go directly at once', async () => {
+    const file = freshBuffer();
+    const replies = ['not json', '{"ids":["x"]}', 'null'];
+    // another process: the synchronous append blocks this thread, which could not answer it
+    const impostor = spawn(
+      process.execPath,
+      [
+        '-e',
+        `let connection = 0; const replies = ${JSON.stringify(replies)};
+         require('node:net').createServer((socket) => {
+           const reply = replies[connection++ % replies.length];
+           socket.on('data', () => socket.write(reply + '\\n'));
+           socket.on('error', () => undefined);
+         }).listen(${JSON.stringify(`${file}.sock`)}, () => console.log('listening'));`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    cleanups.push(() => void impostor.kill());
+    await new Promise((resolve) => impostor.stdout!.once('data', resolve));
+    // busyTimeoutMs far longer than the test: only the answer's check can send these appends directly in time
+    const buffer = WriteBuffer.open({ bufferPath: file, config: { ...config, busyTimeoutMs: 60_000 } });
+    cleanups.push(() => buffer.close());
+    const ids: string[] = [];
+    for (let i = 0; i < replies.length; i++) {
+      ids.push(buffer.append('events', { id: `sync-${i}` }), await buffer.appendAsync('events', { id: `async-${i}` }));
+      await sleep(RECONNECT_AFTER_MS); // both clients connect again (to the impostor's next reply)
+    }
+    expect(ids).toEqual(replies.flatMap((_, i) => [`sync-${i}`, `async-${i}`]));
+    expect(storedIds(file)).toEqual(ids);
+  }, 20_000);
 });
 
 describe('WriteBuffer.appendAsync', () => {
