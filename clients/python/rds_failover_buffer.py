@@ -193,9 +193,7 @@ class Buffer:
                 received = self._reader.readline()
                 if not received.endswith(b"\n"):
                     raise OSError("the daemon closed the connection")
-                answer = json.loads(received)
-                if not isinstance(answer, dict) or not isinstance(answer.get("n"), int):
-                    raise ValueError("not an answer of the agent daemon")
+                answer = _daemon_answer(json.loads(received))
                 if answer["n"] == n:
                     break
         except (OSError, ValueError, UnicodeError):
@@ -340,6 +338,20 @@ def validate_row(stream_name: str, stream: Optional[StreamConfig], row: Any) -> 
 
 
 _MISSING = object()
+
+
+def _daemon_answer(value: Any) -> Dict[str, Any]:
+    """The daemon's answer (docs/buffer.md, the wire protocol); ValueError when ``value`` is not one."""
+    if not isinstance(value, dict) or not isinstance(value.get("n"), int):
+        raise ValueError("not an answer of the agent daemon")
+    if isinstance(value.get("error"), str):
+        return value
+    ids, rejected = value.get("ids"), value.get("rejected")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError("not an answer of the agent daemon")
+    if rejected is not None and not (isinstance(rejected, dict) and isinstance(rejected.get("index"), int) and isinstance(rejected.get("message"), str)):
+        raise ValueError("not an answer of the agent daemon")
+    return value
 
 
 def _refuse_constant(name: str) -> Any:

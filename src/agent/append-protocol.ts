@@ -52,10 +52,17 @@ export function parseAppendRequest(line: string): AppendRequest {
 
 /** The daemon's answer, or undefined when the line is not one (then the caller appends directly). */
 export function parseAnswer(line: string): AppendAnswer | undefined {
+  let value: unknown;
   try {
-    const answer = JSON.parse(line) as AppendAnswer;
-    return typeof answer === 'object' && answer !== null && typeof answer.n === 'number' ? answer : undefined;
+    value = JSON.parse(line);
   } catch {
     return undefined;
   }
+  const a = value as Record<string, unknown> | null;
+  if (typeof a !== 'object' || a === null || typeof a.n !== 'number') return undefined;
+  if (typeof a.error === 'string') return a as unknown as AppendAnswer;
+  if (!Array.isArray(a.ids) || !a.ids.every((id) => typeof id === 'string')) return undefined;
+  const rejected = a.rejected as Record<string, unknown> | null | undefined;
+  if (rejected !== undefined && (typeof rejected !== 'object' || rejected === null || !Number.isInteger(rejected.index) || typeof rejected.message !== 'string')) return undefined;
+  return a as unknown as AppendAnswer;
 }

@@ -194,7 +194,8 @@ class Config(BufferTestCase):
 class NotTheDaemon(BufferTestCase):
     """Something else answers on the socket: every append goes directly at once, none is lost or raises."""
 
-    REPLIES = [b"not json", b"null", b"[1]", b'{"ids": ["x"]}']
+    # $n: the request's own number, so that only what is missing or wrong in the answer sends it directly
+    REPLIES = [b"not json", b"null", b"[1]", b'{"ids": ["x"]}', b'{"n": $n}', b'{"n": $n, "ids": [1]}', b'{"n": $n, "ids": [], "rejected": {"index": "0"}}']
 
     def setUp(self):
         super().setUp()
@@ -207,8 +208,8 @@ class NotTheDaemon(BufferTestCase):
         def answer_wrongly():
             for reply in self.REPLIES:
                 connection, _ = server.accept()
-                connection.recv(65536)
-                connection.sendall(reply + b"\n")
+                request = json.loads(connection.recv(65536).split(b"\n")[0])
+                connection.sendall(reply.replace(b"$n", str(request["n"]).encode()) + b"\n")
                 self.addCleanup(connection.close)
 
         threading.Thread(target=answer_wrongly, daemon=True).start()

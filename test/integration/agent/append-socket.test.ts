@@ -241,9 +241,10 @@ describe('the synchronous client (AppendClient) on the real daemon', () => {
     expect(storedIds(file)).toEqual(['late-1', 'late-2']);
   });
 
-  it('an answer that is not the daemon\'s (not JSON, or no request number): append and appendAsync go directly at once', async () => {
+  it('an answer that is not the daemon\'s (not JSON, no request number, no ids): append and appendAsync go directly at once', async () => {
     const file = freshBuffer();
-    const replies = ['not json', '{"ids":["x"]}', 'null'];
+    // $n: the request's own number, so that only what is missing or wrong in the answer can send it directly
+    const replies = ['not json', '{"ids":["x"]}', 'null', '{"n":$n}', '{"n":$n,"ids":[1]}', '{"n":$n,"ids":[],"rejected":{"index":"0"}}'];
     // another process: the synchronous append blocks this thread, which could not answer it
     const impostor = spawn(
       process.execPath,
@@ -252,7 +253,7 @@ describe('the synchronous client (AppendClient) on the real daemon', () => {
         `let connection = 0; const replies = ${JSON.stringify(replies)};
          require('node:net').createServer((socket) => {
            const reply = replies[connection++ % replies.length];
-           socket.on('data', () => socket.write(reply + '\\n'));
+           socket.on('data', (data) => socket.write(reply.replace('$n', JSON.parse(String(data).split('\\n')[0]).n) + '\\n'));
            socket.on('error', () => undefined);
          }).listen(${JSON.stringify(`${file}.sock`)}, () => console.log('listening'));`,
       ],
