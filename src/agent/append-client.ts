@@ -264,4 +264,3 @@ export class AppendClient {
     Atomics.store(this.words, Word.SLOT, 0);
   }
 }
-
