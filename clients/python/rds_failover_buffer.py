@@ -48,6 +48,9 @@ DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 # After the daemon was found down, appends go directly for this long before the socket is tried again.
 RECONNECT_AFTER_SECONDS = 1.0
+# The daemon answers "alone" when only this connection appended through it lately: an fsync of our own is then
+# quicker than the round trip, so appends go directly this long before the daemon is asked again (docs/buffer.md).
+DIRECT_WHILE_ALONE_SECONDS = 1.0
 MAX_SAFE_INTEGER = 2**53 - 1
 # What JavaScript's String.prototype.trim removes (the agent trims text rows the same way).
 _JS_WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
@@ -105,6 +108,7 @@ class Buffer:
         self._reader: Any = None
         self._last_attempt = float("-inf")
         self._request_number = 0
+        self._direct_until = float("-inf")
         self._inherited: List[Any] = []
 
     @classmethod
@@ -182,7 +186,7 @@ class Buffer:
 
     def _through_daemon(self, stream: str, texts: List[str]) -> Optional[Dict[str, Any]]:
         """The daemon's answer, or None when it cannot answer now (the caller appends directly)."""
-        if not self._connect():
+        if time.monotonic() < self._direct_until or not self._connect():
             return None
         self._request_number += 1
         n = self._request_number
@@ -201,7 +205,11 @@ class Buffer:
             self._drop_socket()
             self._last_attempt = time.monotonic()
             return None
-        return None if "error" in answer else answer
+        if "error" in answer:
+            return None
+        if answer.get("alone") is True:
+            self._direct_until = time.monotonic() + DIRECT_WHILE_ALONE_SECONDS
+        return answer
 
     def _connect(self) -> bool:
         if self._socket is not None:
@@ -237,7 +245,12 @@ class Buffer:
         ids: List[str] = []
         refused: Optional[RowRejectedError] = None
         now_ms = int(time.time() * 1000)
+        started = time.monotonic()
         db.execute("BEGIN IMMEDIATE")
+        if time.monotonic() - started > 0.0005:
+            # SQLite's busy handler waited (it sleeps 1 ms at least): another process writes too, so this one is not
+            # alone (any more) and its next appends share the daemon's commits.
+            self._direct_until = float("-inf")
         try:
             for index, row in enumerate(rows):
                 try:

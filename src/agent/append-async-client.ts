@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { RECONNECT_AFTER_MS } from './append-client.js';
-import { MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
+import { DIRECT_WHILE_ALONE_MS, MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
 
 interface Pending {
   readonly n: number;
@@ -26,6 +26,8 @@ export class AsyncAppendClient {
   private partial = '';
   private lastFailureAt = -Infinity;
   private requestNumber = 0;
+  /** The daemon said this process appends alone: directly until then, once nothing is in flight (see ALONE_WINDOW_MS). */
+  private directUntil = -Infinity;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -36,7 +38,8 @@ export class AsyncAppendClient {
   async append(stream: string, rows: readonly string[]): Promise<AppendCommitted | undefined> {
     const n = ++this.requestNumber;
     const line = `${JSON.stringify({ n, stream, rows })}\n`;
-    if (line.length > MAX_REQUEST_LENGTH) return undefined;
+    // Not while appends are in flight: they would be committed after this one.
+    if (line.length > MAX_REQUEST_LENGTH || (Date.now() < this.directUntil && this.pending.size === 0)) return undefined;
     const socket = this.socket ?? (await this.connect());
     if (socket === undefined || socket !== this.socket || !socket.writable) return undefined;
     const answer = new Promise<AppendCommitted | undefined>((resolve) => {
@@ -46,6 +49,11 @@ export class AsyncAppendClient {
     this.timer ??= setTimeout(() => this.checkDeadlines(), this.timeoutMs).unref();
     socket.write(line);
     return answer;
+  }
+
+  /** A direct append met another writer: back to the daemon's shared commits from the next append on. */
+  notAlone(): void {
+    this.directUntil = -Infinity;
   }
 
   /** Closes the connection; appends in flight resolve undefined (their callers append directly). */
@@ -100,6 +108,7 @@ export class AsyncAppendClient {
       if (waiting === undefined) continue; // a request that timed out (its caller appended directly)
       this.pending.delete(answer.n);
       if (this.pending.size === 0) this.socket?.unref();
+      if ('alone' in answer && answer.alone === true) this.directUntil = Date.now() + DIRECT_WHILE_ALONE_MS;
       waiting.resolve('error' in answer ? undefined : answer);
     }
     this.partial = text.slice(start);

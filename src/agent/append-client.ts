@@ -1,7 +1,7 @@
 import { existsSync, writeSync } from 'node:fs';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { isServedByThisProcess } from './append-server.js';
-import { MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
+import { DIRECT_WHILE_ALONE_MS, MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
 
 /** After the daemon was found down, how long appends go directly before the socket is tried again. */
 export const RECONNECT_AFTER_MS = 1000;
@@ -146,6 +146,8 @@ export class AppendClient {
   private connected = false;
   private lastAttemptAt = -Infinity;
   private requestNumber = 0;
+  /** The daemon said this process appends alone: directly until then (see ALONE_WINDOW_MS). */
+  private directUntil = -Infinity;
 
   constructor(
     readonly socketPath: string,
@@ -155,7 +157,7 @@ export class AppendClient {
   append(stream: string, rows: readonly string[]): AppendCommitted | undefined {
     const line = `${JSON.stringify({ n: ++this.requestNumber, stream, rows })}\n`;
     // The daemon's own thread would wait for itself: in the daemon's process, appends go directly.
-    if (line.length > MAX_REQUEST_LENGTH || isServedByThisProcess(this.socketPath) || !this.connect()) return undefined;
+    if (line.length > MAX_REQUEST_LENGTH || isServedByThisProcess(this.socketPath) || Date.now() < this.directUntil || !this.connect()) return undefined;
     const n = this.requestNumber;
     const deadline = Date.now() + this.timeoutMs;
     if (!this.send(line)) return this.lost(true);
@@ -165,8 +167,20 @@ export class AppendClient {
       const answer = parseAnswer(message.line);
       if (answer === undefined) return this.lost(true); // not the daemon we know: append directly
       if (answer.n !== n) continue; // a late answer to a request that timed out
-      return 'error' in answer ? undefined : answer;
+      if ('error' in answer) return undefined;
+      if (answer.alone === true) this.directUntil = Date.now() + DIRECT_WHILE_ALONE_MS;
+      return answer;
     }
+  }
+
+  /** True while the daemon's "alone" holds: appends go directly without asking it. */
+  get appendsDirectly(): boolean {
+    return Date.now() < this.directUntil;
+  }
+
+  /** A direct append met another writer: back to the daemon's shared commits from the next append on. */
+  notAlone(): void {
+    this.directUntil = -Infinity;
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,7 @@ import type { AgentConfig } from './config.js';
  *   answers   {"n": 7, "ids": ["a", ...]}                                        all committed, after the fsync
  *             {"n": 7, "ids": ["a"], "rejected": {"index": 1, "message": "..."}} rows before index committed
  *             {"n": 7, "error": "..."}                                           nothing committed: append directly
+ *             a committed answer may carry "alone": true (see ALONE_WINDOW_MS)
  */
 export interface AppendRequest {
   readonly n: number;
@@ -21,7 +22,20 @@ export interface AppendCommitted {
   readonly n: number;
   readonly ids: readonly string[];
   readonly rejected?: { readonly index: number; readonly message: string };
+  /** Only this connection appends through the daemon now: the caller may append directly for a while. */
+  readonly alone?: true;
 }
+
+/**
+ * A connection is "alone" when it sent at least ALONE_MIN_REQUESTS requests in the last ALONE_WINDOW_MS and
+ * no other connection sent any. A process appending alone gets its row on disk sooner with an fsync of its own
+ * than through the round trip to the daemon (measured: p50 0.20 against 0.40 ms, docs/buffer.md), so its
+ * client appends directly for DIRECT_WHILE_ALONE_MS, then asks the daemon again. Several processes appending
+ * together are never alone, and keep sharing commits.
+ */
+export const ALONE_WINDOW_MS = 100;
+export const ALONE_MIN_REQUESTS = 5;
+export const DIRECT_WHILE_ALONE_MS = 1000;
 
 export type AppendAnswer = AppendCommitted | { readonly n: number; readonly error: string };
 

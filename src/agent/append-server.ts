@@ -1,6 +1,6 @@
 import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import { MAX_REQUEST_LENGTH, parseAppendRequest, type AppendAnswer, type AppendRequest } from './append-protocol.js';
+import { ALONE_MIN_REQUESTS, ALONE_WINDOW_MS, MAX_REQUEST_LENGTH, parseAppendRequest, type AppendAnswer, type AppendRequest } from './append-protocol.js';
 import type { StreamConfig } from './config.js';
 import { errorMessage, type AgentLog } from './log.js';
 import type { AppendResult, Outbox } from './outbox.js';
@@ -45,6 +45,8 @@ export class AppendServer {
   private queue: Waiting[] = [];
   private flushScheduled = false;
   private readonly connections = new Set<net.Socket>();
+  /** When each connection's last ALONE_MIN_REQUESTS requests arrived (ms), oldest first. */
+  private readonly arrivals = new Map<net.Socket, number[]>();
   private socketInode: number | undefined;
 
   private constructor(
@@ -100,7 +102,10 @@ export class AppendServer {
     socket.on('data', onData);
     // A caller that died: its rows are committed or not, and it is not there to be answered.
     socket.on('error', () => undefined);
-    socket.on('close', () => this.connections.delete(socket));
+    socket.on('close', () => {
+      this.connections.delete(socket);
+      this.arrivals.delete(socket);
+    });
   }
 
   /** Queues a request line for the next commit; returns why it is malformed, if it is. */
@@ -112,12 +117,29 @@ export class AppendServer {
       return errorMessage(error);
     }
     this.queue.push({ socket, request });
+    const times = this.arrivals.get(socket) ?? [];
+    times.push(Date.now());
+    if (times.length > ALONE_MIN_REQUESTS) times.shift();
+    this.arrivals.set(socket, times);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // after this turn's reads: every request that arrived during the last commit goes into the next one
       setImmediate(() => this.flush());
     }
     return undefined;
+  }
+
+  /** The one connection that appended here lately, if it is alone (see ALONE_WINDOW_MS). */
+  private connectionAlone(): net.Socket | undefined {
+    const since = Date.now() - ALONE_WINDOW_MS;
+    let alone: net.Socket | undefined;
+    for (const [socket, times] of this.arrivals) {
+      if (times.at(-1)! < since) continue;
+      if (alone !== undefined) return undefined; // two appended lately: they share commits
+      alone = socket;
+    }
+    const times = alone && this.arrivals.get(alone)!;
+    return times && times.length >= ALONE_MIN_REQUESTS && times[0]! >= since ? alone : undefined;
   }
 
   /** A malformed request is a client bug: answered once, the rest of what the connection sends ignored, and closed. */
@@ -146,10 +168,16 @@ export class AppendServer {
     }
     let rows = 0;
     const answers = new Answers();
+    const alone = this.connectionAlone();
     batch.forEach(({ socket, request }, i) => {
       const { ids, rejected } = results[i]!;
       rows += ids.length;
-      answers.add(socket, rejected ? { n: request.n, ids, rejected: { index: rejected.index, message: rejected.error.message } } : { n: request.n, ids });
+      answers.add(socket, {
+        n: request.n,
+        ids,
+        ...(rejected && { rejected: { index: rejected.index, message: rejected.error.message } }),
+        ...(socket === alone && { alone: true }),
+      });
     });
     answers.send();
     this.stats.commits += 1;

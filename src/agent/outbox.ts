@@ -149,8 +149,11 @@ export class Outbox {
 
   /** Runs `fn` (one statement or one transaction), retrying while another process holds the lock. */
   private locked<T>(fn: () => T): T {
-    return retryWhileBusy(this.file, this.busyTimeoutMs, fn);
+    return retryWhileBusy(this.file, this.busyTimeoutMs, fn, () => (this.busyWaits += 1));
   }
+
+  /** How often this connection found the buffer locked by another and waited (a sign of concurrent writers). */
+  busyWaits = 0;
 
   /**
    * Caps what appends may grow the file to (null: no cap). SQLite's max_page_count of this connection, set
@@ -774,13 +777,14 @@ function isSqliteFull(error: unknown): boolean {
   return e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && (e.errcode & 0xff) === 13; // node:sqlite
 }
 
-export function retryWhileBusy<T>(file: string, timeoutMs: number, fn: () => T): T {
+export function retryWhileBusy<T>(file: string, timeoutMs: number, fn: () => T, onBusy?: () => void): T {
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 0; ; attempt++) {
     try {
       return fn();
     } catch (error) {
       if (!isSqliteBusy(error)) throw error;
+      onBusy?.();
       if (Date.now() >= deadline) {
         throw new Error(`buffer ${file} stayed locked by another process for ${timeoutMs} ms (busyTimeoutMs): ${(error as Error).message}`);
       }

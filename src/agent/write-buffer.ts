@@ -86,8 +86,14 @@ export class WriteBuffer {
   }
 
   private appendDirect(stream: string, rows: readonly unknown[]): AppendResult {
+    const busyWaits = this.outbox.busyWaits;
     const result = this.outbox.appendMany(stream, this.config.streams[stream], rows);
     if (result.ids.length > 0) this.loop?.wake();
+    // Another process wrote meanwhile: this one is not alone (any more), its next appends share the daemon's commits.
+    if (this.outbox.busyWaits !== busyWaits) {
+      this.appendClient?.notAlone();
+      this.asyncAppendClient?.notAlone();
+    }
     return result;
   }
 

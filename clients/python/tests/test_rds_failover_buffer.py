@@ -238,6 +238,8 @@ class FastPath(BufferTestCase):
         self.addCleanup(lambda: self.daemon.process.poll() is None and self.daemon.kill())
 
     def test_rows_go_through_the_daemon_with_the_same_answers(self):
+        self.addCleanup(setattr, rfb, "DIRECT_WHILE_ALONE_SECONDS", rfb.DIRECT_WHILE_ALONE_SECONDS)
+        rfb.DIRECT_WHILE_ALONE_SECONDS = 0  # ask the daemon every time, even when it says this process appends alone
         buffer = self.open()
         ids = [buffer.append("events", {"id": f"s{i}", "n": i}) for i in range(20)]
         self.assertEqual(buffer.append_many("events", [{"id": "s20"}, {"id": "s21"}]), ["s20", "s21"])
@@ -253,6 +255,45 @@ class FastPath(BufferTestCase):
         self.assertEqual(counters["requests"], 24)  # every append went through the socket
         self.assertEqual(len(rows_in(self.buffer_path)), 23)
         self.assertEqual(buffer._db, None)  # and none directly
+
+    def test_alone_it_appends_directly_until_another_writer_holds_the_lock(self):
+        buffer = self.open()
+        through_daemon = 0  # the appends made while the daemon had not said this process appends alone
+        ids = []
+
+        def append(row_id):
+            nonlocal through_daemon
+            through_daemon += time.monotonic() >= buffer._direct_until
+            ids.append(buffer.append("events", {"id": row_id}))
+
+        for i in range(1000):
+            if time.monotonic() < buffer._direct_until:
+                break
+            append(f"first-{i}")
+        self.assertLess(time.monotonic(), buffer._direct_until, "the daemon never answered alone")
+        append("direct-1")
+        self.assertIsNotNone(buffer._db)  # that one went directly
+        locked, release = threading.Event(), threading.Event()
+
+        def hold_the_lock():
+            other = sqlite3.connect(self.buffer_path, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(0.2)
+            other.execute("ROLLBACK")
+            other.close()
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        locked.wait()
+        threading.Timer(0.05, release.set).start()
+        append("while-locked")  # directly, after waiting for the lock: so not alone any more
+        holder.join()
+        self.assertGreaterEqual(time.monotonic(), buffer._direct_until)
+        append("after-lock")  # through the daemon
+        self.assertEqual(self.daemon.stop()["requests"], through_daemon)
+        self.assertLess(through_daemon, len(ids))
+        self.assertEqual([r[1] for r in rows_in(self.buffer_path)], ids)
 
     def test_appends_go_on_directly_while_the_daemon_is_down_and_return_to_it(self):
         buffer = self.open()

@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ANSWER_SLOT_BYTES, DIRECT_WRITE_MAX, RECONNECT_AFTER_MS } from '../../../src/agent/append-client.js';
-import type { AppendAnswer } from '../../../src/agent/append-protocol.js';
+import { ANSWER_SLOT_BYTES, AppendClient, DIRECT_WRITE_MAX, RECONNECT_AFTER_MS } from '../../../src/agent/append-client.js';
+import { ALONE_MIN_REQUESTS, ALONE_WINDOW_MS, DIRECT_WHILE_ALONE_MS, type AppendAnswer } from '../../../src/agent/append-protocol.js';
 import { AppendServer } from '../../../src/agent/append-server.js';
 import { loadConfig, type AgentConfig } from '../../../src/agent/config.js';
 import { silentLog } from '../../../src/agent/log.js';
@@ -163,6 +163,35 @@ describe('the append socket (AppendServer)', () => {
   });
 });
 
+describe('"alone": a process appending by itself is told it may append directly', () => {
+  it(`after ${ALONE_MIN_REQUESTS} requests in ${ALONE_WINDOW_MS} ms from one connection and none from another; never while two connections append`, async () => {
+    const file = freshBuffer();
+    await serve(file);
+    const [a, b] = await Promise.all([connect(`${file}.sock`), connect(`${file}.sock`)]);
+    let n = 0;
+    // a appends by itself until an answer says alone (its requests must fall within the window: on a slow machine later)
+    const untilAlone = async (): Promise<number> => {
+      for (let sent = 1; sent <= 1000; sent++) {
+        a!.send(request(++n, [{ id: `a${n}` }]));
+        const answer = await a!.next();
+        if ('alone' in answer) {
+          expect(answer).toEqual({ n, ids: [`a${n}`], alone: true });
+          return sent;
+        }
+      }
+      throw new Error('never alone');
+    };
+    expect(await untilAlone()).toBeGreaterThanOrEqual(ALONE_MIN_REQUESTS); // not before it sent that many
+    // b appends too: while both do, neither is alone
+    for (let k = 0; k < 10; k++) {
+      b!.send(request(++n, [{ id: `b${n}` }]));
+      a!.send(request(++n, [{ id: `a${n}` }]));
+      expect([await a!.next(), await b!.next()].filter((x) => 'alone' in x)).toEqual([]);
+    }
+    await sleep(ALONE_WINDOW_MS + 20); // b fell silent: a is alone again once it has sent enough
+    expect(await untilAlone()).toBeGreaterThanOrEqual(1);  });
+});
+
 describe('WriteBuffer.append through the daemon', () => {
   it('goes through the daemon when it serves the socket, directly while it is down, and back to it when it returns', async () => {
     const file = freshBuffer();
@@ -184,6 +213,45 @@ describe('WriteBuffer.append through the daemon', () => {
     expect(buffer.append('events', { id: 'd6' })).toBe('d6');
     expect(await agent.stop()).toEqual({ commits: 1, requests: 1, rows: 1 });
     expect(storedIds(file)).toEqual(['d1', 'd2', 'd3', 'd5', 'd6']);
+  });
+
+  it('a process appending alone goes directly for a while, and back to the daemon when another writer holds the lock or the while is over', async () => {
+    const file = freshBuffer();
+    const agent = await daemon(file);
+    const buffer = WriteBuffer.open({ bufferPath: file, config });
+    cleanups.push(() => buffer.close());
+    const client = () => (buffer as unknown as { appendClient: AppendClient | undefined }).appendClient;
+    const ids: string[] = [];
+    let throughDaemon = 0; // the appends made while the client was not told it is alone
+    const append = (id: string) => {
+      if (!client()?.appendsDirectly) throughDaemon += 1;
+      ids.push(buffer.append('events', { id }));
+    };
+    const untilAlone = (prefix: string) => {
+      for (let i = 0; !client()?.appendsDirectly; i++) {
+        if (i === 1000) throw new Error('the daemon never answered alone');
+        append(`${prefix}${i}`);
+      }
+    };
+    untilAlone('first-');
+    append('direct-1');
+    // another process holds the write lock: the direct append waits for it, then this process asks the daemon again
+    const holder = spawn('python3', ['-c', `import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE"); print("locked", flush=True); time.sleep(0.2); db.execute("ROLLBACK")`, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanups.push(() => void holder.kill());
+    await new Promise((resolve) => holder.stdout!.once('data', resolve));
+    append('while-locked');
+    expect(client()!.appendsDirectly).toBe(false);
+    append('after-lock');
+    untilAlone('second-');
+    await sleep(DIRECT_WHILE_ALONE_MS); // the while is over: the daemon is asked again
+    expect(client()!.appendsDirectly).toBe(false);
+    append('later');
+    const stats = await agent.stop();
+    expect(storedIds(file)).toEqual(ids);
+    expect(stats.requests).toBe(throughDaemon); // exactly those went through the daemon, the others directly
+    expect(throughDaemon).toBeLessThan(ids.length);
   });
 
   it('in the daemon’s own process appends go directly (a caller must not wait for its own thread)', async () => {
