@@ -82,6 +82,8 @@ export class Outbox {
   /** The append transaction, made once (appendGroups' input is in `appending` while it runs). */
   private readonly appendTransaction: SqliteTransaction<AppendResult[]>;
   private appending: { readonly groups: readonly AppendGroup[]; readonly nowMs: number } | undefined;
+  /** How often this connection found the buffer locked by another and waited (a sign of concurrent writers). */
+  busyWaits = 0;
 
   static open(file: string, options: { busyTimeoutMs?: number; mustExist?: boolean; maxBytes?: number } = {}): Outbox {
     if (options.mustExist && !existsSync(file)) throw new Error(`buffer file ${file} does not exist`);
@@ -151,9 +153,6 @@ export class Outbox {
   private locked<T>(fn: () => T): T {
     return retryWhileBusy(this.file, this.busyTimeoutMs, fn, () => (this.busyWaits += 1));
   }
-
-  /** How often this connection found the buffer locked by another and waited (a sign of concurrent writers). */
-  busyWaits = 0;
 
   /**
    * Caps what appends may grow the file to (null: no cap). SQLite's max_page_count of this connection, set
