@@ -157,34 +157,40 @@ function appenderMain(worker: string): void {
   });
 }
 
-function timed(ms: number, op: (n: number) => void): WindowResult & { cpuMs: number } {
+/** One window's clock: its deadline, every operation's latency (ms) and the process's CPU over it. */
+function windowClock(ms: number) {
   const cpu = process.cpuUsage();
   const latencies: number[] = [];
   const end = Date.now() + ms;
-  let n = 0;
-  while (Date.now() < end) {
+  return {
+    open: () => Date.now() < end,
+    /** Records one operation that started at `t` (process.hrtime.bigint()). */
+    record: (t: bigint) => latencies.push(Math.round(Number(process.hrtime.bigint() - t) / 1e3) / 1e3),
+    result: (): WindowResult & { cpuMs: number } => {
+      const used = process.cpuUsage(cpu);
+      return { count: latencies.length, latencies, cpuMs: (used.user + used.system) / 1000 };
+    },
+  };
+}
+
+function timed(ms: number, op: (n: number) => void): WindowResult & { cpuMs: number } {
+  const clock = windowClock(ms);
+  for (let n = 0; clock.open(); n++) {
     const t = process.hrtime.bigint();
     op(n);
-    latencies.push(Math.round(Number(process.hrtime.bigint() - t) / 1e3) / 1e3);
-    n += 1;
+    clock.record(t);
   }
-  const used = process.cpuUsage(cpu);
-  return { count: n, latencies, cpuMs: (used.user + used.system) / 1000 };
+  return clock.result();
 }
 
 async function timedAsync(ms: number, op: (n: number) => Promise<unknown>): Promise<WindowResult & { cpuMs: number }> {
-  const cpu = process.cpuUsage();
-  const latencies: number[] = [];
-  const end = Date.now() + ms;
-  let n = 0;
-  while (Date.now() < end) {
+  const clock = windowClock(ms);
+  for (let n = 0; clock.open(); n++) {
     const t = process.hrtime.bigint();
     await op(n);
-    latencies.push(Math.round(Number(process.hrtime.bigint() - t) / 1e3) / 1e3);
-    n += 1;
+    clock.record(t);
   }
-  const used = process.cpuUsage(cpu);
-  return { count: n, latencies, cpuMs: (used.user + used.system) / 1000 };
+  return clock.result();
 }
 
 if (process.argv[2] === 'appender') appenderMain(process.argv[3]!);

@@ -117,10 +117,9 @@ export class AppendServer {
       return errorMessage(error);
     }
     this.queue.push({ socket, request });
-    const times = this.arrivals.get(socket) ?? [];
-    times.push(Date.now());
-    if (times.length > ALONE_MIN_REQUESTS) times.shift();
-    this.arrivals.set(socket, times);
+    const times = this.arrivals.get(socket);
+    if (times === undefined) this.arrivals.set(socket, [Date.now()]);
+    else if (times.push(Date.now()) > ALONE_MIN_REQUESTS) times.shift();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // after this turn's reads: every request that arrived during the last commit goes into the next one
