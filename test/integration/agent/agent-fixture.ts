@@ -7,6 +7,7 @@ import pg from 'pg';
 import { expect } from 'vitest';
 import type { AppendServerStats } from '../../../src/agent/append-server.js';
 import type { Epoch } from '../../../src/core/lineage.js';
+import { compareLsn } from '../../../src/core/lsn.js';
 import type { LocalCluster } from '../../../src/local/local-cluster.js';
 import { grantLineageToAgent, recordChildEpoch } from '../../../src/pg/lineage.js';
 
@@ -70,6 +71,24 @@ export const EVENTS_DDL = 'CREATE TABLE events (id text PRIMARY KEY, body text, 
 
 export async function sql<T extends pg.QueryResultRow = Record<string, unknown>>(cluster: LocalCluster, node: string, text: string, database = 'postgres'): Promise<T[]> {
   return withClient(cluster, node, database, async (c) => (await c.query<T>(text)).rows);
+}
+
+/**
+ * Waits until the writer's pg_stat_replication shows `replicas` standbys that replayed everything inserted so far.
+ * The agent's sync markers are insert LSNs (sink.ts), which can be past pg_current_wal_lsn(): WAL inserted but
+ * not yet written (autovacuum, the background writer), or the start of a new page's header when a commit ended a
+ * page. A committed transaction with an xid flushes past that point, so the standbys receive and replay it.
+ */
+export async function waitForReportedReplay(cluster: LocalCluster, writer: string, replicas: number, timeoutMs = 20_000): Promise<void> {
+  const [{ lsn }] = await sql<{ lsn: string }>(cluster, writer, 'SELECT pg_current_wal_insert_lsn()::text AS lsn');
+  await sql(cluster, writer, 'SELECT txid_current()');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const peers = await sql<{ replay: string | null }>(cluster, writer, 'SELECT replay_lsn::text AS replay FROM pg_stat_replication');
+    if (peers.length === replicas && peers.every((p) => p.replay !== null && compareLsn(p.replay, lsn!) >= 0)) return;
+    if (Date.now() > deadline) throw new Error(`${writer}'s ${replicas} replica(s) did not report replay up to ${lsn}: ${JSON.stringify(peers)}`);
+    await sleep(50);
+  }
 }
 
 /** Every id in the table, and how many rows carry each (to catch duplicates in a table without a key). */

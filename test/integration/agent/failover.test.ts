@@ -13,7 +13,7 @@ import { LocalCluster } from '../../../src/local/local-cluster.js';
 import { LocalWorkerControl } from '../../../src/local/local-worker-control.js';
 import { STANDBY_TIMELINE_SQL } from '../../../src/pg/replication-queries.js';
 import type { DrainStatus, ForkPoint } from '../../../src/ports/index.js';
-import { EVENTS_DDL, EVENTS_STREAM, idsIn, ndjson, runAgent, sleep, sql, writeConfig } from './agent-fixture.js';
+import { EVENTS_DDL, EVENTS_STREAM, idsIn, ndjson, runAgent, sleep, sql, waitForReportedReplay, writeConfig } from './agent-fixture.js';
 
 /**
  * The failover the buffer exists for: rows the old primary acknowledged but never shipped to the replica
@@ -200,14 +200,7 @@ describe('failover with a replica that is behind', () => {
   it('after the failover, prune uses the lineage: root-epoch rows below the fork are prunable once replicas replayed', async () => {
     await cluster.rebuild('pg-0', 'pg-1');
     await cluster.repoint('pg-2', 'pg-1');
-    const [{ lsn }] = await sql<{ lsn: string }>(cluster, 'pg-1', 'SELECT pg_current_wal_lsn()::text AS lsn');
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const peers = await sql<{ replay: string | null }>(cluster, 'pg-1', 'SELECT replay_lsn::text AS replay FROM pg_stat_replication');
-      if (peers.length === 2 && peers.every((p) => p.replay !== null && compareLsn(p.replay, lsn!) >= 0)) break;
-      if (Date.now() > deadline) throw new Error('replicas of pg-1 did not report replay');
-      await sleep(100);
-    }
+    await waitForReportedReplay(cluster, 'pg-1', 2);
     await sleep(1100); // every row is past the 1 s retention
     const result = JSON.parse((await agent('prune')).stdout);
     expect(result).toMatchObject({ writerTimeline: 2, replicas: 2, skippedBecause: null });

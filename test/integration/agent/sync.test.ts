@@ -13,7 +13,7 @@ import { LocalCluster } from '../../../src/local/local-cluster.js';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { insertEpoch } from '../../../src/pg/lineage.js';
-import { collect, EVENTS_DDL, EVENTS_STREAM, forkEpoch, grantLineage, idsIn, ndjson, runAgent, sleep, spawnAgent, sql, waitForStderr, writeConfig } from './agent-fixture.js';
+import { collect, EVENTS_DDL, EVENTS_STREAM, forkEpoch, grantLineage, idsIn, ndjson, runAgent, sleep, spawnAgent, sql, waitForReportedReplay, waitForStderr, writeConfig } from './agent-fixture.js';
 
 let cluster: LocalCluster;
 let dir: string;
@@ -43,18 +43,6 @@ afterAll(async () => {
   await cluster?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-/** Until pg-0's pg_stat_replication shows pg-1 replayed everything written so far (what prune reads). */
-async function waitForReportedReplay(): Promise<void> {
-  const [{ lsn }] = await sql<{ lsn: string }>(cluster, 'pg-0', 'SELECT pg_current_wal_lsn()::text AS lsn');
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const [peer] = await sql<{ replay: string | null }>(cluster, 'pg-0', 'SELECT replay_lsn::text AS replay FROM pg_stat_replication');
-    if (peer?.replay && compareLsn(peer.replay, lsn!) >= 0) return;
-    if (Date.now() > deadline) throw new Error(`pg-1 did not report replay up to ${lsn}`);
-    await sleep(50);
-  }
-}
 
 /** Rows in a COPY data buffer. */
 const lineCount = (data: Buffer) => data.toString('utf8').split('\n').length - 1;
@@ -517,7 +505,7 @@ describe('sync to the writer', () => {
     expect((await idsIn(cluster, 'pg-0', 'prune')).rows).toBe(30);
 
     // pg-1 holds replay: rows synced now stay above its replay LSN and must be kept
-    await waitForReportedReplay();
+    await waitForReportedReplay(cluster, 'pg-0', 1);
     await cluster.pauseReplay('pg-1');
     try {
       expect((await runAgent(['append', '--stream', 'events', '--buffer', buffer, '--config', config], ndjson(rows('new', 5)))).code).toBe(0);
@@ -539,7 +527,7 @@ describe('sync to the writer', () => {
     } finally {
       await cluster.resumeReplay('pg-1');
     }
-    await waitForReportedReplay();
+    await waitForReportedReplay(cluster, 'pg-0', 1);
     await sleep(1100);
     const rest = JSON.parse((await runAgent(['prune', '--json', '--buffer', buffer, '--config', config])).stdout);
     expect(rest).toMatchObject({ pruned: 5 });
