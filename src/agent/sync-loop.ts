@@ -14,6 +14,8 @@ export interface SyncLoopOptions {
   readonly betweenPasses?: () => Promise<void>;
   readonly onPass?: (result: SyncPassResult) => void;
   readonly onFailure?: (error: unknown, attempt: number, retryInMs: number) => void;
+  /** Whether the writer moved since the last attempt (a replaced writer file): ends a backoff wait at once. */
+  readonly writerMoved?: () => boolean;
 }
 
 /**
@@ -22,6 +24,13 @@ export interface SyncLoopOptions {
  * cost the appenders through the daemon about two thirds of their rate (measured, docs/buffer.md).
  */
 export const SYNC_LINGER_MS = 50;
+
+/**
+ * How often a backoff wait asks whether the writer moved (one stat of the writer file). The controller replaces
+ * the file right after the promotion: the rows waiting since the old primary died go at once, not after the
+ * rest of a backoff that has grown through the outage (the SIGHUP a drain sends does the same for the DNS name).
+ */
+const WRITER_MOVED_CHECK_MS = 20;
 
 /**
  * The daemon's loop: a sync pass at start-up (rows a crash left pending go first), then a pass whenever
@@ -97,16 +106,19 @@ export class SyncLoop {
     }
   }
 
-  /** An idle wait ends at an append (wake); a backoff or linger wait only at retryNow or stop. */
+  /** An idle wait ends at an append (wake); a backoff wait at retryNow, stop or a moved writer; a linger wait at retryNow or stop. */
   private sleep(ms: number, kind: 'idle' | 'backoff' | 'linger'): Promise<void> {
     if (this.stopping) return Promise.resolve();
+    const writerMoved = kind === 'backoff' ? this.options.writerMoved : undefined;
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
+      const watch = writerMoved && setInterval(() => writerMoved() && done(), WRITER_MOVED_CHECK_MS);
       this.wakeUp = (reason) => {
         if (reason === 'any' || kind === 'idle') done();
       };
       function done(): void {
         clearTimeout(timer);
+        if (watch) clearInterval(watch);
         resolve();
       }
     });

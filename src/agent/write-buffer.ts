@@ -208,6 +208,7 @@ export class WriteBuffer {
       config: () => this.config,
       log: this.log,
       random: options.random,
+      writerMoved: () => this.writerImpl?.hasChanged() ?? false,
       betweenPasses: async () => {
         if (Date.now() < nextPruneAt) return;
         nextPruneAt = Date.now() + this.config.retention.pruneIntervalSeconds * 1000;

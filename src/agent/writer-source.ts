@@ -14,7 +14,8 @@ export interface WriterTarget {
 
 /**
  * Resolves the current writer. `current()` caches; the sync loop calls `invalidate()` after a failed
- * attempt and on SIGHUP, and asks `hasChanged()` before each batch (a writer file replaced by the controller).
+ * attempt and on SIGHUP, and asks `hasChanged()` before each batch and during a backoff wait (a writer file
+ * replaced by the controller).
  */
 export interface WriterSource {
   current(): Promise<WriterTarget>;
@@ -158,8 +159,9 @@ class WriterFileSource implements WriterSource {
     return this.cached;
   }
 
+  /** Replaced since it was last read (also after invalidate(): a backoff wait asks, see SyncLoop). */
   hasChanged(): boolean {
-    return this.follow === 'watch' && this.cached !== undefined && this.fileIdentity() !== this.identity;
+    return this.follow === 'watch' && this.identity !== '' && this.fileIdentity() !== this.identity;
   }
 
   invalidate(): void {

@@ -352,7 +352,11 @@ export class LocalCluster {
     });
   }
 
-  /** pg_promote(wait => true). A no-op on a node that is already primary. */
+  /**
+   * Promotes and returns once the node is out of recovery. A no-op on a node that is already primary.
+   * pg_promote(wait => true) looks 10 times a second, so a ~50 ms promotion answered after ~100 ms: on a
+   * failover's critical path the node is asked every 5 ms instead.
+   */
   async promote(nodeId: string): Promise<void> {
     const node = this.node(nodeId);
     if (node.fenced) throw new Error(`${nodeId} is fenced: a fenced node is never promoted`);
@@ -361,8 +365,13 @@ export class LocalCluster {
     const promoted = await this.query(nodeId, async (c) => {
       const { rows } = await c.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery');
       if (!rows[0]!.recovery) return false;
-      const result = await c.query<{ ok: boolean }>('SELECT pg_promote(true, 60) AS ok');
-      if (!result.rows[0]!.ok) throw new Error(`${nodeId}: pg_promote() did not finish within 60 s: ${logTail(node.logFile)}`);
+      const signalled = await c.query<{ ok: boolean }>('SELECT pg_promote(false) AS ok');
+      if (!signalled.rows[0]!.ok) throw new Error(`${nodeId}: pg_promote() could not signal the postmaster: ${logTail(node.logFile)}`);
+      const deadline = Date.now() + 60_000;
+      while ((await c.query<{ recovery: boolean }>('SELECT pg_is_in_recovery() AS recovery')).rows[0]!.recovery) {
+        if (Date.now() > deadline) throw new Error(`${nodeId}: still in recovery 60 s after pg_promote(): ${logTail(node.logFile)}`);
+        await sleep(5);
+      }
       return true;
     });
     // The standby's upstream settings are meaningless on a primary; a clone of it must not inherit them.

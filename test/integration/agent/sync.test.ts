@@ -451,6 +451,48 @@ describe('sync to the writer', () => {
     expect(exit.stderr).toContain('"message":"agent stopped","pending":0');
   });
 
+  it('a replaced writer file ends a backoff wait at once (follow watch); a DNS-like writer (follow reconnect) waits it out', async () => {
+    const nowhere = 'postgres://agent:agent-pw@127.0.0.1:1/sync'; // refused: every attempt fails at once
+    const backoff = { initialMs: 600_000, maxMs: 600_000 }; // a failed attempt waits 5-10 minutes
+    const started = async (follow: 'watch' | 'reconnect') => {
+      const writerFile = path.join(dir, `backoff-${follow}.url`);
+      writeFileSync(writerFile, `${nowhere}\n`);
+      const config = parseConfig({ writerFile, writerFileFollow: follow, pollIntervalMs: 20, backoff, streams: { events: EVENTS_STREAM } });
+      const buffer = WriteBuffer.open({ bufferPath: path.join(dir, `backoff-${follow}.db`), config });
+      const daemon = buffer.startDaemon();
+      const ids = rows(`backoff-${follow}`, 5).map((r) => buffer.append('events', r));
+      const deadline = Date.now() + 10_000;
+      while (buffer.status().consecutiveFailures < 1 && Date.now() < deadline) await sleep(20);
+      expect(buffer.status()).toMatchObject({ consecutiveFailures: 1, pendingRows: 5 }); // now in its backoff wait
+      writeFileSync(`${writerFile}.tmp`, `${agentUrl('pg-0', 'sync')}\n`);
+      renameSync(`${writerFile}.tmp`, writerFile);
+      return { buffer, daemon, ids };
+    };
+    const sent = async (ids: string[]) => {
+      const inPg = await idsIn(cluster, 'pg-0', 'sync');
+      return ids.filter((id) => inPg.ids.has(id)).length;
+    };
+
+    const watch = await started('watch');
+    const deadline = Date.now() + 15_000;
+    while ((await sent(watch.ids)) < 5 && Date.now() < deadline) await sleep(50);
+    expect(await sent(watch.ids)).toBe(5);
+    expect(watch.buffer.status()).toMatchObject({ pendingRows: 0, consecutiveFailures: 0 });
+    await watch.daemon.stop();
+    await watch.buffer.close();
+
+    const dns = await started('reconnect');
+    await sleep(1000);
+    expect(await sent(dns.ids)).toBe(0);
+    expect(dns.buffer.status()).toMatchObject({ pendingRows: 5, consecutiveFailures: 1 });
+    dns.daemon.retryNow(); // what the SIGHUP a drain sends does
+    const hupDeadline = Date.now() + 15_000;
+    while ((await sent(dns.ids)) < 5 && Date.now() < hupDeadline) await sleep(50);
+    expect(await sent(dns.ids)).toBe(5);
+    await dns.daemon.stop();
+    await dns.buffer.close();
+  });
+
   it('outage: with the primary stopped appends keep succeeding; after it returns every row arrives exactly once', async () => {
     const writerFile = path.join(dir, 'outage.url');
     writeFileSync(writerFile, `${cluster.connectionString('pg-0', 'outage')}\n`);
