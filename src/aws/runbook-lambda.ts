@@ -20,6 +20,7 @@ import { PgWriteFencer } from '../pg/fence.js';
 import { PgLineageStore } from '../pg/lineage.js';
 import type { LineageStore } from '../ports/lineage-store.js';
 import { PowertoolsRunbookMetrics } from './powertools-metrics-sink.js';
+import { NodeSessions } from '../pg/node-sessions.js';
 import { PgDatabaseProbe } from '../pg/probe.js';
 import { systemClock } from '../ports/clock.js';
 import type { DatabaseProbe, NodeProbe } from '../ports/database-probe.js';
@@ -96,13 +97,21 @@ export class RdsEndpoints {
 /** DatabaseProbe for RDS: resolves the endpoint and credentials first, then the shared pg probe (never throws). */
 export class RdsDatabaseProbe implements DatabaseProbe {
   private readonly resolved = new Map<string, pg.ClientConfig>();
-  private readonly pgProbe = new PgDatabaseProbe((id) => {
-    const config = this.resolved.get(id);
-    if (!config) throw new Error(`connection of ${id} not resolved`);
-    return config;
-  });
+  private readonly pgProbe: PgDatabaseProbe;
 
-  constructor(private readonly connection: (nodeId: string) => Promise<pg.ClientConfig>) {}
+  constructor(
+    private readonly connection: (nodeId: string) => Promise<pg.ClientConfig>,
+    sessions?: NodeSessions,
+  ) {
+    this.pgProbe = new PgDatabaseProbe(
+      (id) => {
+        const config = this.resolved.get(id);
+        if (!config) throw new Error(`connection of ${id} not resolved`);
+        return config;
+      },
+      { sessions },
+    );
+  }
 
   async probe(nodeId: string): Promise<NodeProbe> {
     try {
@@ -143,7 +152,8 @@ export function buildAwsRunbookEnv(env: Env, onEvent?: (event: RunbookEvent) => 
       ssl: { rejectUnauthorized: true },
     };
   };
-  const probe: DatabaseProbe = secretArn ? new RdsDatabaseProbe(connection) : unavailablePort<DatabaseProbe>('probe', where);
+  const sessions = new NodeSessions();
+  const probe: DatabaseProbe = secretArn ? new RdsDatabaseProbe(connection, sessions) : unavailablePort<DatabaseProbe>('probe', where);
   const fenceDatabases = env[RunbookEnvVar.DbFenceDatabases]?.split(',').map((d) => d.trim()).filter(Boolean);
   const writeFencer = secretArn ? new PgWriteFencer(connection, fenceDatabases?.length ? { databases: fenceDatabases } : {}) : undefined;
 
@@ -180,12 +190,13 @@ export function buildAwsRunbookEnv(env: Env, onEvent?: (event: RunbookEvent) => 
       cluster,
       probe,
       workers,
-      lineage: secretArn ? new PgLineageStore(connection) : unavailablePort<LineageStore>('lineage', where),
+      lineage: secretArn ? new PgLineageStore(connection, { sessions }) : unavailablePort<LineageStore>('lineage', where),
       metrics: new PowertoolsRunbookMetrics(),
       notifier: new SnsNotifier(required(env, RunbookEnvVar.TopicArn), new SNSClient({})),
       lock: new DynamoDbFailoverLock(dynamo, table),
       journal: new DynamoDbRunbookJournal(dynamo, table),
       clock: systemClock,
+      actionScope: (run) => sessions.within(run),
     },
   };
 }

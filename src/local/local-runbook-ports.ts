@@ -3,6 +3,7 @@ import type { RunbookPorts } from '../core/runbook/env.js';
 import { systemClock, type Clock } from '../ports/clock.js';
 import type { Notifier } from '../ports/notifier.js';
 import { PgLineageStore } from '../pg/lineage.js';
+import { NodeSessions } from '../pg/node-sessions.js';
 import { PgDatabaseProbe } from '../pg/probe.js';
 import { FileRunbookJournal } from './file-runbook-journal.js';
 import { LocalFailoverLock } from './local-failover-lock.js';
@@ -29,11 +30,13 @@ export interface LocalRunbookPortsOptions {
 export function createLocalRunbookPorts(options: LocalRunbookPortsOptions): RunbookPorts {
   const clock = options.clock ?? systemClock;
   const connectTimeoutMs = options.connectTimeoutMs ?? 1_000;
+  const sessions = new NodeSessions();
   return {
     cluster: new LocalClusterControl(options.cluster, { noFailover: options.noFailover, connectTimeoutMs, killUnreachable: options.killUnreachable }),
-    probe: new PgDatabaseProbe((id) => options.cluster.clientConfig(id), { connectTimeoutMs }),
+    probe: new PgDatabaseProbe((id) => options.cluster.clientConfig(id), { connectTimeoutMs, sessions }),
     workers: new LocalWorkerControl(options.workers),
-    lineage: new PgLineageStore((id) => options.cluster.clientConfig(id), { connectTimeoutMs }),
+    lineage: new PgLineageStore((id) => options.cluster.clientConfig(id), { connectTimeoutMs, sessions }),
+    actionScope: (run) => sessions.within(run),
     notifier: options.notifier ?? stderrNotifier,
     lock: new LocalFailoverLock(path.join(options.stateDir, 'locks'), clock),
     journal: new FileRunbookJournal(path.join(options.stateDir, 'journal')),

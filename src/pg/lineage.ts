@@ -10,6 +10,7 @@ import type { Lsn } from '../core/lsn.js';
 import type { LineageStore, WorkerConfirmation } from '../ports/lineage-store.js';
 import { isLsn } from '../core/lsn.js';
 import { quoteIdentifier } from './identifiers.js';
+import type { NodeSessions } from './node-sessions.js';
 import { PRIMARY_TIMELINE_SQL } from './replication-queries.js';
 
 export const LINEAGE_SCHEMA = 'rds_failover';
@@ -166,7 +167,8 @@ function toEpoch(row: EpochRow): Epoch {
 export class PgLineageStore implements LineageStore {
   constructor(
     private readonly connection: (nodeId: string) => pg.ClientConfig | Promise<pg.ClientConfig>,
-    private readonly options: { readonly connectTimeoutMs?: number } = {},
+    /** sessions: the probe's sessions of the current runbook action, used instead of connecting again. */
+    private readonly options: { readonly connectTimeoutMs?: number; readonly sessions?: NodeSessions } = {},
   ) {}
 
   read(nodeId: string): Promise<Epoch[] | null> {
@@ -185,7 +187,12 @@ export class PgLineageStore implements LineageStore {
     return this.session(nodeId, (c) => readConfirmations(c));
   }
 
-  private async session<T>(nodeId: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  private session<T>(nodeId: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const fresh = () => this.freshSession(nodeId, fn);
+    return this.options.sessions ? this.options.sessions.use(nodeId, fn, fresh) : fresh();
+  }
+
+  private async freshSession<T>(nodeId: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const config = await this.connection(nodeId);
     const client = new pg.Client({
       ...config,

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { systemClock, type Clock } from '../ports/clock.js';
 import type { DatabaseProbe, NodeProbe, ReplicationPeer } from '../ports/database-probe.js';
+import type { NodeSessions } from './node-sessions.js';
 import { NODE_STATE_SQL, REPLICATION_PEERS_SQL, type NodeStateRow, type ReplicationPeerRow } from './replication-queries.js';
 
 export interface PgDatabaseProbeOptions {
@@ -10,16 +11,20 @@ export interface PgDatabaseProbeOptions {
   statementTimeoutMs?: number;
   /** Source of `sampledAt`. @default systemClock */
   clock?: Clock;
+  /** Within a runbook action, a probe's session is kept there for the action's other queries to that node. */
+  sessions?: NodeSessions;
 }
 
 /**
- * DatabaseProbe over `pg`: one short connection per probe, two read-only queries, never throws.
+ * DatabaseProbe over `pg`: one short connection per probe (kept until the end of the runbook action when given
+ * `sessions`), two read-only queries, never throws.
  * Needs only pg_monitor (RDS: rds_superuser has it): no superuser-only function is called.
  */
 export class PgDatabaseProbe implements DatabaseProbe {
   private readonly connectTimeoutMs: number;
   private readonly statementTimeoutMs: number;
   private readonly clock: Clock;
+  private readonly sessions: NodeSessions | undefined;
 
   constructor(
     private readonly resolve: (nodeId: string) => pg.ClientConfig,
@@ -28,6 +33,7 @@ export class PgDatabaseProbe implements DatabaseProbe {
     this.connectTimeoutMs = positive(options.connectTimeoutMs ?? 3_000, 'connectTimeoutMs');
     this.statementTimeoutMs = positive(options.statementTimeoutMs ?? 3_000, 'statementTimeoutMs');
     this.clock = options.clock ?? systemClock;
+    this.sessions = options.sessions;
   }
 
   async probe(nodeId: string): Promise<NodeProbe> {
@@ -47,6 +53,7 @@ export class PgDatabaseProbe implements DatabaseProbe {
       await client.connect();
       const state = (await client.query<NodeStateRow>(NODE_STATE_SQL)).rows[0]!;
       const peers = (await client.query<ReplicationPeerRow>(REPLICATION_PEERS_SQL)).rows;
+      if (this.sessions?.keep(nodeId, client)) client = undefined;
       return {
         nodeId,
         sampledAt,

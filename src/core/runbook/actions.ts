@@ -80,7 +80,8 @@ export async function runAction(action: RunbookAction, rawState: unknown, env: R
 
     let result;
     try {
-      result = await spec.run(withStart, env);
+      const run = () => spec.run(withStart, env);
+      result = await (env.ports.actionScope ? env.ports.actionScope(run) : run());
     } catch (error) {
       throw classifyError(error);
     }

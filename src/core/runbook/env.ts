@@ -22,6 +22,8 @@ export interface RunbookPorts {
   readonly clock: Clock;
   /** Unconfirmed workers as metrics (CloudWatch in AWS); absent locally. */
   readonly metrics?: RunbookMetrics;
+  /** Runs one action: what the adapters keep for its duration (database sessions) is released when it ends. */
+  readonly actionScope?: <T>(run: () => Promise<T>) => Promise<T>;
 }
 
 export interface RunbookEnv {

@@ -37,6 +37,28 @@ async function runUntil(f: Fakes, executionId: string, input: unknown, actions: 
 }
 
 describe('runRunbook: failover with fake ports', () => {
+  it("runs every action inside the ports' actionScope (what an adapter keeps, database sessions, lives one action)", async () => {
+    const f = fakes();
+    let depth = 0;
+    const probes = { inside: 0, outside: 0 };
+    const ports = {
+      ...f.ports,
+      probe: { probe: (id: string) => (depth > 0 ? probes.inside++ : probes.outside++, f.cluster.probe(id)) },
+      actionScope: async <T>(run: () => Promise<T>): Promise<T> => {
+        depth += 1;
+        try {
+          return await run();
+        } finally {
+          depth -= 1;
+        }
+      },
+    };
+    const result = await runRunbook({ mode: 'failover' }, ports, { clusterId: 'c1', config, executionId: 'exec-1', onNotifyError: () => undefined });
+    expect(result.outcome).toBe('succeeded');
+    expect(probes.inside).toBeGreaterThan(0);
+    expect(probes.outside).toBe(0);
+  });
+
   it('fences, records the fork point before promoting, promotes, records the epoch before repointing, drains, verifies, rebuilds, notifies', async () => {
     const f = fakes();
     const events: RunbookEvent[] = [];
