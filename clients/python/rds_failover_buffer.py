@@ -39,6 +39,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 __all__ = ["Buffer", "RowRejectedError", "BufferConfigError", "append", "append_many"]
@@ -102,6 +103,7 @@ class Buffer:
         self.socket_path = (socket_path or self.buffer_path + ".sock") if use_socket else None
         self.timeout = busy_timeout_ms / 1000.0
         self._lock = threading.Lock()
+        _buffers.add(self)
         self._pid = os.getpid()
         self._db: Optional[sqlite3.Connection] = None
         self._socket: Optional[socket.socket] = None
@@ -199,6 +201,7 @@ class Buffer:
                     raise OSError("the daemon closed the connection")
                 answer = _daemon_answer(json.loads(received))
                 if answer["n"] == n:
+                    _check_covers(answer, len(texts))
                     break
         except (OSError, ValueError, UnicodeError):
             # Gone, timed out or garbled: whatever it committed, a direct re-append acknowledges it again.
@@ -214,7 +217,8 @@ class Buffer:
     def _connect(self) -> bool:
         if self._socket is not None:
             return True
-        if self.socket_path is None or time.monotonic() - self._last_attempt < RECONNECT_AFTER_SECONDS:
+        # busy_timeout_ms 0 leaves no time to wait for an answer (and would make the socket non-blocking): directly.
+        if self.socket_path is None or self.timeout <= 0 or time.monotonic() - self._last_attempt < RECONNECT_AFTER_SECONDS:
             return False
         self._last_attempt = time.monotonic()
         if not os.path.exists(self.socket_path):
@@ -353,6 +357,16 @@ def validate_row(stream_name: str, stream: Optional[StreamConfig], row: Any) -> 
 _MISSING = object()
 
 
+def _check_covers(answer: Dict[str, Any], rows: int) -> None:
+    """ValueError unless a committed answer has an id for each row, or for each row before the rejected one."""
+    if "error" in answer:
+        return
+    ids, rejected = answer["ids"], answer.get("rejected")
+    covered = len(ids) == rows if rejected is None else len(ids) == rejected["index"] < rows
+    if not covered:
+        raise ValueError("not an answer of the agent daemon: its ids do not match the rows sent")
+
+
 def _daemon_answer(value: Any) -> Dict[str, Any]:
     """The daemon's answer (docs/buffer.md, the wire protocol); ValueError when ``value`` is not one."""
     if not isinstance(value, dict) or not isinstance(value.get("n"), int):
@@ -449,6 +463,25 @@ def _parse_streams(value: Any) -> Dict[str, StreamConfig]:
 
 _default: Optional[Buffer] = None
 _default_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------------- fork safety
+
+# Every Buffer, for the fork handler below.
+_buffers: "weakref.WeakSet[Buffer]" = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    """A thread of the parent may hold a lock at fork() (inside append, waiting for the SQLite write lock); the
+    child has no copy of that thread to release it. The child gets new locks, and its first append leaves the
+    parent's connection and socket unused (Buffer._after_fork)."""
+    global _default_lock
+    _default_lock = threading.Lock()
+    for buffer in list(_buffers):
+        buffer._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 def _default_buffer() -> Buffer:

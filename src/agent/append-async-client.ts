@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { RECONNECT_AFTER_MS } from './append-client.js';
-import { DIRECT_WHILE_ALONE_MS, MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
+import { coversRequest, DIRECT_WHILE_ALONE_MS, LineReader, MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
 
 interface Pending {
   readonly n: number;
+  readonly rows: number;
   readonly deadline: number;
   readonly resolve: (answer: AppendCommitted | undefined) => void;
 }
@@ -23,7 +24,7 @@ export class AsyncAppendClient {
   private socket: net.Socket | undefined;
   private connecting: Promise<net.Socket | undefined> | undefined;
   private readonly pending = new Map<number, Pending>();
-  private partial = '';
+  private readonly reader = new LineReader();
   private lastFailureAt = -Infinity;
   private requestNumber = 0;
   /** The daemon said this process appends alone: directly until then, once nothing is in flight (see ALONE_WINDOW_MS). */
@@ -43,7 +44,7 @@ export class AsyncAppendClient {
     const socket = this.socket ?? (await this.connect());
     if (socket === undefined || socket !== this.socket || !socket.writable) return undefined;
     const answer = new Promise<AppendCommitted | undefined>((resolve) => {
-      this.pending.set(n, { n, deadline: Date.now() + this.timeoutMs, resolve });
+      this.pending.set(n, { n, rows: rows.length, deadline: Date.now() + this.timeoutMs, resolve });
     });
     if (this.pending.size === 1) socket.ref(); // an append in flight keeps the process alive, an idle connection does not
     this.timer ??= setTimeout(() => this.checkDeadlines(), this.timeoutMs).unref();
@@ -79,7 +80,7 @@ export class AsyncAppendClient {
       socket.once('connect', () => {
         clearTimeout(timer);
         this.socket = socket;
-        this.partial = '';
+        this.reader.reset();
         resolve(socket);
       });
       socket.on('data', (chunk: string) => this.receive(chunk));
@@ -97,22 +98,18 @@ export class AsyncAppendClient {
   }
 
   private receive(chunk: string): void {
-    const text = this.partial + chunk;
-    let start = 0;
-    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
-      const line = text.slice(start, end);
-      start = end + 1;
+    for (const line of this.reader.push(chunk)) {
       const answer = parseAnswer(line);
       if (answer === undefined) return this.fail(this.socket); // not the daemon we know: append directly
       const waiting = this.pending.get(answer.n);
       if (waiting === undefined) continue; // a request that timed out (its caller appended directly)
+      if (!('error' in answer) && !coversRequest(answer, waiting.rows)) return this.fail(this.socket); // ids that do not match the rows
       this.pending.delete(answer.n);
       if (this.pending.size === 0) this.socket?.unref();
       if ('alone' in answer && answer.alone === true) this.directUntil = Date.now() + DIRECT_WHILE_ALONE_MS;
       waiting.resolve('error' in answer ? undefined : answer);
     }
-    this.partial = text.slice(start);
-    if (this.partial.length > MAX_REQUEST_LENGTH) this.fail(this.socket);
+    if (this.reader.pendingLength > MAX_REQUEST_LENGTH) this.fail(this.socket);
   }
 
   /** The oldest append in flight waited longer than timeoutMs: the connection is dropped (each caller appends directly). */
@@ -134,7 +131,7 @@ export class AsyncAppendClient {
   private failed(socket: net.Socket | undefined): void {
     if (socket !== undefined && this.socket !== undefined && socket !== this.socket) return; // an older connection's close
     this.socket = undefined;
-    this.partial = '';
+    this.reader.reset();
     this.lastFailureAt = Date.now();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;

@@ -1,7 +1,7 @@
 import { existsSync, writeSync } from 'node:fs';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { isServedByThisProcess } from './append-server.js';
-import { DIRECT_WHILE_ALONE_MS, MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
+import { coversRequest, DIRECT_WHILE_ALONE_MS, MAX_REQUEST_LENGTH, parseAnswer, type AppendCommitted } from './append-protocol.js';
 
 /** After the daemon was found down, how long appends go directly before the socket is tried again. */
 export const RECONNECT_AFTER_MS = 1000;
@@ -48,6 +48,8 @@ const slot = new Uint8Array(workerData.slot);
 const [WAKE, SLOT, POSTED, FD_STATE, FD] = [${Word.WAKE}, ${Word.SLOT}, ${Word.POSTED}, ${Word.FD_STATE}, ${Word.FD}];
 const [NONE, OPEN, WRITING, CLOSED] = [${FdState.NONE}, ${FdState.OPEN}, ${FdState.WRITING}, ${FdState.CLOSED}];
 let socket = null;
+// A connection not up yet: the caller may give up on it first (reset), and then it must not stay open.
+let connecting = null;
 let partial = [];
 function wake() {
   Atomics.add(words, WAKE, 1);
@@ -97,8 +99,16 @@ function onRead(length, buffer) {
   if (start < length) partial.push(Buffer.from(data.subarray(start))); // a copy: the buffer is reused
   wake();
 }
+function reset() {
+  const c = connecting;
+  connecting = null;
+  c?.destroy();
+  socket?.destroy();
+}
 function connect() {
+  reset();
   const s = net.createConnection({ path: socketPath, onread: { buffer: readBuffer, callback: onRead } });
+  connecting = s;
   const destroy = s.destroy;
   // every way the socket closes its descriptor goes through destroy()
   s.destroy = function (...args) {
@@ -106,6 +116,8 @@ function connect() {
     return destroy.apply(this, args);
   };
   s.on('connect', () => {
+    if (connecting !== s) return; // given up meanwhile: destroyed already
+    connecting = null;
     socket = s;
     Atomics.store(words, FD, s._handle.fd);
     Atomics.store(words, FD_STATE, OPEN);
@@ -116,14 +128,17 @@ function connect() {
     if (socket === s) {
       closing();
       socket = null;
+      partial = [];
+      tell({ type: 'down' });
+    } else if (connecting === s) {
+      connecting = null;
+      tell({ type: 'down' }); // refused: the caller need not wait for its deadline
     }
-    partial = [];
-    tell({ type: 'down' });
   });
 }
 port.on('message', (message) => {
   if (message.type === 'connect') connect();
-  else if (message.type === 'reset') socket?.destroy();
+  else if (message.type === 'reset') reset();
   else if (socket !== null && socket.writable) socket.write(message.data);
   else tell({ type: 'down' });
 });
@@ -168,6 +183,7 @@ export class AppendClient {
       if (answer === undefined) return this.lost(true); // not the daemon we know: append directly
       if (answer.n !== n) continue; // a late answer to a request that timed out
       if ('error' in answer) return undefined;
+      if (!coversRequest(answer, rows.length)) return this.lost(true); // ids that do not match the rows: not the daemon's
       if (answer.alone === true) this.directUntil = Date.now() + DIRECT_WHILE_ALONE_MS;
       return answer;
     }

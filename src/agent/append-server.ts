@@ -1,6 +1,6 @@
 import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import { ALONE_MIN_REQUESTS, ALONE_WINDOW_MS, MAX_REQUEST_LENGTH, parseAppendRequest, type AppendAnswer, type AppendRequest } from './append-protocol.js';
+import { ALONE_MIN_REQUESTS, ALONE_WINDOW_MS, LineReader, MAX_REQUEST_LENGTH, parseAppendRequest, type AppendAnswer, type AppendRequest } from './append-protocol.js';
 import type { StreamConfig } from './config.js';
 import { errorMessage, type AgentLog } from './log.js';
 import type { AppendResult, Outbox } from './outbox.js';
@@ -87,17 +87,13 @@ export class AppendServer {
   private accept(socket: net.Socket): void {
     this.connections.add(socket);
     socket.setEncoding('utf8');
-    let partial = '';
+    const reader = new LineReader();
     const onData = (chunk: string) => {
-      partial += chunk;
-      let start = 0;
-      for (let end = partial.indexOf('\n'); end >= 0; end = partial.indexOf('\n', start)) {
-        const reason = this.receive(socket, partial.slice(start, end));
+      for (const line of reader.push(chunk)) {
+        const reason = this.receive(socket, line);
         if (reason !== undefined) return this.refuse(socket, reason, onData);
-        start = end + 1;
       }
-      partial = partial.slice(start);
-      if (partial.length > MAX_REQUEST_LENGTH) this.refuse(socket, `request longer than ${MAX_REQUEST_LENGTH} characters`, onData);
+      if (reader.pendingLength > MAX_REQUEST_LENGTH) this.refuse(socket, `request longer than ${MAX_REQUEST_LENGTH} characters`, onData);
     };
     socket.on('data', onData);
     // A caller that died: its rows are committed or not, and it is not there to be answered.

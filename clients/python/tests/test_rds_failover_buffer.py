@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -148,6 +149,39 @@ class DirectPath(BufferTestCase):
         self.assertEqual(sorted(r[1] for r in rows_in(self.buffer_path)), ["child-1", "parent-1", "parent-2"])
 
 
+    def test_a_child_forked_while_a_thread_appends_appends_too(self):
+        buffer = self.open()
+        buffer.append("events", {"id": "parent-0"})
+        # another process holds the write lock: the parent's thread waits inside append when the process forks
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sqlite3, sys\ndb = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+             "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline(); db.execute('ROLLBACK')", self.buffer_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.addCleanup(holder.wait)
+        self.addCleanup(holder.stdin.close)  # releases the lock if the test fails first
+        self.assertEqual(holder.stdout.readline(), b"locked\n")
+        holder.stdout.close()
+        inside = threading.Thread(target=buffer.append, args=("events", {"id": "parent-thread"}))
+        inside.start()
+        deadline = time.monotonic() + 5
+        while not buffer._lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertTrue(buffer._lock.locked())
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 only if its append returns (it waits for the holder like the parent's thread)
+            done = threading.Event()
+            threading.Thread(target=lambda: (buffer.append("events", {"id": "child-1"}), done.set()), daemon=True).start()
+            os._exit(0 if done.wait(15) else 5)
+        holder.stdin.write(b"release\n")
+        holder.stdin.flush()
+        _, status = os.waitpid(pid, 0)
+        inside.join()
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(sorted(r[1] for r in rows_in(self.buffer_path)), ["child-1", "parent-0", "parent-thread"])
+
+
 class MissingBuffer(BufferTestCase):
     def test_a_missing_buffer_file_is_an_error_and_is_not_created(self):
         buffer = self.open()
@@ -196,6 +230,8 @@ class NotTheDaemon(BufferTestCase):
 
     # $n: the request's own number, so that only what is missing or wrong in the answer sends it directly
     REPLIES = [b"not json", b"null", b"[1]", b'{"ids": ["x"]}', b'{"n": $n}', b'{"n": $n, "ids": [1]}', b'{"n": $n, "ids": [], "rejected": {"index": "0"}}']
+    # well-formed, but the ids do not account for the one row sent: taken as acknowledgements, nothing would be stored
+    REPLIES += [b'{"n": $n, "ids": []}', b'{"n": $n, "ids": ["x", "y"]}', b'{"n": $n, "ids": [], "rejected": {"index": 1, "message": "m"}}']
 
     def setUp(self):
         super().setUp()
@@ -255,6 +291,18 @@ class FastPath(BufferTestCase):
         self.assertEqual(counters["requests"], 24)  # every append went through the socket
         self.assertEqual(len(rows_in(self.buffer_path)), 23)
         self.assertEqual(buffer._db, None)  # and none directly
+
+    def test_busy_timeout_0_appends_directly(self):
+        buffer = self.open()
+        buffer.timeout = 0.0
+        ids = []
+        for i in range(5):
+            buffer._last_attempt = float("-inf")  # would connect again at once
+            ids.append(buffer.append("events", {"id": f"z{i}"}))
+            time.sleep(0.05)
+        self.assertEqual(ids, [f"z{i}" for i in range(5)])
+        self.assertEqual(self.daemon.stop()["requests"], 0)
+        self.assertEqual([r[1] for r in rows_in(self.buffer_path)], ids)
 
     def test_alone_it_appends_directly_until_another_writer_holds_the_lock(self):
         buffer = self.open()

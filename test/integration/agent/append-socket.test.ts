@@ -296,6 +296,28 @@ describe('the synchronous client (AppendClient) on the real daemon', () => {
     expect(storedIds(file)).toEqual(['long-1', ...ids, 'after']);
   });
 
+  it('a connection given up before it was up is closed, not left open (busyTimeoutMs 0: every connect misses its deadline)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'give-up-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const socketPath = path.join(dir, 'x.sock');
+    let open = 0;
+    const server = net.createServer((socket) => {
+      open += 1;
+      socket.on('close', () => (open -= 1));
+      socket.on('error', () => undefined);
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const client = new AppendClient(socketPath, 0);
+    cleanups.push(() => client.close());
+    for (let i = 0; i < 4; i++) {
+      expect(client.append('events', ['{"id":"x"}'])).toBeUndefined(); // directly: no time to wait for the daemon
+      await sleep(RECONNECT_AFTER_MS + 50); // the next append tries to connect again
+    }
+    expect(open).toBe(0);
+  });
+
   it('a daemon that takes the request and never answers: the append goes directly after busyTimeoutMs', async () => {
     const file = freshBuffer();
     // accepts connections (the kernel does, even while this thread is blocked), reads and never answers
@@ -309,10 +331,12 @@ describe('the synchronous client (AppendClient) on the real daemon', () => {
     expect(storedIds(file)).toEqual(['late-1', 'late-2']);
   });
 
-  it('an answer that is not the daemon\'s (not JSON, no request number, no ids): append and appendAsync go directly at once', async () => {
+  it('an answer that is not the daemon\'s (not JSON, no request number, no ids, ids not matching the rows): append and appendAsync go directly at once', async () => {
     const file = freshBuffer();
     // $n: the request's own number, so that only what is missing or wrong in the answer can send it directly
     const replies = ['not json', '{"ids":["x"]}', 'null', '{"n":$n}', '{"n":$n,"ids":[1]}', '{"n":$n,"ids":[],"rejected":{"index":"0"}}'];
+    // well-formed, but the ids do not account for the one row sent: taken as acknowledgements, nothing would be stored
+    replies.push('{"n":$n,"ids":[]}', '{"n":$n,"ids":["x","y"]}', '{"n":$n,"ids":[],"rejected":{"index":1,"message":"m"}}');
     // another process: the synchronous append blocks this thread, which could not answer it
     const impostor = spawn(
       process.execPath,
@@ -339,7 +363,7 @@ describe('the synchronous client (AppendClient) on the real daemon', () => {
     }
     expect(ids).toEqual(replies.flatMap((_, i) => [`sync-${i}`, `async-${i}`]));
     expect(storedIds(file)).toEqual(ids);
-  }, 20_000);
+  }, 30_000);
 });
 
 describe('WriteBuffer.appendAsync', () => {
