@@ -53,7 +53,14 @@ export function validateRow(streamName: string, stream: StreamConfig | undefined
  * row has no JSON text (a BigInt, a cycle, undefined).
  */
 export function rowText(row: unknown): string {
-  if (typeof row === 'string') return row.trim();
+  if (typeof row === 'string') {
+    // SQLite would store U+FFFD in its place: the row kept would not be the row given (JSON.stringify escapes them).
+    const lone = LONE_SURROGATE.exec(row);
+    if (lone !== null) {
+      throw new RowRejectedError(`row cannot be serialized to JSON: it has a lone surrogate U+${lone[0].charCodeAt(0).toString(16).toUpperCase()} at index ${lone.index}, which has no UTF-8 form`);
+    }
+    return row.trim();
+  }
   let text: string | undefined;
   try {
     text = JSON.stringify(row);
@@ -63,6 +70,9 @@ export function rowText(row: unknown): string {
   if (text === undefined) throw new RowRejectedError(`row must be a JSON object with the stream's columns, got ${describe(row)}`);
   return text;
 }
+
+/** A UTF-16 surrogate not part of a pair. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function keyValue(stream: StreamConfig, column: string, value: unknown): string | number {
   if (value === undefined) {

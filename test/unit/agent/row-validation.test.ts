@@ -55,6 +55,13 @@ describe('rowText', () => {
     expect(() => rowText(undefined)).toThrow("row must be a JSON object with the stream's columns, got undefined undefined");
   });
 
+  it('refuses text with a lone surrogate (no UTF-8 form), keeps pairs', () => {
+    expect(rowText('{"id":"\u{1F600}"}')).toBe('{"id":"\u{1F600}"}');
+    expect(() => rowText('{"id":"a\uDC00"}')).toThrow('row cannot be serialized to JSON: it has a lone surrogate U+DC00 at index 8, which has no UTF-8 form');
+    expect(() => rowText('{"id":"\uD83D"}')).toThrow(/lone surrogate U\+D83D at index 7/);
+    expect(rowText({ id: '\uD800' })).toBe('{"id":"\\ud800"}'); // a value: JSON.stringify escapes it, nothing is altered
+  });
+
   it('a field whose value is undefined is neither stored nor checked, as the daemon sees the row', () => {
     expect(validateRow('events', streams.events, { id: 'a', colour: undefined })).toEqual({ id: 'a', payload: '{"id":"a"}' });
   });
