@@ -7,6 +7,12 @@ import http from 'node:http';
 import type net from 'node:net';
 import { LOOPBACK } from './ports.js';
 
+/**
+ * How the drill's webhook client talks to the stand-in, which is not Slack: no one-per-second pacing (the runbook
+ * publishes ~30 messages), a short budget per message so an outage shows up as dead letters within the drill.
+ */
+export const STAND_IN_WEBHOOK = { minIntervalMs: 0, maxAttempts: 3, baseBackoffMs: 100, maxBackoffMs: 1_000, maxTotalWaitMs: 3_000, requestTimeoutMs: 2_000 } as const;
+
 export type SlackOutage =
   | { readonly kind: 'rate-limited'; readonly retryAfterSeconds: number }
   | { readonly kind: 'down'; readonly status: number };

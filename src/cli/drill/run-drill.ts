@@ -11,7 +11,7 @@ import path from 'node:path';
 import { seededRandom } from '../../core/stats.js';
 import { LOCAL_RUNBOOK_CONFIG, STEP_LABELS, type RunbookEvent } from '../../core/runbook/index.js';
 import { LocalCluster } from '../../local/local-cluster.js';
-import { LocalSlack } from '../../local/local-slack.js';
+import { LocalSlack, STAND_IN_WEBHOOK } from '../../local/local-slack.js';
 import { PgLineageStore } from '../../pg/lineage.js';
 import { QueuedNotifier } from '../../slack/queued-notifier.js';
 import { SlackNotifier } from '../../slack/slack-notifier.js';
@@ -55,11 +55,6 @@ const MAX_ROUNDS = 6;
 /** How long the drill waits at the end for queued notifications to be delivered (or given up). */
 const NOTIFY_SETTLE_MS = 15_000;
 
-/**
- * The drill's Slack stand-in is not Slack: no one-per-second pacing (the runbook publishes ~30 messages), a
- * short budget per message so an outage shows up as dead letters within the drill.
- */
-const DRILL_WEBHOOK = { minIntervalMs: 0, maxAttempts: 3, baseBackoffMs: 100, maxBackoffMs: 1_000, maxTotalWaitMs: 3_000, requestTimeoutMs: 2_000 } as const;
 
 export async function runDrill(options: DrillOptions): Promise<DrillResult> {
   const fault: AnyFault = faultByName(options.fault);
@@ -95,7 +90,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
     progress.event('done', 'cluster', cluster.nodes().map((n) => `${n.id}:${n.port}`).join(' '));
 
     slack = await LocalSlack.start();
-    const notifier = new QueuedNotifier(new SlackNotifier(new SlackWebhookClient(slack.url, DRILL_WEBHOOK)));
+    const notifier = new QueuedNotifier(new SlackNotifier(new SlackWebhookClient(slack.url, STAND_IN_WEBHOOK)));
 
     const agents = needs.agentDaemons ? 'daemon' : 'in-process';
     progress.event('start', 'workers', `${options.workers} × ${options.rate} rows/s${agents === 'daemon' ? ', each agent its own process' : ''}`);

@@ -1,10 +1,19 @@
 /**
  * slack-down: Slack fails every call while the primary is killed and the runbook fails over: first rate
- * limited (429 with Retry-After), then down (5xx), until the runbook is done. The runbook must finish as fast
- * as ever; what could not be delivered is reported (the dead letters), the rest delivered late.
+ * limited (429 with Retry-After), then down (5xx), until the runbook is done and for MIN_OUTAGE_MS at least. The
+ * runbook must finish as fast as ever; what could not be delivered is reported (the dead letters), the rest
+ * delivered late.
  */
+import { STAND_IN_WEBHOOK } from '../../../local/local-slack.js';
 import { killPrimaryAndFailOver } from './basic.js';
 import { between, type Fault } from './fault.js';
+
+/**
+ * Longer than the webhook client retries one message (its whole wait budget plus its attempts' round trips), so
+ * at least one notification is given up on however fast the runbook is: healed at the runbook's end only, a
+ * runbook done 2.3 s after the kill left the first message its third attempt after Slack came back.
+ */
+const MIN_OUTAGE_MS = STAND_IN_WEBHOOK.maxTotalWaitMs + 2_000;
 
 interface SlackDownPlan {
   readonly rateLimitedMs: number;
@@ -26,6 +35,9 @@ export const slackDown: Fault<SlackDownPlan> = {
     return killPrimaryAndFailOver(ctx, ctx.firstPrimary, 'primary killed');
   },
   async heal(ctx) {
+    const since = ctx.nemesisTime('Slack rate limiting');
+    const left = since === undefined ? 0 : since + MIN_OUTAGE_MS - Date.now();
+    if (left > 0) await ctx.sleep(left);
     ctx.slack.heal();
     ctx.nemesis('Slack back');
   },
